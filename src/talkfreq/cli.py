@@ -1,0 +1,156 @@
+"""The ``talkfreq`` command. Nothing is parsed at import time: :func:`main` builds and runs the click command.
+
+Every sub-command takes ``-c FILE`` (an OmegaConf YAML checked against the command's dataclass schema) and dotted
+``key.sub=value`` overrides anywhere among its arguments; explicit options such as ``--size`` win over both.
+A user-fixable problem ends the command with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from talkfreq.errors import TalkfreqError
+
+app = typer.Typer(
+    name="talkfreq",
+    help="High-fidelity audio-driven talking heads: prepare data, train, infer, refine, evaluate.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file (see configs/).")]
+Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides, e.g. face.padding=0.3", show_default=False)]
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False)
+
+
+@app.command()
+def prepare(
+    inputs: Annotated[list[str], typer.Argument(help="Video files or folders (flat HDTF-style, or <identity>/<clip>.mp4), and key=value overrides.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder.")],
+    config: ConfigOpt = None,
+    size: Annotated[Optional[int], typer.Option(help="Face crop size in pixels (96/128/256/512).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Parallel clip workers.")] = None,
+    shard: Annotated[Optional[str], typer.Option(help="Process shard i/n of the sorted clip list (cluster arrays).")] = None,
+    speech_model: Annotated[Optional[str], typer.Option("--speech-model", help="Also extract HuBERT/wav2vec2 features: a local dir or a Hugging Face id already in the cache.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Redo clips that are already finished.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Turn talking-head videos into a prepared dataset: 25 fps face crops, 16 kHz audio, mel (+HuBERT), boxes."""
+    from talkfreq.config import load_config, split_overrides
+    from talkfreq.data.prepare import PrepareConfig, prepare_dataset, summary_table
+
+    paths, overrides = split_overrides(inputs)
+    if not paths:
+        raise TalkfreqError("prepare: no input videos or folders given")
+    extra = {"face.crop_size": size, "workers": workers}
+    if speech_model:
+        extra |= {"speech.enabled": True, "speech.model": speech_model}
+    cfg = load_config(PrepareConfig, config, overrides, extra=extra)
+    result = prepare_dataset(paths, out=out, cfg=cfg, shard=shard, overwrite=overwrite, show_progress=not quiet)
+    con = _console()
+    con.print(summary_table(result, out=out))
+    for path, msg in result.failed:
+        con.print(f"[red]failed[/red] {msg}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (<identity>/<clip>.mp4 + ground truth).")],
+    overrides: Overrides = None,
+    config: ConfigOpt = None,
+    identities: Annotated[Optional[int], typer.Option(help="Number of identities.")] = None,
+    clips: Annotated[Optional[int], typer.Option(help="Clips per identity.")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Seconds per clip.")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Frame size in pixels (square).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Write the built-in procedural talking-face dataset (known lip-sync and detail ground truth)."""
+    from talkfreq.config import load_config
+    from talkfreq.data.synth import SynthConfig
+
+    cfg = load_config(
+        SynthConfig, config, overrides or [],
+        extra={"identities": identities, "clips_per_identity": clips, "seconds": seconds, "frame_size": size, "seed": seed},
+    )
+    paths = run_synth(cfg, out=out, quiet=quiet)
+    _console().print(f"wrote {len(paths)} clips to {out}")
+
+
+def run_synth(cfg, *, out: Path, quiet: bool = False) -> list[Path]:
+    from rich.progress import Progress
+
+    from talkfreq.data.synth import synthesize
+    from talkfreq.errors import require_writable_dir
+
+    require_writable_dir(out)
+    with Progress(disable=quiet) as progress:
+        task = progress.add_task("synth frames", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return synthesize(cfg=cfg, out=out, progress=on_progress)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("outputs/demo"),
+    overrides: Overrides = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """The main job on built-in data. For now: synthesise the default data set and prepare it (the training,
+    dubbing and evaluation steps join as their issues land)."""
+    from talkfreq.config import load_config
+    from talkfreq.data.prepare import PrepareConfig, prepare_dataset, summary_table
+    from talkfreq.data.synth import SynthConfig
+
+    prep_over = [o.removeprefix("prepare.") for o in overrides or [] if o.startswith("prepare.")]
+    synth_over = [o.removeprefix("synth.") for o in overrides or [] if o.startswith("synth.")]
+    stray = [o for o in overrides or [] if not o.startswith(("prepare.", "synth."))]
+    if stray:
+        raise TalkfreqError(f"demo: override {stray[0]!r} must start with synth. or prepare.")
+    scfg = load_config(SynthConfig, None, synth_over)
+    pcfg = load_config(PrepareConfig, None, prep_over)
+    run_synth(scfg, out=out / "synth", quiet=quiet)
+    result = prepare_dataset([out / "synth"], out=out / "prepared", cfg=pcfg, show_progress=not quiet)
+    con = _console()
+    con.print(summary_table(result, out=out / "prepared"))
+    con.print(f"prepared dataset: {out / 'prepared'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``talkfreq`` console script; returns the exit status."""
+    import click
+
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=argv, prog_name="talkfreq", standalone_mode=False)
+    except TalkfreqError as exc:
+        print(f"talkfreq: error: {exc}", file=sys.stderr)
+        return 2
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Abort:
+        print("talkfreq: aborted", file=sys.stderr)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

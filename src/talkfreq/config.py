@@ -1,0 +1,108 @@
+"""Configuration: dataclass schemas filled from OmegaConf YAML and dotted overrides.
+
+Each sub-system owns the dataclass of its own settings (``FaceConfig`` beside the face code, ``MelConfig`` beside
+the mel code ...), so every default is written once, in its dataclass. YAML files under ``configs/`` only select and
+override. :func:`load_config` merges, in order, the schema's defaults, a YAML file, and ``key.sub=value`` overrides,
+and turns OmegaConf's multi-line errors into one :class:`~talkfreq.errors.ConfigError` line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from talkfreq.errors import ConfigError
+
+T = TypeVar("T")
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=")
+
+
+def is_override(token: str) -> bool:
+    """True for a ``dotted.key=value`` token (used to tell overrides from input paths on the command line)."""
+    return bool(_OVERRIDE.match(token)) and not Path(token).exists()
+
+
+def split_overrides(tokens: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Split command-line tokens into (positional arguments, ``key=value`` overrides)."""
+    args: list[str] = []
+    overrides: list[str] = []
+    for tok in tokens:
+        (overrides if is_override(tok) else args).append(tok)
+    return args, overrides
+
+
+def _one_line(exc: OmegaConfBaseException, source: str) -> str:
+    msg = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__
+    key = getattr(exc, "full_key", None)
+    if key and key not in msg:
+        msg = f"{key}: {msg}"
+    return f"{source}: {msg}"
+
+
+def load_config(
+    schema: type[T],
+    file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    extra: dict[str, Any] | None = None,
+) -> T:
+    """Build a ``schema`` instance from its defaults, an optional YAML ``file`` and dotted ``overrides``.
+
+    ``extra`` maps dotted keys to values set by explicit command-line options (``{"face.crop_size": 256}`` from
+    ``--size 256``; None means "not given"); they win over the file and the overrides. Unknown keys and wrong types raise ConfigError.
+    """
+    if not is_dataclass(schema):
+        raise TypeError(f"{schema!r} is not a dataclass schema")
+    base = OmegaConf.structured(schema)
+    layers: list[tuple[str, DictConfig]] = []
+    if file is not None:
+        path = Path(file)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as exc:  # yaml errors are not OmegaConf exceptions
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{path}: not a valid YAML config ({first})") from exc
+        if not isinstance(loaded, DictConfig):
+            raise ConfigError(f"{path}: a config file must hold a mapping at the top level")
+        layers.append((str(path), loaded))
+    if overrides:
+        bad = [o for o in overrides if not _OVERRIDE.match(o)]
+        if bad:
+            raise ConfigError(f"override {bad[0]!r} is not of the form key.sub=value")
+        try:
+            layers.append(("override", OmegaConf.from_dotlist(list(overrides))))
+        except OmegaConfBaseException as exc:
+            raise ConfigError(_one_line(exc, "override")) from exc
+    if extra:
+        opt = OmegaConf.create()
+        for key, value in extra.items():
+            if value is not None:
+                OmegaConf.update(opt, key, value, force_add=True)
+        layers.append(("option", opt))
+    cfg = base
+    for source, layer in layers:
+        try:
+            cfg = OmegaConf.merge(cfg, layer)
+        except OmegaConfBaseException as exc:
+            raise ConfigError(_one_line(exc, source)) from exc
+    try:
+        return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_one_line(exc, "config")) from exc
+
+
+def to_yaml(cfg: Any) -> str:
+    """The YAML text of a config dataclass (saved beside every output so a run can be reproduced)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,74 @@
+"""Audio decoding: any container PyAV reads (wav, mp3, aac in mp4, any rate, any layout) → mono float32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from talkfreq.errors import MediaError
+from talkfreq.io.media import open_media
+
+
+def load_audio(
+    path: str | Path,
+    *,
+    sample_rate: int = 16000,
+    offset: float = 0.0,
+    duration: float | None = None,
+) -> np.ndarray:
+    """Decode the first audio stream of ``path`` to mono float32 in [-1, 1] at ``sample_rate``.
+
+    ``offset`` (s) moves the start: positive skips that much audio, negative prepends silence — how prepare puts
+    audio on the video's timeline when the two streams start at different times. ``duration`` (s) trims or pads
+    with silence to exactly ``round(duration * sample_rate)`` samples.
+
+    Returns:
+        (L,) float32.
+    """
+    p = Path(path)
+    with open_media(p) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{p}: no audio track")
+        stream = container.streams.audio[0]
+        # the declared duration excludes the encoder's tail padding (AAC rounds up to 1024-sample frames)
+        declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        chunks: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{p}: audio stream cannot be decoded ({exc.strerror or exc})") from exc
+    wav = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    if wav.size == 0:
+        raise MediaError(f"{p}: audio track is empty")
+    if declared:
+        wav = wav[: int(round(declared * sample_rate))]
+    shift = int(round(offset * sample_rate))
+    if shift > 0:
+        wav = wav[shift:]
+    elif shift < 0:
+        wav = np.concatenate([np.zeros(-shift, np.float32), wav])
+    if duration is not None:
+        wav = fit_length(wav, int(round(duration * sample_rate)))
+    return wav
+
+
+def fit_length(wav: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad ``wav`` (L,) to exactly ``n`` samples."""
+    if wav.shape[0] >= n:
+        return wav[:n]
+    return np.concatenate([wav, np.zeros(n - wav.shape[0], wav.dtype)])
+
+
+def is_silent(wav: np.ndarray, *, threshold_db: float = -60.0) -> bool:
+    """True when the RMS level of ``wav`` is below ``threshold_db`` dBFS (a silent or empty driving audio)."""
+    if wav.size == 0:
+        return True
+    rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
+    return 20.0 * np.log10(max(rms, 1e-12)) < threshold_db

@@ -1,0 +1,28 @@
+"""Shared fixtures: the real sample media (../shared/media, never copied into the repo) and small synth data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MEDIA = REPO.parent / "shared" / "media"
+
+
+def media(rel: str) -> Path:
+    """Path of a file under ../shared/media; skips the test when the media folder is not there."""
+    p = MEDIA / rel
+    if not p.is_file():
+        pytest.skip(f"sample media not available: {p}")
+    return p
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory) -> Path:
+    """A small synth data set (2 identities × 1 clip × 2 s, 128 px), written once per test session."""
+    from talkfreq.data.synth import SynthConfig, synthesize
+
+    out = tmp_path_factory.mktemp("synth")
+    synthesize(cfg=SynthConfig(identities=2, clips_per_identity=1, seconds=2.0, frame_size=128), out=out)
+    return out
