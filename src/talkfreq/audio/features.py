@@ -79,6 +79,13 @@ def load_speech_model(name_or_path: str, *, device: str = "cpu") -> tuple[Any, A
         source, where = str(path), str(path)
         has_preprocessor = (path / "preprocessor_config.json").is_file()
     else:
+        looks_like_path = path.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+        if looks_like_path or path.exists():
+            what = "is a file, not a model directory" if path.exists() else "not found"
+            raise TalkfreqError(
+                f"speech model directory {path} {what}; pass speech.model=/path/to/dir (holding config.json and "
+                f"weights) or a Hugging Face repo id already in the local cache (HF_HOME={_hf_home()})"
+            )
         if _in_hf_cache(name_or_path, "config.json") is None:
             raise TalkfreqError(
                 f"speech model '{name_or_path}' not found: no directory {name_or_path} and not in the Hugging Face "

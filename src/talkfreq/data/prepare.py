@@ -25,7 +25,7 @@ from talkfreq.audio.mel import MelConfig, melspectrogram
 from talkfreq.config import to_yaml
 from talkfreq.data.prepared import ClipMeta, ClipWriter, assign_split, finished_clip_ids, write_index
 from talkfreq.errors import MediaError, TalkfreqError, require_writable_dir
-from talkfreq.face import FaceConfig, crop_face, fill_and_smooth, make_detector, select_track, square_boxes
+from talkfreq.face import FaceConfig, crop_face, make_detector, track_faces
 from talkfreq.io.audio import load_audio
 from talkfreq.io.media import probe
 from talkfreq.io.video import VideoReader
@@ -111,26 +111,23 @@ def check_source(path: Path) -> None:
 def _track(src: Source, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, tuple[int, int]]:
     """Detection pass → (crop boxes (N,4) in source pixels, face_found (N,), valid (N,), N, (W, H))."""
     detector = make_detector(cfg.face)
+    user_boxes = cfg.face.backend == "boxes"  # given in source pixels: decode small anyway, scale nothing
     reader = VideoReader(src.path, fps=cfg.fps, max_side=cfg.face.detect_max_side)
     sx, sy = reader.scale
     dets = []
     for i, frame in enumerate(reader):
         d = detector.detect(frame, index=i).astype(np.float32, copy=True)
-        if len(d) and not getattr(detector, "source_coordinates", False):
+        if len(d) and not user_boxes:
             d[:, [0, 2]] /= sx
             d[:, [1, 3]] /= sy
         dets.append(d)
     size = (reader.source_width, reader.source_height)
-    boxes, found = select_track(dets, face_index=cfg.face.face_index, min_face_frac=cfg.face.min_face_frac, frame_size=size)
-    if not found.any():
+    track = track_faces(dets, cfg=cfg.face, frame_size=size)
+    if not track.valid.any():
         raise MediaError(f"{src.path}: no face found in any frame")
-    boxes, valid = fill_and_smooth(
-        boxes, found, miss_policy=cfg.face.miss_policy, max_gap=cfg.face.max_gap, smooth_window=cfg.face.smooth_window
-    )
-    boxes = square_boxes(boxes, padding=cfg.face.padding, shift_y=cfg.face.shift_y)
     # face-less frames keep the nearest usable box so the frame array stays dense; `valid` tells samplers
-    boxes = boxes[_nearest(valid)].astype(np.float32)
-    return boxes, found, valid, len(dets), size
+    boxes = track.crop_boxes[_nearest(track.valid)].astype(np.float32)
+    return boxes, track.found, track.valid, len(dets), size
 
 
 def _nearest(mask: np.ndarray) -> np.ndarray:

@@ -1,0 +1,69 @@
+"""Settings of the face sub-system (detection, tracking, miss policy, crops), with their defaults written once."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from talkfreq.errors import ConfigError
+
+BACKENDS = ("haar", "mediapipe", "boxes")
+MISS_POLICIES = ("interpolate", "hold", "skip")
+
+
+@dataclass
+class FaceConfig:
+    """How faces are found, followed and cropped.
+
+    backend: ``haar`` (OpenCV's bundled cascade; works offline), ``mediapipe`` (needs the optional package and a
+        face-landmarker ``.task`` file in ``mediapipe_model``) or ``boxes`` (user boxes from ``boxes_file``).
+    detect_max_side: frames are downscaled so their long side is at most this before detection (speed).
+    min_face_frac: detections smaller than this fraction of the frame's short side are ignored.
+    face_index: 0 = the largest face; k = the k-th largest at the first frame with that many faces. That face is
+        then followed by overlap, so the identity never swaps mid-clip.
+    smooth_window: centred temporal smoothing of box centre and size, in frames (1 = off).
+    miss_policy: ``interpolate`` (linear over gaps of at most ``max_gap`` frames), ``hold`` (keep the last box) or
+        ``skip`` (frames without a face are left untouched).
+    padding: fraction of the box side added on each side of the square crop.
+    shift_y: the crop centre moves down by this fraction of the box side (Haar boxes cut the chin; the mouth matters).
+    crop_size: side of the square face crop in pixels (96/128/256/512 are the usual sizes).
+    """
+
+    backend: str = "haar"
+    boxes_file: Optional[str] = None
+    mediapipe_model: Optional[str] = None
+    detect_max_side: int = 320
+    min_face_frac: float = 0.08
+    face_index: int = 0
+    smooth_window: int = 5
+    miss_policy: str = "interpolate"
+    max_gap: int = 25
+    padding: float = 0.25
+    shift_y: float = 0.1
+    crop_size: int = 256
+
+    def __post_init__(self) -> None:
+        # Runs when OmegaConf builds the object too, so a bad value fails at config time with one line.
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"face.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.miss_policy not in MISS_POLICIES:
+            raise ConfigError(
+                f"face.miss_policy must be one of {', '.join(MISS_POLICIES)}, got {self.miss_policy!r}"
+            )
+        _at_least("detect_max_side", self.detect_max_side, 32)
+        _at_least("face_index", self.face_index, 0)
+        _at_least("smooth_window", self.smooth_window, 1)
+        _at_least("max_gap", self.max_gap, 0)
+        _at_least("crop_size", self.crop_size, 17)
+        if not (math.isfinite(self.min_face_frac) and 0.0 <= self.min_face_frac < 1.0):
+            raise ConfigError(f"face.min_face_frac must be in [0, 1), got {self.min_face_frac}")
+        if not (math.isfinite(self.padding) and 0.0 <= self.padding <= 2.0):
+            raise ConfigError(f"face.padding must be in [0, 2], got {self.padding}")
+        if not (math.isfinite(self.shift_y) and -1.0 <= self.shift_y <= 1.0):
+            raise ConfigError(f"face.shift_y must be in [-1, 1], got {self.shift_y}")
+
+
+def _at_least(name: str, value: int, low: int) -> None:
+    if value < low:
+        raise ConfigError(f"face.{name} must be >= {low}, got {value}")

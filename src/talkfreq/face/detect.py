@@ -1,0 +1,271 @@
+"""Face detectors: one call per frame, boxes in full-frame pixel coordinates.
+
+Every detector has ``detect(frame, *, index=None) -> (K, 5) float32`` rows ``[x0, y0, x1, y1, score]`` for an
+``(H, W, 3)`` uint8 RGB frame; ``x1``/``y1`` are exclusive pixel edges, so a box covering the whole frame is
+``[0, 0, W, H]``. ``index`` is the frame's position in the clip: only :class:`BoxesDetector` needs it.
+Detectors find candidates only; choosing and following one face is :mod:`talkfreq.face.track`'s job.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Optional, Protocol
+
+import cv2
+import numpy as np
+
+from talkfreq.errors import TalkfreqError, require_file
+from talkfreq.face.config import FaceConfig
+
+
+class FaceDetector(Protocol):
+    def detect(self, frame: np.ndarray, *, index: Optional[int] = None) -> np.ndarray: ...
+
+
+def _empty() -> np.ndarray:
+    return np.zeros((0, 5), np.float32)
+
+
+def _check_frame(frame: np.ndarray) -> None:
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB frame, got {frame.shape} {frame.dtype}")
+
+
+# (scaleFactor, minNeighbors) tried in turn until one finds a face: see HaarDetector.
+HAAR_PASSES: tuple[tuple[float, int], ...] = ((1.15, 4), (1.1, 3))
+
+
+class HaarDetector:
+    """OpenCV's bundled frontal-face Haar cascade (no download, CPU only).
+
+    The frame is downscaled to ``max_side`` and histogram-equalised; the score is the cascade's last-stage weight
+    (``detectMultiScale3`` level weights; larger = more face-like, can be negative).
+
+    Tuning (our measurements on the shared sample media, 320 px, one thread): scaleFactor 1.15 / minNeighbors 4
+    costs about half of 1.1 but skips scales, so it misses a few frames of a frontal 700x700 clip (6 of its first
+    135); 1.1 / 3 misses none there but doubles the false positives on plain backgrounds. So 1.15 / 4 runs first and
+    1.1 / 3 only on frames where it found nothing: no miss on any sampled frame of the five clips (every 3rd of
+    the first 300), at the cost and false-positive count of the first pass. The profile cascade found nothing the
+    frontal one missed, and padding the frame (for tight crops) lost detections, so neither is used.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_side: int = 320,
+        min_face_frac: float = 0.08,
+        passes: Sequence[tuple[float, int]] = HAAR_PASSES,
+    ):
+        path = str(Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml")
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise TalkfreqError(f"{path}: cannot load OpenCV's face cascade (broken opencv-python install?)")
+        self.max_side = int(max_side)
+        self.min_face_frac = float(min_face_frac)
+        self.passes = tuple((float(sf), int(mn)) for sf, mn in passes)
+
+    def detect(self, frame: np.ndarray, *, index: Optional[int] = None) -> np.ndarray:
+        _check_frame(frame)
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        if scale < 1.0:
+            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+        grey = cv2.equalizeHist(grey)
+        # The cascade window is 24 px: a smaller minSize changes nothing, a larger one skips useless scales.
+        min_side = max(24, int(self.min_face_frac * min(grey.shape)))
+        if min(grey.shape) < min_side:
+            return _empty()
+        for scale_factor, min_neighbors in self.passes:
+            rects, _levels, weights = self._cascade.detectMultiScale3(
+                grey,
+                scaleFactor=scale_factor,
+                minNeighbors=min_neighbors,
+                minSize=(min_side, min_side),
+                outputRejectLevels=True,
+            )
+            if len(rects):
+                break
+        else:
+            return _empty()
+        r = np.asarray(rects, np.float32).reshape(-1, 4)
+        sx, sy = w / grey.shape[1], h / grey.shape[0]
+        out = np.empty((len(r), 5), np.float32)
+        out[:, 0] = r[:, 0] * sx
+        out[:, 1] = r[:, 1] * sy
+        out[:, 2] = (r[:, 0] + r[:, 2]) * sx
+        out[:, 3] = (r[:, 1] + r[:, 3]) * sy
+        out[:, 4] = np.asarray(weights, np.float32).reshape(-1)
+        return out
+
+
+_MEDIAPIPE_HOW = (
+    "install it with `pip install talkfreq[mediapipe]`, download face_landmarker.task "
+    "(https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/face_landmarker.task) "
+    "and pass face.mediapipe_model=PATH"
+)
+
+
+class MediaPipeDetector:
+    """Optional backend: MediaPipe's face landmarker; the box is the bounds of the landmarks, the score is 1.
+
+    Needs the ``mediapipe`` package and a face-landmarker ``.task`` model file; raises one TalkfreqError naming
+    whatever of the two is missing. Not exercised by the test suite beyond those errors (no model file offline).
+    """
+
+    def __init__(self, *, model: Optional[str], max_faces: int = 5):
+        missing = []
+        try:
+            import mediapipe as mp  # noqa: F401  (optional dependency)
+        except Exception as exc:  # a broken install can raise more than ImportError
+            missing.append(f"the mediapipe package cannot be imported ({type(exc).__name__}: {exc})")
+            mp = None
+        if not model:
+            missing.append("face.mediapipe_model is not set")
+        elif not Path(model).is_file():
+            missing.append(f"{model}: face landmarker model file not found")
+        elif not str(model).endswith(".task"):
+            missing.append(f"{model}: expected a MediaPipe .task model file")
+        if missing:
+            raise TalkfreqError(f"face.backend=mediapipe: {'; '.join(missing)}; {_MEDIAPIPE_HOW}")
+        assert mp is not None
+        options = mp.tasks.vision.FaceLandmarkerOptions(
+            base_options=mp.tasks.BaseOptions(model_asset_path=str(model)),
+            running_mode=mp.tasks.vision.RunningMode.IMAGE,
+            num_faces=int(max_faces),
+        )
+        try:
+            self._landmarker = mp.tasks.vision.FaceLandmarker.create_from_options(options)
+        except Exception as exc:
+            raise TalkfreqError(f"{model}: MediaPipe cannot load this face landmarker model ({exc})") from exc
+        self._mp = mp
+
+    def detect(self, frame: np.ndarray, *, index: Optional[int] = None) -> np.ndarray:
+        _check_frame(frame)
+        h, w = frame.shape[:2]
+        image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
+        result = self._landmarker.detect(image)
+        rows = []
+        for landmarks in result.face_landmarks:
+            pts = np.array([(p.x, p.y) for p in landmarks], np.float32)
+            rows.append([pts[:, 0].min() * w, pts[:, 1].min() * h, pts[:, 0].max() * w, pts[:, 1].max() * h, 1.0])
+        return np.array(rows, np.float32).reshape(-1, 5)
+
+    def close(self) -> None:
+        self._landmarker.close()
+
+
+class BoxesDetector:
+    """User-supplied boxes, one (or none) per frame, score 1.
+
+    Accepted files (pixel coordinates of the full frame, ``[x0, y0, x1, y1]``):
+
+    * JSON ``[x0, y0, x1, y1]``: the same box on every frame;
+    * JSON list with one entry per frame, each a box or ``null`` (no face on that frame);
+    * JSON ``{"frame_index": box or null}``: frames not listed have no face;
+    * ``.npy`` of shape (N, 4): one row per frame, a row of NaN = no face.
+
+    ``detect`` uses ``index`` when given, else counts its own calls (frames passed in order from 0). A per-frame
+    list shorter than the video is an error rather than silent misses. User boxes are trusted: the tracker should
+    not drop them for being small (see :func:`talkfreq.face.track.track_faces`).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = require_file(path, "face boxes file")
+        self._single: Optional[np.ndarray] = None
+        self._per_frame: Optional[list[Optional[np.ndarray]]] = None
+        self._sparse: dict[int, np.ndarray] = {}
+        self._next = 0
+        if self.path.suffix.lower() == ".npy":
+            self._load_npy()
+        else:
+            self._load_json()
+
+    def _fail(self, what: str) -> TalkfreqError:
+        return TalkfreqError(f"{self.path}: {what}")
+
+    def _box(self, value: Any, where: str) -> np.ndarray:
+        if not isinstance(value, (list, tuple)) or len(value) != 4:
+            raise self._fail(f"{where}: expected a box [x0, y0, x1, y1] or null, got {json.dumps(value)[:60]}")
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise self._fail(f"{where}: box coordinates must be numbers, got {json.dumps(value)[:60]}")
+        box = np.asarray(value, np.float32)
+        if not np.isfinite(box).all() or box[2] <= box[0] or box[3] <= box[1]:
+            raise self._fail(f"{where}: box {value} is not a finite box with x1 > x0 and y1 > y0")
+        return box
+
+    def _load_json(self) -> None:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self._fail(f"not valid JSON ({str(exc).splitlines()[0]})") from exc
+        if isinstance(data, dict):
+            if not data:
+                raise self._fail("holds no boxes (an empty mapping)")
+            for key, value in data.items():
+                try:
+                    idx = int(key)
+                except ValueError:
+                    idx = -1
+                if idx < 0:
+                    raise self._fail(f"key {key!r} is not a frame index (an integer >= 0)")
+                if value is not None:
+                    self._sparse[idx] = self._box(value, f"frame {key}")
+        elif isinstance(data, list) and len(data) == 4 and all(isinstance(v, (int, float)) for v in data):
+            self._single = self._box(data, "box")
+        elif isinstance(data, list) and data:
+            self._per_frame = [None if v is None else self._box(v, f"frame {i}") for i, v in enumerate(data)]
+        else:
+            raise self._fail("expected a box [x0, y0, x1, y1], a list of boxes (null = no face) or {index: box}")
+
+    def _load_npy(self) -> None:
+        try:
+            arr = np.load(self.path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise self._fail(f"not a readable .npy array ({exc})") from exc
+        if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] == 0 or not np.issubdtype(arr.dtype, np.number):
+            raise self._fail(f"expected a numeric array of shape (N, 4), got {arr.shape} {arr.dtype}")
+        self._per_frame = []
+        for i, row in enumerate(arr.astype(np.float64)):
+            missing = np.isnan(row)
+            if missing.all():
+                self._per_frame.append(None)
+            elif missing.any():
+                raise self._fail(f"row {i} mixes NaN and numbers (a row of NaN means no face)")
+            else:
+                self._per_frame.append(self._box(row.tolist(), f"row {i}"))
+
+    def detect(self, frame: np.ndarray, *, index: Optional[int] = None) -> np.ndarray:
+        i = self._next if index is None else int(index)
+        self._next = i + 1
+        if self._single is not None:
+            box = self._single
+        elif self._per_frame is not None:
+            if i >= len(self._per_frame):
+                raise self._fail(f"holds boxes for {len(self._per_frame)} frames, but frame {i} was asked for")
+            box = self._per_frame[i]
+        else:
+            box = self._sparse.get(i)
+        if box is None:
+            return _empty()
+        return np.append(box, np.float32(1.0)).reshape(1, 5).astype(np.float32)
+
+
+def make_detector(cfg: FaceConfig) -> FaceDetector:
+    """The detector ``cfg.backend`` names, built from ``cfg``."""
+    if cfg.backend == "haar":
+        return HaarDetector(max_side=cfg.detect_max_side, min_face_frac=cfg.min_face_frac)
+    if cfg.backend == "mediapipe":
+        return MediaPipeDetector(model=cfg.mediapipe_model, max_faces=max(5, cfg.face_index + 2))
+    if cfg.backend == "boxes":
+        if not cfg.boxes_file:
+            raise TalkfreqError("face.backend=boxes needs face.boxes_file=PATH (a .json or .npy of boxes)")
+        return BoxesDetector(cfg.boxes_file)
+    raise TalkfreqError(f"face.backend must be haar, mediapipe or boxes, got {cfg.backend!r}")
+
+
+def detect_all(detector: FaceDetector, frames: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """Run ``detector`` over ``frames`` (an iterable, so a decoder can stream) -> one (K, 5) array per frame."""
+    return [detector.detect(frame, index=i) for i, frame in enumerate(frames)]

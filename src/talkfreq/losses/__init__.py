@@ -1,0 +1,16 @@
+"""Training losses: focal frequency (L_freq), LPIPS-VGG perceptual (L_percep), and the others' modules."""
+
+from talkfreq.losses.frequency import FocalFrequencyLoss, focal_frequency_loss
+from talkfreq.losses.perceptual import LPIPS, PerceptualLoss, VGG16Features, load_vgg16, perceptual_available
+from talkfreq.losses.codebook import (
+    CodebookRegConfig,
+    CodebookRegOutput,
+    code_margin_loss,
+    code_separation_loss,
+    code_usage_loss,
+    codebook_regularization,
+    lipschitz_penalty,
+    lipschitz_ratio,
+    soft_code_usage_loss,
+    sovqae_codebook_regularization,
+)

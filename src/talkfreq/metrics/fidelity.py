@@ -1,0 +1,196 @@
+"""Full-reference fidelity: PSNR, SSIM (whole crop and a region such as the mouth), LPIPS, FID.
+
+Frames are (B, 3, H, W) float tensors in [0, 1]; every function also takes uint8 numpy (B, H, W, 3) RGB frames (what
+:mod:`talkfreq.io.video` yields), converted by :func:`as_frames`. A region is a pixel box ``(x0, y0, x1, y1)``
+(``x1``/``y1`` exclusive, as in a ``[y0:y1, x0:x1]`` slice) in the frames' own coordinates.
+
+Conventions (ours):
+
+* PSNR is computed per frame and averaged; identical frames give ``inf`` (never a silent cap), so a video against
+  itself reports ``inf``. Pass ``max_db`` to cap per-frame values before averaging when a finite mean is needed.
+* LPIPS and FID need user-supplied networks; without them they return ``None`` (shown as "unavailable"), never a
+  number from random weights.
+* FID: torch-fidelity (torchmetrics' Inception extractor) is not installed here and would download its weights, so
+  there is no Inception loader. :func:`fid_score` is the Frechet distance between two feature sets the caller
+  computed with a feature network of their choice (pytorch-fid's formula). torchmetrics'
+  ``FrechetInceptionDistance(feature=module)`` also accepts a user ``nn.Module`` without torch-fidelity.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Literal, Sequence
+
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from talkfreq.losses.perceptual import LPIPS
+
+__all__ = ["as_frames", "crop_box", "fid_score", "lpips_score", "psnr", "region_psnr", "region_ssim", "ssim"]
+
+Box = Sequence[float]
+Reduction = Literal["mean", "none"]
+
+
+def as_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Any frame batch -> (B, C, H, W) float32 tensor in [0, 1] (C = 3 or 1).
+
+    Accepts a torch float (B, C, H, W) or (C, H, W) tensor in [0, 1] (returned as float32, same device), a torch uint8
+    tensor of the same layout, or numpy (B, H, W, C) / (H, W, C) / (B, H, W) / (H, W) arrays: uint8 in [0, 255] or
+    float in [0, 1].
+    """
+    if isinstance(frames, np.ndarray):
+        a = frames
+        if a.ndim == 2:
+            a = a[None, :, :, None]
+        elif a.ndim == 3 and a.shape[-1] not in (1, 3):
+            a = a[..., None]  # (B, H, W) grey
+        elif a.ndim == 3:
+            a = a[None]
+        if a.ndim != 4 or a.shape[-1] not in (1, 3):
+            raise ValueError(f"expected (B, H, W, 3) frames, got array shape {frames.shape}")
+        t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)
+    elif isinstance(frames, torch.Tensor):
+        t = frames[None] if frames.ndim == 3 else frames
+        if t.ndim != 4 or t.shape[1] not in (1, 3):
+            raise ValueError(f"expected (B, 3, H, W) frames, got tensor shape {tuple(frames.shape)}")
+    else:
+        raise TypeError(f"expected a torch tensor or numpy array of frames, got {type(frames).__name__}")
+    if t.dtype == torch.uint8:
+        return t.float() / 255.0
+    return t.float()
+
+
+def crop_box(frames: torch.Tensor, box: Box | None) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, y1-y0, x1-x0) crop of the pixel box ``(x0, y0, x1, y1)``; ``None`` = whole frame.
+
+    Float boxes are rounded to whole pixels and clipped to the frame; an empty box is an error.
+    """
+    if box is None:
+        return frames
+    h, w = frames.shape[-2:]
+    x0, y0, x1, y1 = (int(round(float(v))) for v in box)
+    x0, x1 = max(0, x0), min(w, x1)
+    y0, y1 = max(0, y0), min(h, y1)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"region box {tuple(box)} is empty inside a {w}x{h} frame")
+    return frames[..., y0:y1, x0:x1]
+
+
+def _pair(pred, target, box: Box | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    p, t = as_frames(pred), as_frames(target)
+    if p.shape != t.shape:
+        raise ValueError(f"pred and target shapes differ: {tuple(p.shape)} vs {tuple(t.shape)}")
+    return crop_box(p, box), crop_box(t.to(p.device), box)
+
+
+def _reduce(values: torch.Tensor, reduction: Reduction) -> float | np.ndarray:
+    v = values.detach().double().cpu().numpy()
+    if reduction == "none":
+        return v
+    if reduction == "mean":
+        return float(v.mean())
+    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+
+
+def psnr(
+    pred, target, *, data_range: float = 1.0, max_db: float | None = None, reduction: Reduction = "mean"
+) -> float | np.ndarray:
+    """Per-frame PSNR in dB between (B, 3, H, W) batches, averaged (``reduction="mean"``) or as a (B,) array.
+
+    Identical frames give ``inf`` (so does the mean); ``max_db`` caps each frame's value first.
+    """
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    p, t = _pair(pred, target)
+    with torch.no_grad():
+        v = peak_signal_noise_ratio(p, t, data_range=data_range, reduction="none", dim=(1, 2, 3))
+    v = v.reshape(-1)
+    if max_db is not None:
+        v = v.clamp(max=max_db)
+    return _reduce(v, reduction)
+
+
+def ssim(pred, target, *, data_range: float = 1.0, reduction: Reduction = "mean") -> float | np.ndarray:
+    """Per-frame SSIM (Gaussian window 11, sigma 1.5: torchmetrics' defaults), averaged or as a (B,) array.
+
+    Frames (or regions) must be at least 11 px on each side.
+    """
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    p, t = _pair(pred, target)
+    if min(p.shape[-2:]) < 11:
+        raise ValueError(f"SSIM needs at least 11x11 pixels, got {tuple(p.shape[-2:])}")
+    with torch.no_grad():
+        v = structural_similarity_index_measure(p, t, data_range=data_range, reduction="none")
+    return _reduce(v.reshape(-1), reduction)
+
+
+def region_psnr(pred, target, *, box: Box, **kwargs) -> float | np.ndarray:
+    """:func:`psnr` inside the pixel box ``(x0, y0, x1, y1)`` (e.g. the mouth region of the face crop)."""
+    p, t = _pair(pred, target, box)
+    return psnr(p, t, **kwargs)
+
+
+def region_ssim(pred, target, *, box: Box, **kwargs) -> float | np.ndarray:
+    """:func:`ssim` inside the pixel box ``(x0, y0, x1, y1)``."""
+    p, t = _pair(pred, target, box)
+    return ssim(p, t, **kwargs)
+
+
+def lpips_score(
+    pred, target, *, lpips: LPIPS | None, batch_size: int = 16, reduction: Reduction = "mean"
+) -> float | np.ndarray | None:
+    """Mean LPIPS-VGG (or a (B,) array) between frame batches in [0, 1]; ``None`` when ``lpips`` is None.
+
+    ``None`` means "unavailable" (no VGG16 weights supplied): never substitute a randomly initialised network.
+    """
+    if lpips is None:
+        return None
+    p, t = _pair(pred, target)
+    device = next(lpips.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, p.shape[0], batch_size):  # bounded memory for long videos
+            pb, tb = p[i : i + batch_size].to(device), t[i : i + batch_size].to(device)
+            out.append(lpips(pb, tb, normalize=True).cpu())
+    return _reduce(torch.cat(out), reduction)
+
+
+def fid_score(
+    real_feats: np.ndarray | torch.Tensor | None, fake_feats: np.ndarray | torch.Tensor | None
+) -> float | None:
+    """Frechet distance between two feature sets (N, D) and (M, D); ``None`` when either is None (unavailable).
+
+    ``||mu_r - mu_f||^2 + Tr(S_r + S_f - 2 (S_r S_f)^(1/2))`` with unbiased covariances, as pytorch-fid's
+    ``calculate_frechet_distance`` (including its small diagonal offset when the product is singular). The features
+    come from a user-supplied network (Inception pool3 for a comparable FID); the value is only comparable between
+    runs that used the same network and similar sample counts.
+    """
+    from scipy import linalg
+
+    if real_feats is None or fake_feats is None:
+        return None
+    a = np.asarray(real_feats.detach().cpu() if isinstance(real_feats, torch.Tensor) else real_feats, np.float64)
+    b = np.asarray(fake_feats.detach().cpu() if isinstance(fake_feats, torch.Tensor) else fake_feats, np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"expected (N, D) and (M, D) feature arrays, got {a.shape} and {b.shape}")
+    if a.shape[0] < 2 or b.shape[0] < 2:
+        raise ValueError("the Frechet distance needs at least 2 feature vectors per set")
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    diff = mu1 - mu2
+    with warnings.catch_warnings():
+        # A singular product (fewer samples than dimensions) is handled below, as pytorch-fid does.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s1.dot(s2))
+        if not np.isfinite(covmean).all():
+            offset = np.eye(s1.shape[0]) * 1e-6
+            covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
+    if np.iscomplexobj(covmean):
+        # Numerical noise only; a large imaginary part means a broken covariance (e.g. NaN features).
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"Frechet distance: imaginary component {np.max(np.abs(covmean.imag)):.3g}")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))

@@ -1,0 +1,138 @@
+"""LSE-D / LSE-C lip-sync scores, computed exactly as syncnet_python's ``SyncNetInstance.evaluate``.
+
+What the original does (joonson/syncnet_python ``SyncNetInstance.py``; Wav2Lip's ``evaluation/scores_LSE`` copy is the
+same and returns ``minval`` and ``conf`` per video):
+
+* one video embedding per 5-frame window starting at frame t and one audio embedding per matching 0.2 s window;
+* ``calc_pdist(im_feat, cc_feat, vshift)``: the audio embeddings are zero-padded by ``vshift`` rows on both ends and,
+  for each video frame t, ``dists[t][k] = ||video[t] - audio_padded[t + k]||`` for k in [0, 2 vshift] (torch's
+  ``pairwise_distance``, which adds eps=1e-6 to the difference), i.e. the distance to ``audio[t + k - vshift]`` - or
+  to a zero vector where that index falls outside the clip;
+* ``mdist`` = mean over frames of those curves, shape (2 vshift + 1,);
+* ``minval, minidx = min(mdist)``; ``offset = vshift - minidx``; ``conf = median(mdist) - minval``.
+
+LSE-D is ``minval`` and LSE-C is ``conf`` of each video (averaged over a test set); ``vshift`` is 15 in Wav2Lip's
+scoring scripts. Sign: ``offset = +3`` when ``video[t]`` matches ``audio[t - 3]``, i.e. the picture lags the sound
+by 3 frames.
+
+The scores depend on the embedding network and the crop pipeline, so they are comparable only between videos scored
+by the same tool; the ground-truth video is always scored too. :func:`sync_embeddings` turns a face-crop stream and
+a mel spectrogram into the two embedding sequences with any SyncNet-like callable (talkfreq's own expert, or a port of
+syncnet_v2).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable, Iterable, NamedTuple
+
+import numpy as np
+import torch
+
+from talkfreq.audio.mel import MelConfig, mel_window
+from talkfreq.metrics.fidelity import as_frames
+
+__all__ = ["LSEResult", "SyncEmbedFn", "lse_scores", "offset_distances", "sync_embeddings"]
+
+# (faces (B, window, 3, H, W) float in [0, 1], mel (B, n_mels, frames_per_window))
+#   -> (audio_emb (B, D), video_emb (B, D))
+SyncEmbedFn = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+
+
+class LSEResult(NamedTuple):
+    """LSE-D (lower = better sync), LSE-C (higher = more confident sync) and the AV offset in frames."""
+
+    lse_d: float
+    lse_c: float
+    offset: int
+
+
+def _as_tensor(x) -> torch.Tensor:
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return t.float().cpu()
+
+
+def offset_distances(audio_emb, video_emb, *, vshift: int = 15) -> torch.Tensor:
+    """(T, 2 vshift + 1) distances ``||video[t] - audio[t + k - vshift]||`` (zero audio outside the clip).
+
+    syncnet_python's ``calc_pdist(video, audio, vshift)``, vectorised; both inputs are (T, D).
+    """
+    a, v = _as_tensor(audio_emb), _as_tensor(video_emb)
+    if a.ndim != 2 or v.ndim != 2 or a.shape != v.shape:
+        raise ValueError(
+            f"expected audio and video embeddings of the same (T, D) shape, got {tuple(a.shape)}, {tuple(v.shape)}"
+        )
+    if vshift < 0:
+        raise ValueError(f"vshift must be >= 0, got {vshift}")
+    win = 2 * vshift + 1
+    a_pad = torch.nn.functional.pad(a, (0, 0, vshift, vshift))
+    windows = a_pad.unfold(0, win, 1).transpose(1, 2)  # (T, win, D): row t = a_pad[t : t + win]
+    return torch.nn.functional.pairwise_distance(v[:, None, :].expand_as(windows), windows)
+
+
+def lse_scores(audio_emb, video_emb, *, vshift: int = 15) -> LSEResult:
+    """LSE-D, LSE-C and offset of one video from (T, D) audio and video embeddings (syncnet_python's ``evaluate``)."""
+    dists = offset_distances(audio_emb, video_emb, vshift=vshift)
+    if dists.shape[0] == 0:
+        raise ValueError("no embeddings: the clip is shorter than one sync window")
+    mdist = dists.mean(0)
+    minval, minidx = torch.min(mdist, 0)
+    conf = torch.median(mdist) - minval  # 2 vshift + 1 is odd: the median is the middle value, as in torch
+    return LSEResult(lse_d=float(minval), lse_c=float(conf), offset=int(vshift - int(minidx)))
+
+
+def sync_embeddings(
+    frames: Iterable | torch.Tensor | np.ndarray,
+    mel: np.ndarray,
+    *,
+    embed: SyncEmbedFn,
+    fps: float,
+    window: int = 5,
+    mel_cfg: MelConfig = MelConfig(),
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(audio_emb (N, D), video_emb (N, D)) for every ``window``-frame window of a face-crop stream.
+
+    Args:
+        frames: the crops the SyncNet expects (e.g. the lower half of the face), as a (T, 3, H, W) tensor, a
+            (T, H, W, 3) uint8 array, or any iterable of single frames in those layouts - consumed once, so a long
+            video can stream through.
+        mel: (n_mels, M) mel spectrogram of the audio (:func:`talkfreq.audio.mel.melspectrogram`).
+        embed: ``embed(faces (B, window, 3, H, W) in [0, 1], mel (B, n_mels, frames_per_window))`` ->
+            ``(audio_emb (B, D), video_emb (B, D))``; called under ``torch.no_grad``.
+        fps: video frame rate; window ``i`` (frames ``i .. i+window-1``) is paired with the mel window starting at
+            ``int(mel_fps * i / fps)`` (Wav2Lip's rule, :func:`talkfreq.audio.mel.mel_window`).
+
+    N = T - window + 1. Windows whose audio runs past the end repeat the last mel column (``mel_window``'s rule).
+    """
+    seq = frames if isinstance(frames, (torch.Tensor, np.ndarray)) else iter(frames)
+    buf: deque[torch.Tensor] = deque(maxlen=window)
+    faces_b: list[torch.Tensor] = []
+    mel_b: list[torch.Tensor] = []
+    audio_out: list[torch.Tensor] = []
+    video_out: list[torch.Tensor] = []
+
+    def flush() -> None:
+        if not faces_b:
+            return
+        with torch.no_grad():
+            a, v = embed(torch.stack(faces_b).to(device), torch.stack(mel_b).to(device))
+        audio_out.append(a.detach().float().cpu())
+        video_out.append(v.detach().float().cpu())
+        faces_b.clear()
+        mel_b.clear()
+
+    t = -1
+    for t, frame in enumerate(seq):
+        buf.append(as_frames(frame)[0])
+        if len(buf) == window:
+            start = t - window + 1
+            faces_b.append(torch.stack(tuple(buf)))
+            mel_b.append(torch.from_numpy(np.ascontiguousarray(mel_window(mel, start, fps=fps, cfg=mel_cfg))).float())
+            if len(faces_b) == batch_size:
+                flush()
+    flush()
+    if not audio_out:
+        raise ValueError(f"need at least {window} frames for one sync window, got {t + 1}")
+    return torch.cat(audio_out), torch.cat(video_out)

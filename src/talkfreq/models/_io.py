@@ -1,0 +1,171 @@
+"""Save and load pure ``nn.Module`` models as a folder: ``config.json`` + ``model.pt``.
+
+One small format shared by every talkfreq model so that a checkpoint carries the config that built it and the kind
+of model it holds:
+
+- ``config.json``: ``{"format": "talkfreq-model", "version": 1, "model_class": "FREAK", "config": {...}}`` where
+  ``config`` is ``dataclasses.asdict`` of the model's config dataclass (plain JSON types only);
+- ``model.pt``: the ``state_dict``, read back with ``torch.load(weights_only=True)`` (no pickled code runs).
+
+Loading is strict: the class name must match, the config must validate against the dataclass schema (through
+OmegaConf, so wrong types and unknown keys are caught), and every tensor name and shape must match. Anything else is
+a one-line :class:`~talkfreq.errors.TalkfreqError` naming the folder and the first offending keys — never a silent
+``strict=False``.
+
+A model opts in by subclassing :class:`PretrainedMixin` and setting ``config_class``; it must keep its config
+dataclass in ``self.config`` and accept ``config=`` as a keyword in its constructor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch import nn
+
+from talkfreq.errors import TalkfreqError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.pt"
+FORMAT = "talkfreq-model"
+VERSION = 1
+_SHOW = 3  # how many offending keys a message names
+
+M = TypeVar("M", bound="PretrainedMixin")
+C = TypeVar("C")
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass (or OmegaConf structured config) as a plain dict."""
+    if OmegaConf.is_config(config):
+        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return dataclasses.asdict(config)
+    raise TypeError(f"expected a config dataclass, got {type(config).__name__}")
+
+
+def build_config(config_class: type[C], values: Any, *, source: str) -> C:
+    """Validate ``values`` (dict, dataclass or DictConfig) against ``config_class``; one-line error on failure."""
+    if values is None:
+        return config_class()
+    if isinstance(values, config_class):
+        return values
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(config_class), values)
+        return OmegaConf.to_object(merged)  # type: ignore[return-value]
+    except OmegaConfBaseException as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TalkfreqError(f"{source}: invalid {config_class.__name__} ({first})") from exc
+
+
+def save_model(model: nn.Module, config: Any, directory: str | Path) -> Path:
+    """Write ``config.json`` and ``model.pt`` for ``model`` into ``directory`` (created if needed)."""
+    d = Path(directory)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        meta = {"format": FORMAT, "version": VERSION, "model_class": type(model).__name__,
+                "config": config_to_dict(config)}
+        (d / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        # Contiguous CPU copies: the file must not depend on the device or on views of shared storage.
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        torch.save(state, d / WEIGHTS_FILE)
+    except OSError as exc:
+        raise TalkfreqError(f"{d}: cannot write model ({exc.strerror or exc})") from exc
+    return d
+
+
+def read_meta(directory: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a saved model folder (checks that it is one)."""
+    d = Path(directory)
+    if not d.exists():
+        raise TalkfreqError(f"{d}: model folder not found")
+    if not d.is_dir():
+        raise TalkfreqError(f"{d}: expected a model folder (with {CONFIG_FILE} and {WEIGHTS_FILE}), got a file")
+    cfg_path = d / CONFIG_FILE
+    if not cfg_path.is_file():
+        raise TalkfreqError(f"{d}: not a talkfreq model folder ({CONFIG_FILE} missing)")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise TalkfreqError(f"{cfg_path}: unreadable model config ({exc})") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "model_class" not in meta:
+        raise TalkfreqError(f"{cfg_path}: not a talkfreq model config (no format/model_class)")
+    return meta
+
+
+def peek_model_class(directory: str | Path) -> str:
+    """The class name stored in a saved model folder, e.g. ``"FREAK"`` (to dispatch before building a model)."""
+    return str(read_meta(directory)["model_class"])
+
+
+def _first(items: list[str]) -> str:
+    more = f" (+{len(items) - _SHOW} more)" if len(items) > _SHOW else ""
+    return ", ".join(items[:_SHOW]) + more
+
+
+def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Raise a one-line TalkfreqError naming the first missing / unexpected / wrongly shaped keys, if any."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own
+             if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"missing {_first(missing)}")
+    if unexpected:
+        parts.append(f"unexpected {_first(unexpected)}")
+    if shape:
+        parts.append(f"shape file vs model: {_first(shape)}")
+    if parts:
+        raise TalkfreqError(f"{source}: weights do not match {type(model).__name__}: " + "; ".join(parts))
+
+
+def load_state_file(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """``torch.load(weights_only=True)`` of a state dict, with one-line errors."""
+    p = Path(path)
+    if not p.is_file():
+        raise TalkfreqError(f"{p}: weights file not found")
+    try:
+        state = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle/zip errors of many kinds: all mean "not a readable weights file"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TalkfreqError(f"{p}: not a readable weights file ({first[:200]})") from exc
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise TalkfreqError(f"{p}: expected a state dict (name -> tensor)")
+    return state
+
+
+def load_model(cls: type[M], directory: str | Path, *, map_location: str | torch.device = "cpu") -> M:
+    """Build ``cls`` from the saved config in ``directory`` and load its weights strictly."""
+    d = Path(directory)
+    meta = read_meta(d)
+    if meta["model_class"] != cls.__name__:
+        raise TalkfreqError(f"{d}: holds a {meta['model_class']} model, not {cls.__name__}")
+    config = build_config(cls.config_class, meta.get("config"), source=str(d / CONFIG_FILE))
+    model = cls(config=config)
+    state = load_state_file(d / WEIGHTS_FILE, map_location=map_location)
+    check_state_dict(model, state, source=str(d / WEIGHTS_FILE))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+class PretrainedMixin:
+    """Adds ``save_pretrained(dir)`` / ``from_pretrained(dir)`` to an ``nn.Module`` with a config dataclass."""
+
+    config_class: ClassVar[type]
+    config: Any
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write this model (config + weights) into ``directory``; returns the folder."""
+        return save_model(self, self.config, directory)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_pretrained(cls: type[M], directory: str | Path, *, map_location: str | torch.device = "cpu") -> M:
+        """Rebuild a model saved by :meth:`save_pretrained`; a wrong kind or any mismatch is a TalkfreqError."""
+        return load_model(cls, directory, map_location=map_location)

@@ -1,0 +1,190 @@
+"""FREAK: frequency-modulated talking-face generator (Ni, Fu, Zhou, ICMR 2025, arXiv 2503.04067) — our version.
+
+There is no public code; only the abstract, the first pages and a third-party summary are known.
+
+**From the paper**
+- Inputs: one reference image, a masked image (half mask = video dubbing: the lower half of the target frame is
+  hidden; full mask = one-shot: the whole target is hidden) and an audio window with a context length (HuBERT in the
+  paper). One model serves both mask modes.
+- Two visual encoders (reference, masked) with multi-scale features, coupled at each scale by a **VEFM**: FFT2 of
+  the reference features -> real part -> 1×1 conv = adaptive filter; masked features -> gated conv -> FFT2;
+  element-wise product; inverse FFT (outline only, from a summary).
+- An **AVFM** that modulates the visual features with the audio in the frequency domain (inside unknown).
+- A decoder back to the image. (Losses L_rec + L_percep + L_freq live in ``talkfreq.losses``.)
+
+**Ours** (every other choice)
+- The mask as a 4th input channel of the masked encoder, so the network knows which mode it is in.
+- Encoders/decoder: a GroupNorm/SiLU residual U-Net; scale 0 at full resolution, each later scale halves it;
+  widths ``base_channels · channel_mult``.
+- VEFM details: rFFT2 with ``norm="ortho"``, RMS-normalised reference spectrum, residual form, zero-init filter
+  (exact identity at step 0) — see :class:`~talkfreq.models.freak_blocks.VEFM`.
+- Skip fusion: ``conv1x1(cat(VEFM(ref, masked), ref))``. The reference is concatenated as well because a purely
+  multiplicative spectral coupling cannot move reference appearance into a blank (full-mask) target: the spectrum
+  of a spatially constant map is DC only, and a product with it stays DC. With ``use_vefm=False`` this becomes
+  the plain fusion ``conv1x1(cat(masked, ref))``.
+- AVFM entirely: audio encoder (LayerNorm, 1-D convs over the window, MLP) -> embedding; per-channel gains over
+  ``avfm_bands`` radial frequency bands on the rFFT2 of the bottleneck and the ``avfm_decoder_scales`` coarsest
+  decoder levels, residual form, then per-channel FiLM; zero-init heads (identity at step 0). With
+  ``use_avfm=False`` only the FiLM remains (plain audio conditioning) at the same places.
+- Output ``tanh`` in [-1, 1]; mel (80×16) as the default audio, HuBERT by ``audio_dim``/``audio_len``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from omegaconf import DictConfig
+from torch import nn
+
+from talkfreq.errors import ConfigError
+from talkfreq.models._io import PretrainedMixin, build_config
+from talkfreq.models.freak_blocks import AVFM, VEFM, AudioEncoder, ResBlock, VisualEncoder, group_count
+
+
+@dataclass
+class FREAKConfig:
+    """Settings of :class:`FREAK` (all defaults live here)."""
+
+    image_size: int = 256  # face crop side S: 128, 256 or 512 (any multiple of 2^(num_scales-1))
+    base_channels: int = 32
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 8])  # one entry per scale
+    num_scales: int = 5  # must equal len(channel_mult); scale i is at S / 2^i
+    use_vefm: bool = True  # False: plain fusion conv1x1(cat(masked, ref)) at every scale
+    use_avfm: bool = True  # False: FiLM-only audio conditioning at the same places
+    use_mask_channel: bool = True  # the mask (B,1,S,S) is a 4th input channel of the masked encoder
+    audio_dim: int = 80  # F: 80 for mel, 768/1024 for HuBERT base/large
+    audio_len: int = 16  # T: 16 mel frames, or 2*context+1 HuBERT frames (the paper ablates the context)
+    audio_hidden: int = 256
+    audio_embed_dim: int = 512
+    avfm_bands: int = 8  # radial frequency bands of the AVFM gain
+    avfm_decoder_scales: int = 2  # AVFM on the bottleneck and on this many of the coarsest decoder levels
+
+
+def _validate(cfg: FREAKConfig) -> None:
+    if len(cfg.channel_mult) != cfg.num_scales:
+        raise ConfigError(f"FREAK: channel_mult has {len(cfg.channel_mult)} entries but num_scales is {cfg.num_scales}")
+    if cfg.num_scales < 2:
+        raise ConfigError("FREAK: num_scales must be at least 2")
+    if cfg.image_size % (2 ** (cfg.num_scales - 1)) != 0:
+        raise ConfigError(f"FREAK: image_size {cfg.image_size} must be divisible by 2^(num_scales-1) = "
+                          f"{2 ** (cfg.num_scales - 1)}")
+    if not 0 <= cfg.avfm_decoder_scales <= cfg.num_scales - 1:
+        raise ConfigError(f"FREAK: avfm_decoder_scales must be in 0..{cfg.num_scales - 1}")
+    if min(cfg.base_channels, cfg.audio_dim, cfg.audio_len, cfg.avfm_bands, *cfg.channel_mult) < 1:
+        raise ConfigError("FREAK: channel, audio and band sizes must be positive")
+
+
+class FREAK(PretrainedMixin, nn.Module):
+    """The FREAK generator (see the module docstring for what is the paper's and what is ours).
+
+    ``forward(reference (B,3,S,S), masked (B,3,S,S), audio (B,T,F), mask (B,1,S,S)) -> (B,3,S,S)`` in [-1, 1].
+    ``mask`` is 1 where the target is hidden (lower half: dubbing; everywhere: one-shot); the caller has already
+    blanked those pixels in ``masked`` (see :func:`apply_mask`). ``audio`` may also be a Wav2Lip-style mel window
+    (B,1,F,T).
+    """
+
+    config_class = FREAKConfig
+
+    def __init__(self, *, config: FREAKConfig | DictConfig | dict | None = None):
+        super().__init__()
+        cfg = build_config(FREAKConfig, config, source="FREAK config")
+        _validate(cfg)
+        self.config = cfg
+        ch = [cfg.base_channels * m for m in cfg.channel_mult]
+        self.channels = ch
+
+        self.ref_encoder = VisualEncoder(in_channels=3, channels=ch)
+        self.masked_encoder = VisualEncoder(in_channels=4 if cfg.use_mask_channel else 3, channels=ch)
+        self.vefm = nn.ModuleList([VEFM(channels=c) for c in ch]) if cfg.use_vefm else None
+        self.fuse = nn.ModuleList([nn.Conv2d(2 * c, c, 1) for c in ch])
+
+        self.audio_encoder = AudioEncoder(audio_dim=cfg.audio_dim, audio_len=cfg.audio_len,
+                                          hidden=cfg.audio_hidden, embed_dim=cfg.audio_embed_dim)
+
+        def avfm(c: int) -> AVFM:
+            return AVFM(channels=c, embed_dim=cfg.audio_embed_dim, num_bands=cfg.avfm_bands, spectral=cfg.use_avfm)
+
+        self.mid_in = ResBlock(in_channels=ch[-1], out_channels=ch[-1])
+        self.mid_avfm = avfm(ch[-1])
+        self.mid_out = ResBlock(in_channels=ch[-1], out_channels=ch[-1])
+
+        # Decoder level i (i = N-2 .. 0) brings level i+1 up to S/2^i and merges fused skip i.
+        n = cfg.num_scales
+        self.up = nn.ModuleList([nn.Conv2d(ch[i + 1], ch[i], 3, padding=1) for i in range(n - 1)])
+        self.dec = nn.ModuleList([ResBlock(in_channels=2 * ch[i], out_channels=ch[i]) for i in range(n - 1)])
+        # Keys are decoder levels as strings (ModuleDict needs str); the coarsest levels get an AVFM.
+        self.dec_avfm = nn.ModuleDict({str(i): avfm(ch[i]) for i in range(n - 2, n - 2 - cfg.avfm_decoder_scales, -1)})
+
+        self.out_norm = nn.GroupNorm(group_count(ch[0]), ch[0])
+        self.out_conv = nn.Conv2d(ch[0], 3, 3, padding=1)
+
+    def _check(self, reference: torch.Tensor, masked: torch.Tensor, audio: torch.Tensor,
+               mask: torch.Tensor | None) -> torch.Tensor:
+        cfg = self.config
+        s = cfg.image_size
+        for name, t in (("reference", reference), ("masked", masked)):
+            if t.dim() != 4 or tuple(t.shape[1:]) != (3, s, s):
+                raise ValueError(f"FREAK: {name} must be (B,3,{s},{s}), got {tuple(t.shape)}")
+        if audio.dim() == 4 and audio.shape[1] == 1:  # Wav2Lip-style mel window (B,1,F,T)
+            audio = rearrange(audio, "b 1 f t -> b t f")
+        if audio.dim() != 3 or tuple(audio.shape[1:]) != (cfg.audio_len, cfg.audio_dim):
+            raise ValueError(f"FREAK: audio must be (B,{cfg.audio_len},{cfg.audio_dim}) (audio_len, audio_dim), "
+                             f"got {tuple(audio.shape)}")
+        if cfg.use_mask_channel:
+            if mask is None:
+                raise ValueError("FREAK: this model takes the mask (B,1,S,S) as input (use_mask_channel=True)")
+            if mask.dim() != 4 or tuple(mask.shape[1:]) != (1, s, s):
+                raise ValueError(f"FREAK: mask must be (B,1,{s},{s}), got {tuple(mask.shape)}")
+        return audio
+
+    def encode_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """(B,T,F) -> (B,E) audio embedding (exposed so a caller can cache it across frames)."""
+        return self.audio_encoder(audio)
+
+    def forward(self, reference: torch.Tensor, masked: torch.Tensor, audio: torch.Tensor,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,3,S,S), (B,3,S,S), (B,T,F), (B,1,S,S) -> (B,3,S,S) in [-1, 1]."""
+        audio = self._check(reference, masked, audio, mask)
+        a = self.encode_audio(audio)
+        m_in = torch.cat([masked, mask.to(masked.dtype)], dim=1) if self.config.use_mask_channel else masked
+        refs = self.ref_encoder(reference)
+        ms = self.masked_encoder(m_in)
+
+        fused = []
+        for i, (r, m) in enumerate(zip(refs, ms)):
+            if self.vefm is not None:
+                m = self.vefm[i](r, m)
+            fused.append(self.fuse[i](torch.cat([m, r], dim=1)))
+
+        x = self.mid_out(self.mid_avfm(self.mid_in(fused[-1]), a))
+        for i in range(self.config.num_scales - 2, -1, -1):
+            x = self.up[i](F.interpolate(x, scale_factor=2.0, mode="nearest"))
+            x = self.dec[i](torch.cat([x, fused[i]], dim=1))
+            if str(i) in self.dec_avfm:
+                x = self.dec_avfm[str(i)](x, a)
+        return torch.tanh(self.out_conv(F.silu(self.out_norm(x))))
+
+
+MaskKind = Literal["half", "full"]
+
+
+def make_mask(kind: MaskKind, *, batch: int, size: int, device: torch.device | str | None = None,
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A (B,1,S,S) mask, 1 = hidden: ``"half"`` hides rows S//2.. (dubbing), ``"full"`` hides all (one-shot)."""
+    mask = torch.zeros(batch, 1, size, size, device=device, dtype=dtype)
+    if kind == "half":
+        mask[:, :, size // 2:] = 1.0
+    elif kind == "full":
+        mask.fill_(1.0)
+    else:
+        raise ValueError(f"mask kind must be 'half' or 'full', got {kind!r}")
+    return mask
+
+
+def apply_mask(image: torch.Tensor, mask: torch.Tensor, *, fill: float = 0.0) -> torch.Tensor:
+    """Blank the hidden pixels of ``image`` (B,3,S,S) with ``fill`` (0 = mid-grey in [-1, 1]) where mask (B,1,S,S)=1."""
+    return image * (1.0 - mask) + fill * mask
