@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+
+# Tiny models on a shared 2-core machine: thread hand-offs cost far more than they give (measured 10-100x slower
+# per tiny conv under load), and one thread makes results reproducible across machines.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = REPO.parent / "shared" / "media"

@@ -106,6 +106,25 @@ def run_synth(cfg, *, out: Path, quiet: bool = False) -> list[Path]:
 
 
 @app.command()
+def train(
+    kind: Annotated[str, typer.Argument(help="What to train: syncnet, stage1 or refiner.")],
+    overrides: Overrides = None,
+    config: ConfigOpt = None,
+    data: Annotated[Optional[Path], typer.Option(help="Prepared dataset folder (sets data.root).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Run name (folder under run.out_dir).")] = None,
+    resume: Annotated[Optional[str], typer.Option(help="'last' or a checkpoint path.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Training steps.")] = None,
+) -> None:
+    """Train the SyncNet expert, a stage-1 generator (FREAK / Wav2Lip) or a SOVQAE refiner with Lightning."""
+    from talkfreq.training.registry import train as run_train
+
+    extra = {"data.root": str(data) if data else None, "run.name": name, "run.resume": resume,
+             "trainer.max_steps": max_steps}
+    out = run_train(kind, config, overrides or [], extra=extra)
+    _console().print(f"run folder: {out}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("outputs/demo"),
     overrides: Overrides = None,

@@ -253,7 +253,9 @@ def codebook_regularization(
     return CodebookRegOutput(loss=loss, margin=margin.detach(), separation=separation.detach(), usage=usage.detach())
 
 
-def sovqae_codebook_regularization(model, z_e: Tensor, indices: Tensor, *, config: CodebookRegConfig) -> CodebookRegOutput:
+def sovqae_codebook_regularization(
+    model, z_e: Tensor, indices: Tensor, *, config: CodebookRegConfig
+) -> CodebookRegOutput:
     """:func:`codebook_regularization` for a ``talkfreq.models.sovqae.SOVQAE``: maps ``z_e`` (B, D, h, w) into the
     quantiser's space, uses its (first-stage) codebook and indices, relative units unless the codebook is cosine.
     FSQ's grid is fixed and evenly spaced, so only its margin and usage terms apply (separation is switched off)."""

@@ -26,6 +26,7 @@ Images are ``(B, 3, H, W)`` in ``[-1, 1]``; the decoder output is linear (clamp 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,7 @@ from torch import Tensor, nn
 from vector_quantize_pytorch import FSQ, ResidualVQ, VectorQuantize
 
 from talkfreq.errors import ConfigError
-from talkfreq.models._io import PretrainedMixin
+from talkfreq.models._io import CONFIG_FILE, PretrainedMixin
 
 
 @dataclass
@@ -344,3 +345,11 @@ class SOVQAE(PretrainedMixin, nn.Module):
         q = self.quantize(z_e)
         x_hat = self.decode(q.z_q, skip=z_e if self.config.skip_connection else None)
         return SOVQAEOutput(x_hat=x_hat, z_e=z_e, z_q=q.z_q, indices=q.indices, commit_loss=q.commit_loss)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, map_location: str | torch.device = "cpu") -> SOVQAE:
+        """Rebuild a model saved by ``save_pretrained``; any mismatch is a one-line TalkfreqError naming the file."""
+        try:
+            return super().from_pretrained(directory, map_location=map_location)
+        except ConfigError as exc:  # raised by SOVQAEConfig.__post_init__, which does not know the file
+            raise ConfigError(f"{Path(directory) / CONFIG_FILE}: {exc}") from exc

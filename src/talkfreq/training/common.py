@@ -1,0 +1,149 @@
+"""What every talkfreq training run shares: the Lightning Trainer, its loggers and checkpoints, and resume.
+
+Each trainable thing (SyncNet expert, stage 1, refiner) has a run config with three common sections — ``trainer``,
+``logging``, ``run`` — defined here once, plus its own ``model``/``data``/``loss`` sections. A run writes into
+``run.out_dir/run.name/``: ``checkpoints/last.ckpt`` (every ``checkpoint_every_n_steps``) and ``best.ckpt`` (by
+``run.monitor``), the logger's files, and ``config.yaml`` (the full merged config, so a run can be reproduced).
+``run.resume=last`` (or a checkpoint path) continues exactly: Lightning restores weights, optimiser and scheduler
+states, the global step and the loop position.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from talkfreq.config import to_yaml
+from talkfreq.errors import TalkfreqError, require_writable_dir
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to ``lightning.Trainer`` (``devices``/``strategy`` give DDP, e.g. devices=2 strategy=ddp)."""
+
+    max_steps: int = 20000
+    accelerator: str = "auto"
+    devices: str = "auto"  # "auto", a count such as "2", or a list such as "[0,1]"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    val_check_interval: int = 1000  # in training steps
+    limit_val_batches: int = 16
+    log_every_n_steps: int = 50
+    gradient_clip_val: float = 0.0  # ignored under manual optimisation (the module clips itself)
+    accumulate_grad_batches: int = 1
+    seed: int = 0
+    deterministic: bool = False
+
+
+@dataclass
+class LoggingConfig:
+    logger: str = "wandb"  # wandb (offline by default) | tensorboard | csv | none
+    project: str = "talkfreq"
+    offline: bool = True
+    sample_every_n_steps: int = 1000  # sample grids and averaged spectra of generated vs real crops
+
+
+@dataclass
+class RunConfig:
+    out_dir: str = "outputs/runs"
+    name: str = "run"
+    resume: Optional[str] = None  # "last" or a .ckpt path
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+    checkpoint_every_n_steps: int = 1000
+
+
+def run_dir(run: RunConfig) -> Path:
+    return Path(run.out_dir) / run.name
+
+
+def _devices(text: str) -> Any:
+    text = str(text).strip()
+    if text == "auto":
+        return "auto"
+    if text.startswith("["):
+        return [int(x) for x in text.strip("[]").split(",") if x.strip()]
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise TalkfreqError(f"trainer.devices={text!r}: expected auto, a count or a list like [0,1]") from exc
+
+
+def make_logger(logging: LoggingConfig, *, save_dir: Path, name: str):
+    from lightning.pytorch import loggers
+
+    kind = logging.logger.lower()
+    if kind == "none":
+        return False
+    if kind == "csv":
+        return loggers.CSVLogger(save_dir=str(save_dir), name="csv", version="")
+    if kind == "tensorboard":
+        return loggers.TensorBoardLogger(save_dir=str(save_dir), name="tb", version="")
+    if kind == "wandb":
+        if logging.offline:
+            os.environ.setdefault("WANDB_MODE", "offline")
+        return loggers.WandbLogger(project=logging.project, name=name, save_dir=str(save_dir), offline=logging.offline)
+    raise TalkfreqError(f"logging.logger must be wandb, tensorboard, csv or none, got {logging.logger!r}")
+
+
+def resolve_resume(run: RunConfig) -> Optional[str]:
+    """The checkpoint to resume from, or None. ``last`` with no last.ckpt yet starts fresh (first run of a job)."""
+    if not run.resume:
+        return None
+    if run.resume == "last":
+        last = run_dir(run) / "checkpoints" / "last.ckpt"
+        return str(last) if last.is_file() else None
+    path = Path(run.resume)
+    if not path.is_file():
+        raise TalkfreqError(f"{path}: checkpoint to resume from not found")
+    return str(path)
+
+
+def build_trainer(*, trainer: TrainerConfig, logging: LoggingConfig, run: RunConfig, callbacks: list | None = None,
+                  full_config: Any = None):
+    """A ``lightning.Trainer`` writing into ``run_dir(run)``, with last/best checkpoints and the chosen logger."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    out = require_writable_dir(run_dir(run))
+    if full_config is not None:
+        (out / "config.yaml").write_text(to_yaml(full_config))
+    ckpt_dir = out / "checkpoints"
+    last = ModelCheckpoint(dirpath=ckpt_dir, filename="step{step}", save_last=True, save_top_k=0,
+                           every_n_train_steps=run.checkpoint_every_n_steps, auto_insert_metric_name=False)
+    best = ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=run.monitor, mode=run.monitor_mode,
+                           save_top_k=1, auto_insert_metric_name=False)
+    L.seed_everything(trainer.seed, workers=True, verbose=False)
+    return L.Trainer(
+        default_root_dir=str(out),
+        max_steps=trainer.max_steps,
+        max_epochs=-1,
+        accelerator=trainer.accelerator,
+        devices=_devices(trainer.devices),
+        num_nodes=trainer.num_nodes,
+        strategy=trainer.strategy,
+        precision=trainer.precision,
+        val_check_interval=trainer.val_check_interval,
+        check_val_every_n_epoch=None,
+        limit_val_batches=trainer.limit_val_batches,
+        log_every_n_steps=trainer.log_every_n_steps,
+        gradient_clip_val=trainer.gradient_clip_val or None,
+        accumulate_grad_batches=trainer.accumulate_grad_batches,
+        deterministic=trainer.deterministic,
+        logger=make_logger(logging, save_dir=out, name=run.name),
+        callbacks=[last, best, *(callbacks or [])],
+        enable_progress_bar=True,
+        enable_model_summary=False,
+    )
+
+
+@dataclass
+class CommonSections:
+    """Mixed into each run config (a dataclass field each) so every run has the same three sections."""
+
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    run: RunConfig = field(default_factory=RunConfig)
