@@ -24,15 +24,6 @@ from talkfreq.metrics.robustness import code_margins
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add OpenMP hand-offs, which cost ~100x on a busy 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_separation_hinge_only_acts_on_close_used_codes():
     far = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 3.0]])
     assert float(code_separation_loss(far, margin=1.0)) == 0.0

@@ -24,15 +24,6 @@ S = 64
 B = 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these ops are tiny, and on a shared CPU extra OpenMP threads spin and run 10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**kw) -> FREAKConfig:
     base = dict(image_size=S, base_channels=8, channel_mult=[1, 2, 4, 4], num_scales=4,
                 audio_hidden=32, audio_embed_dim=32)

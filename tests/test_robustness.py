@@ -17,15 +17,6 @@ from talkfreq.metrics.robustness import (
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add OpenMP hand-offs, which cost ~100x on a busy 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_margin_is_half_the_gap_between_the_two_nearest_codes():
     codebook = torch.tensor([[1.0], [-3.0], [5.0]])
     z = torch.zeros(1, 1, 1, 1)  # distances 1, 3, 5

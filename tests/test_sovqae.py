@@ -13,15 +13,6 @@ from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: intra-op threads only add OpenMP hand-offs, which cost ~100x on a busy 2-core runner."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 KINDS = [("vq", "euclidean"), ("vq", "cosine"), ("rvq", "euclidean"), ("rvq", "cosine"), ("fsq", "euclidean")]
 
 

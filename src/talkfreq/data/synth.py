@@ -46,7 +46,7 @@ from scipy import signal
 from talkfreq.data.synth_render import VOWELS, Identity, head_matrix, make_identity, render_frame
 
 __all__ = ["SynthConfig", "SynthClip", "Speech", "synthesize", "render_clip", "make_identity", "speech_audio",
-           "mouth_track", "head_track", "VOWELS", "JAW", "WIDTH"]
+           "mouth_track", "head_track", "check_config", "VOWELS", "JAW", "WIDTH"]
 
 JAW = {"a": 1.0, "e": 0.7, "i": 0.45, "o": 0.75, "u": 0.4}
 WIDTH = {"a": 1.0, "e": 1.12, "i": 1.2, "o": 0.82, "u": 0.72}
@@ -74,6 +74,21 @@ class SynthConfig:
     head_motion: float = 1.0
     detail: float = 1.0
     blinks_per_minute: float = 15.0
+
+
+def check_config(cfg: SynthConfig) -> SynthConfig:
+    """Raise a one-line ConfigError for values the renderer cannot honour; return ``cfg``."""
+    from talkfreq.errors import ConfigError
+
+    bad = [(cfg.identities < 1, "identities must be >= 1"), (cfg.clips_per_identity < 1, "clips_per_identity must be >= 1"),
+           (cfg.seconds <= 0, "seconds must be > 0"), (cfg.frame_size < 32, "frame_size must be >= 32"),
+           (cfg.fps <= 0, "fps must be > 0"), (cfg.sample_rate < 8000, "sample_rate must be >= 8000"),
+           (cfg.head_motion < 0, "head_motion must be >= 0"), (not 0 <= cfg.detail <= 1, "detail must be in [0, 1]"),
+           (cfg.blinks_per_minute < 0, "blinks_per_minute must be >= 0")]
+    for is_bad, msg in bad:
+        if is_bad:
+            raise ConfigError(f"synth: {msg}")
+    return cfg
 
 
 @dataclass
@@ -240,6 +255,7 @@ class SynthClip:
 
 def render_clip(*, cfg: SynthConfig, identity: Identity, clip: int) -> SynthClip:
     """Plan clip ``clip`` of ``identity``: audio, mouth and head tracks and truth; frames come from the result."""
+    check_config(cfg)
     g = identity.geom
     n = int(round(cfg.seconds * cfg.fps))
     clip_seed = int(np.random.SeedSequence([int(cfg.seed), 31337, identity.index, int(clip)]).generate_state(1)[0])
@@ -277,6 +293,7 @@ def synthesize(*, cfg: SynthConfig, out: Path, progress: Callable[[int, int], No
     from talkfreq.errors import require_writable_dir
     from talkfreq.io.video import VideoWriter
 
+    check_config(cfg)
     out = require_writable_dir(out)
     n = int(round(cfg.seconds * cfg.fps))
     total = n * cfg.identities * cfg.clips_per_identity

@@ -113,31 +113,28 @@ def _strands(rng, n, starts_fn, field_fn, length, steps=8, curl=0.15):
     return np.stack(pts, 1)
 
 
-def _draw_strands(rng, shape, lines, base, spread=0.45, bins=6):
-    """Draw polylines in ``bins`` shades around ``base``; returns premultiplied colour (S, S, 3) and coverage."""
+def _shades(rng, n, spread):
+    """Per-strand brightness offsets in [-spread, spread], drawn in random order so no shade ends on top."""
+    return rng.uniform(-spread, spread, n)
+
+
+def _draw_strands(rng, shape, lines, base, spread=0.45):
+    """Draw polylines in shades around ``base``; returns premultiplied colour (S, S, 3) and coverage (S, S)."""
     col = np.zeros(shape + (3,), np.uint8)
     cov = np.zeros(shape, np.uint8)
-    shade = rng.integers(0, bins, len(lines))
-    for b in range(bins):
-        sel = [_fix(line) for line in lines[shade == b]]
-        if not sel:
-            continue
-        f = 1.0 + spread * (2.0 * b / (bins - 1) - 1.0)
-        c = tuple(float(v) for v in np.clip(np.asarray(base) * f + 12.0 * (f - 1.0), 0, 255))
-        cv2.polylines(col, sel, False, c, 1, _AA, _SHIFT)
-        cv2.polylines(cov, sel, False, 255, 1, _AA, _SHIFT)
+    for line, f in zip(lines, _shades(rng, len(lines), spread)):
+        c = tuple(float(v) for v in np.clip(np.asarray(base) * (1 + f) + 12.0 * f, 0, 255))
+        cv2.polylines(col, [_fix(line)], False, c, 1, _AA, _SHIFT)
+        cv2.polylines(cov, [_fix(line)], False, 255, 1, _AA, _SHIFT)
     return col.astype(np.float32), cov.astype(np.float32) / 255.0
 
 
-def _modulation(rng, shape, lines, depth=0.45, bins=8):
+def _modulation(rng, shape, lines, depth=0.45):
     """Brightness offset map (S, S) from anti-aliased strands of random shade in [-depth, depth] (zero mean), so
     the strands add texture without changing the hair's local mean colour (the detail=0 face is its low-pass)."""
     canvas = np.full(shape, 128, np.uint8)  # AA blending on a 128 base turns into coverage * offset
-    shade = rng.integers(0, bins, len(lines))
-    for b in range(bins):
-        sel = [_fix(line) for line in lines[shade == b]]
-        if sel:
-            cv2.polylines(canvas, sel, False, 128 + 120 * (2.0 * b / (bins - 1) - 1.0), 1, _AA, _SHIFT)
+    for line, f in zip(lines, _shades(rng, len(lines), 1.0)):
+        cv2.polylines(canvas, [_fix(line)], False, 128 + 120 * f, 1, _AA, _SHIFT)
     return (canvas.astype(np.float32) - 128.0) * (depth / 120.0)
 
 
@@ -269,8 +266,11 @@ def make_identity(*, index: int, size: int = 256, seed: int = 0, detail: float =
         my = rng.uniform(g.nose_y - 0.03 * s, g.mouth_y + 0.02 * s)
         cv2.circle(moles, (int(mx * _ONE), int(my * _ONE)), int(rng.uniform(1.1, 1.9) * s / 256 * _ONE), 255, -1, _AA,
                    _SHIFT)
-    dark = d * (0.28 * wr / 255.0 + 0.1 * np.clip(spots, 0, 1) - grain)
-    skin_map = skin_map * (1.0 - np.clip(dark, -0.3, 0.8))[..., None]
+    tex = np.clip(0.32 * wr / 255.0 + 0.12 * np.clip(spots, 0, 1) - grain, -0.3, 0.8)
+    # high-pass: texture moves no local mean, so the detail=0 face is the low-pass of the detailed one
+    tex = (tex - cv2.GaussianBlur(tex, (0, 0), 4.0 * s / 256))[..., None]
+    # relative and absolute darkening, so the texture still shows on dark skin where a relative one would fade
+    skin_map = skin_map * (1.0 - d * tex) - d * 25.0 * tex
     moles_f = d * moles.astype(np.float32) / 255.0
     skin_map = skin_map * (1 - moles_f[..., None]) + moles_f[..., None] * np.array([70, 45, 35], np.float32)
     _over(img, al, _mask(S, ell(g.cx, g.cy, g.a, g.b)), skin_map)
@@ -293,7 +293,7 @@ def make_identity(*, index: int, size: int = 256, seed: int = 0, detail: float =
         starts = lambda n: poly[rng.integers(0, 16, n)] + rng.random((n, 2)) * [[0, 1]] * th.max()  # noqa: E731
         lines = _strands(rng, int(120 * s / 256), starts, lambda p: np.tile([[side * 0.95, -0.3]], (len(p), 1)),
                          0.025 * s, steps=4, curl=0.06)
-        col, cov = _draw_strands(rng, (S, S), lines, brow * 0.9, spread=0.3)
+        col, cov = _draw_strands(rng, (S, S), lines, brow, spread=0.3)
         img[:] = img * (1 - d * cov[..., None]) + d * col
     skin_img = img.copy()
 
