@@ -95,16 +95,17 @@ def test_written_clip_decodes_with_audio_and_truth(tmp_path):
         frames = [f.to_ndarray(format="rgb24") for f in c.decode(vs)]
     assert len(frames) == 50 and frames[0].shape == (128, 128, 3)
     with av.open(str(paths[0])) as c:
-        samples = sum(f.samples for f in c.decode(c.streams.audio[0]))
-        rate = c.streams.audio[0].rate
-    assert abs(samples / rate - 2.0) <= 1 / 25
+        a = c.streams.audio[0]
+        assert abs(float(a.duration * a.time_base) - 2.0) <= 1 / 25
+        samples = sum(f.samples for f in c.decode(a))
+    assert abs(samples - 32000) <= 2048  # the encoder's priming and last-frame padding only
     hits = sum(len(haar_boxes(f)) > 0 for f in frames)
     assert hits >= 0.95 * len(frames)
     assert not list(tmp_path.rglob("*.tmp*"))
 
 
 def test_haar_finds_every_identity_where_the_truth_says():
-    cfg = SynthConfig(seconds=2.0, frame_size=256)
+    cfg = SynthConfig(seconds=1.6, frame_size=256)
     for i in range(3):
         clip = render_clip(cfg=cfg, identity=make_identity(index=i, size=256), clip=0)
         found = 0
@@ -146,18 +147,19 @@ def test_vowel_formants_are_where_the_table_puts_them():
 
 def test_detail_knob_controls_high_frequency_texture():
     cfg = SynthConfig(seconds=0.2, frame_size=256, head_motion=0.0)
-    fracs, grey = [], []
-    for detail in (1.0, 0.0):
-        clip = render_clip(cfg=cfg, identity=make_identity(index=0, size=256, detail=detail), clip=0)
-        x0, y0, x1, y1 = clip.truth["face_box"][0]
-        g = cv2.cvtColor(clip.frame(0), cv2.COLOR_RGB2GRAY).astype(np.float64)
-        g = g[int(y0) - 10: int(y1), int(x0): int(x1)]  # face and the hair above it
-        fracs.append(high_freq_fraction(g))
-        grey.append(g)
-    assert fracs[0] > 3 * fracs[1], fracs
-    # the same face underneath: a blurred detailed face is close to the plain one
-    low = [cv2.GaussianBlur(g, (0, 0), 2.5) for g in grey]
-    assert np.mean(np.abs(low[0] - low[1])) < 8.0
+    for i in range(3):
+        fracs, grey = [], []
+        for detail in (1.0, 0.0):
+            clip = render_clip(cfg=cfg, identity=make_identity(index=i, size=256, detail=detail), clip=0)
+            x0, y0, x1, y1 = clip.truth["face_box"][0]
+            g = cv2.cvtColor(clip.frame(0), cv2.COLOR_RGB2GRAY).astype(np.float64)
+            g = g[int(y0) - 10: int(y1), int(x0): int(x1)]  # face and the hair above it
+            fracs.append(high_freq_fraction(g))
+            grey.append(g)
+        assert fracs[0] > 2 * fracs[1], (i, fracs)
+        # the same face underneath: blurred, the detailed and the plain face agree to a few grey levels
+        low = [cv2.GaussianBlur(g, (0, 0), 2.5) for g in grey]
+        assert np.median(np.abs(low[0] - low[1])) < 3.0
 
 
 def test_mouth_pixels_follow_openness_and_truth_positions():
@@ -172,15 +174,19 @@ def test_mouth_pixels_follow_openness_and_truth_positions():
     g = ident.geom
     mouth = m @ np.array([g.cx, g.mouth_y, 1.0])
     assert np.abs(xs - mouth[0]).max() < 1.3 * g.mouth_hw * 1.03 and ys.min() > m[1] @ [g.cx, g.nose_y, 1.0]
-    # the truth of a rendered clip puts the dark opening where the pixels are
+    # the truth of a rendered clip puts the opening (dark cavity + grey teeth) where the pixels are
     cfg = SynthConfig(seconds=4.0, frame_size=256)
-    clip = render_clip(cfg=cfg, identity=ident, clip=0)
-    k = int(np.argmax(clip.truth["openness"]))
-    frame = clip.frame(k).astype(np.int32)
-    cav = (frame.sum(-1) < 120) & (np.abs(np.arange(256)[:, None] - clip.truth["mouth_center"][k, 1]) < 25)
-    cav &= np.abs(np.arange(256)[None, :] - clip.truth["mouth_center"][k, 0]) < 40
-    cy, cx = np.argwhere(cav).mean(0)
-    assert np.hypot(cx - clip.truth["mouth_center"][k, 0], cy - clip.truth["mouth_center"][k, 1]) < 3.0
+    for i in range(3):
+        clip = render_clip(cfg=cfg, identity=make_identity(index=i, size=256), clip=0)
+        k = int(np.argmax(clip.truth["openness"]))
+        (mx, my), half = clip.truth["mouth_center"][k], 0.45 * clip.truth["mouth_width"][k]
+        f = clip.frame(k).astype(np.int32)
+        yy, xx = np.mgrid[0:256, 0:256]
+        near = (np.abs(xx - mx) < half) & (np.abs(yy - my) < 20)
+        cavity = (f.sum(-1) < 150) & (f[..., 0] > f[..., 1])
+        teeth = (np.ptp(f, axis=-1) < 30) & (f.min(-1) > 90)
+        cy, cx = np.argwhere(near & (cavity | teeth)).mean(0)
+        assert np.hypot(cx - mx, cy - my) < 2.0, (i, cx - mx, cy - my)
 
 
 def test_static_head_when_motion_is_zero():

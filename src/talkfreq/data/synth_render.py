@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 VOWELS = "aeiou"
-TEETH_H = 0.3
+_TEETH_H = 0.3  # visible height of the upper teeth, in units of gap_max
 _AA = cv2.LINE_AA
 _SHIFT = 4  # cv2 drawing with 4 fractional bits: sub-pixel motion of the lips instead of 1-px jumps
 _ONE = 1 << _SHIFT
@@ -157,6 +157,92 @@ def _eye_curves(g: FaceGeometry, side: int, xs: np.ndarray):
     return g.eye_y + tilt - g.eye_hh * 1.15 * arc ** 0.8, g.eye_y + tilt + g.eye_hh * 0.85 * arc ** 0.9
 
 
+def _skin_detail(rng, g: FaceGeometry, S: int) -> tuple[np.ndarray, np.ndarray]:
+    """High-pass skin darkening (S, S, 1) from fine grain, pore spots and wrinkles, and mole coverage (S, S) uint8."""
+    s = float(S)
+    grain = cv2.GaussianBlur(rng.standard_normal((S, S)).astype(np.float32), (0, 0), 0.6) * 0.06
+    spots = np.zeros((S, S), np.float32)
+    n_sp = int(S * S / 70)
+    spots[rng.integers(0, S, n_sp), rng.integers(0, S, n_sp)] = rng.uniform(1.5, 3.5, n_sp)
+    spots = cv2.GaussianBlur(spots, (0, 0), 0.7)
+    wr = np.zeros((S, S), np.uint8)
+    for k in range(rng.integers(2, 5)):
+        y0 = g.brow_y - 0.02 * s - k * rng.uniform(0.012, 0.016) * s
+        xs = np.linspace(g.cx - rng.uniform(0.4, 0.6) * g.a, g.cx + rng.uniform(0.4, 0.6) * g.a, 24)
+        wave = 0.004 * s * np.sin(xs / s * rng.uniform(15, 30) + rng.uniform(0, 6))
+        ys = y0 + wave + 0.05 * s * ((xs - g.cx) / g.a) ** 2
+        cv2.polylines(wr, [_fix(np.stack([xs, ys], 1))], False, 255, 1, _AA, _SHIFT)
+    for side in (-1, 1):
+        ox = g.cx + side * (g.eye_dx + g.eye_hw * 1.15)
+        for ang in np.radians([-25, 0, 22]) + rng.normal(0, 0.08, 3):
+            p0 = (ox, g.eye_y)
+            p1 = (ox + side * 0.035 * s * math.cos(ang), g.eye_y + 0.035 * s * math.sin(ang))
+            cv2.polylines(wr, [_fix([p0, p1])], False, 255, 1, _AA, _SHIFT)
+        xs = np.linspace(-0.8, 0.8, 12) * g.eye_hw + g.cx + side * g.eye_dx
+        cv2.polylines(wr, [_fix(np.stack([xs, g.eye_y + g.eye_hh * 1.9 + 0.006 * s * (xs - xs.mean()) ** 2
+                                          / g.eye_hw ** 2], 1))], False, 180, 1, _AA, _SHIFT)
+        ys = np.linspace(g.nose_y - 0.005 * s, g.mouth_y + 0.01 * s, 12)
+        xs = g.cx + side * (0.05 * s + 0.2 * (ys - g.nose_y) + 4.0 * (ys - g.nose_y) ** 2 / s)  # nasolabial fold
+        cv2.polylines(wr, [_fix(np.stack([xs, ys], 1))], False, 110, 1, _AA, _SHIFT)
+    moles = np.zeros((S, S), np.uint8)
+    for _ in range(rng.integers(1, 3)):
+        mx = g.cx + rng.choice([-1, 1]) * rng.uniform(0.45, 0.7) * g.a
+        my = rng.uniform(g.nose_y - 0.03 * s, g.mouth_y + 0.02 * s)
+        cv2.circle(moles, (int(mx * _ONE), int(my * _ONE)), int(rng.uniform(1.1, 1.9) * s / 256 * _ONE), 255, -1, _AA,
+                   _SHIFT)
+    tex = np.clip(0.32 * wr / 255.0 + 0.12 * np.clip(spots, 0, 1) - grain, -0.3, 0.8)
+    # high-pass: texture moves no local mean, so the detail=0 face is the low-pass of the detailed one
+    tex = (tex - cv2.GaussianBlur(tex, (0, 0), 4.0 * s / 256))[..., None]
+    return tex, moles
+
+
+def _draw_eyes(rng, img, al, g: FaceGeometry, S: int, d: float, *, hair, skin, iris, bare) -> list:
+    """Sclera, iris, pupil, lid line (low frequency), crease and lashes (detail) on ``img``/``al`` in place.
+
+    ``bare``: the face before the eyes, the skin of the closed lids. Returns the lid data of :class:`Identity`.
+    """
+    s = float(S)
+    yy = np.mgrid[0:S, 0:S][0].astype(np.float32)
+    ell = lambda cx, cy, r: lambda m: cv2.ellipse(  # noqa: E731
+        m, (int(cx * _ONE), int(cy * _ONE)), (int(r * _ONE), int(r * _ONE)), 0, 0, 360, 255, -1, _AA, _SHIFT)
+    lids = []
+    for side in (-1, 1):
+        ex = g.cx + side * g.eye_dx
+        xs = np.linspace(ex - g.eye_hw, ex + g.eye_hw, 24)
+        up, lo = _eye_curves(g, side, xs)
+        almond = np.concatenate([np.stack([xs, up], 1), np.stack([xs, lo], 1)[::-1]])
+        sclera = _mask(S, lambda m: cv2.fillPoly(m, [_fix(almond)], 255, _AA, _SHIFT))
+        _over(img, al, sclera, np.array([225, 220, 215], np.float32) * (0.85 + 0.15 * (yy > g.eye_y)[..., None]))
+        iris_m = _mask(S, ell(ex, g.eye_y, g.eye_hh * 1.05)) * sclera
+        _over(img, al, iris_m, iris * (0.75 + 0.4 * np.clip((yy - g.eye_y) / g.eye_hh, 0, 1))[..., None])
+        _over(img, al, _mask(S, ell(ex, g.eye_y, g.eye_hh * 0.45)) * sclera, (10, 8, 8))
+        glint = ell(ex + 0.35 * g.eye_hh, g.eye_y - 0.35 * g.eye_hh, 0.14 * g.eye_hh + 0.5)
+        _over(img, al, _mask(S, glint), (250, 250, 250))
+        lw = max(1, round(s / 160))
+        _over(img, al, _mask(S, lambda m: cv2.polylines(m, [_fix(np.stack([xs, up], 1))], False, 255, lw, _AA, _SHIFT)),
+              hair * 0.25)
+        lm = _mask(S, lambda m: cv2.polylines(m, [_fix(np.stack([xs, lo], 1))], False, 255, 1, _AA, _SHIFT))
+        _over(img, al, lm * 0.5, skin * 0.45)
+        crease = _mask(S, lambda m: cv2.polylines(m, [_fix(np.stack([xs[3:-3], up[3:-3] - g.eye_hh * 0.7], 1))],
+                                                  False, 255, 1, _AA, _SHIFT))
+        _over(img, al, crease * 0.6 * d, skin * 0.55)
+        k = np.linspace(2, 21, 16).astype(int)
+        base = np.stack([xs[k], up[k]], 1)
+        tip = base + np.stack([side * (k - 11) / 11 * 0.006 * s + side * 0.003 * s, -0.012 * s * np.ones(16)], 1)
+        mid = (base + tip) / 2 + [[side * 0.002 * s, 0.0]]
+        col, cov = _draw_strands(rng, (S, S), np.stack([base, mid, tip], 1), hair * 0.3 + 5, spread=0.2)
+        img[:] = img * (1 - d * cov[..., None]) + d * col
+        # the closed lid for blinks: skin as it was before the eye was drawn, with a lash line at its lower edge
+        x0, x1 = int(ex - g.eye_hw) - 2, int(ex + g.eye_hw) + 3
+        y0, y1 = int(up.min()) - 2, int(lo.max()) + 3
+        px = np.arange(x0, x1, dtype=np.float32)
+        pu, pl = _eye_curves(g, side, px)
+        patch = np.concatenate([bare[y0:y1, x0:x1] * 0.93, np.full((y1 - y0, x1 - x0, 1), 255.0)], 2)
+        lids.append((x0, y0, np.clip(patch + 0.5, 0, 255).astype(np.uint8), pu - y0 - 1.0, pl - y0 + 0.5))
+
+    return lids
+
+
 def make_identity(*, index: int, size: int = 256, seed: int = 0, detail: float = 1.0) -> Identity:
     """Draw identity ``index`` of dataset ``seed`` at ``size`` px (the same person for every config with that seed)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7919, int(index)]))
@@ -236,42 +322,10 @@ def make_identity(*, index: int, size: int = 256, seed: int = 0, detail: float =
     blush = _gauss(xx, yy, g.cx, g.nose_y, 0.5 * g.a, 0.05 * s) * (1 - bridge)
     skin_map = skin * sh[..., None] + (blush * 10.0)[..., None] * np.array([1.0, -0.5, -0.5], np.float32)
 
-    # detail: fine pore noise, pore spots, wrinkles, moles (multiplicative darkening, scaled by ``detail``)
-    grain = cv2.GaussianBlur(rng.standard_normal((S, S)).astype(np.float32), (0, 0), 0.6) * 0.06
-    spots = np.zeros((S, S), np.float32)
-    n_sp = int(S * S / 70)
-    spots[rng.integers(0, S, n_sp), rng.integers(0, S, n_sp)] = rng.uniform(1.5, 3.5, n_sp)
-    spots = cv2.GaussianBlur(spots, (0, 0), 0.7)
-    wr = np.zeros((S, S), np.uint8)
-    for k in range(rng.integers(2, 5)):
-        y0 = g.brow_y - 0.02 * s - k * rng.uniform(0.012, 0.016) * s
-        xs = np.linspace(g.cx - rng.uniform(0.4, 0.6) * g.a, g.cx + rng.uniform(0.4, 0.6) * g.a, 24)
-        ys = y0 + 0.004 * s * np.sin(xs / s * rng.uniform(15, 30) + rng.uniform(0, 6)) + 0.05 * s * ((xs - g.cx) / g.a) ** 2
-        cv2.polylines(wr, [_fix(np.stack([xs, ys], 1))], False, 255, 1, _AA, _SHIFT)
-    for side in (-1, 1):
-        ox = g.cx + side * (g.eye_dx + g.eye_hw * 1.15)
-        for ang in np.radians([-25, 0, 22]) + rng.normal(0, 0.08, 3):
-            p0 = (ox, g.eye_y)
-            p1 = (ox + side * 0.035 * s * math.cos(ang), g.eye_y + 0.035 * s * math.sin(ang))
-            cv2.polylines(wr, [_fix([p0, p1])], False, 255, 1, _AA, _SHIFT)
-        xs = np.linspace(-0.8, 0.8, 12) * g.eye_hw + g.cx + side * g.eye_dx
-        cv2.polylines(wr, [_fix(np.stack([xs, g.eye_y + g.eye_hh * 1.9 + 0.006 * s * (xs - xs.mean()) ** 2
-                                          / g.eye_hw ** 2], 1))], False, 180, 1, _AA, _SHIFT)
-        ys = np.linspace(g.nose_y - 0.005 * s, g.mouth_y + 0.01 * s, 12)
-        cv2.polylines(wr, [_fix(np.stack([g.cx + side * (0.055 * s + 0.45 * (ys - g.nose_y)), ys], 1))], False, 150, 1,
-                      _AA, _SHIFT)
-    moles = np.zeros((S, S), np.uint8)
-    for _ in range(rng.integers(1, 3)):
-        mx = g.cx + rng.choice([-1, 1]) * rng.uniform(0.45, 0.7) * g.a
-        my = rng.uniform(g.nose_y - 0.03 * s, g.mouth_y + 0.02 * s)
-        cv2.circle(moles, (int(mx * _ONE), int(my * _ONE)), int(rng.uniform(1.1, 1.9) * s / 256 * _ONE), 255, -1, _AA,
-                   _SHIFT)
-    tex = np.clip(0.32 * wr / 255.0 + 0.12 * np.clip(spots, 0, 1) - grain, -0.3, 0.8)
-    # high-pass: texture moves no local mean, so the detail=0 face is the low-pass of the detailed one
-    tex = (tex - cv2.GaussianBlur(tex, (0, 0), 4.0 * s / 256))[..., None]
+    tex, moles = _skin_detail(rng, g, S)
     # relative and absolute darkening, so the texture still shows on dark skin where a relative one would fade
     skin_map = skin_map * (1.0 - d * tex) - d * 25.0 * tex
-    moles_f = d * moles.astype(np.float32) / 255.0
+    moles_f = d * moles.astype(np.float32) / 255.0  # moles are detail too
     skin_map = skin_map * (1 - moles_f[..., None]) + moles_f[..., None] * np.array([70, 45, 35], np.float32)
     _over(img, al, _mask(S, ell(g.cx, g.cy, g.a, g.b)), skin_map)
     for side in (-1, 1):  # nostrils
@@ -285,7 +339,7 @@ def make_identity(*, index: int, size: int = 256, seed: int = 0, detail: float =
     for side in (-1, 1):
         bx = g.cx + side * g.eye_dx
         xs = np.linspace(-1, 1, 16)
-        top = np.stack([bx + side * xs * g.eye_hw * 1.35, g.brow_y - 0.006 * s * (1 - xs ** 2) - side * 0 * xs], 1)
+        top = np.stack([bx + side * xs * g.eye_hw * 1.35, g.brow_y - 0.006 * s * (1 - xs ** 2)], 1)
         th = 0.011 * s * (1.2 - 0.5 * (xs + 1) / 2)
         poly = np.concatenate([top, (top + np.stack([0 * xs, th], 1))[::-1]])
         band = _mask(S, lambda m: cv2.fillPoly(m, [_fix(poly)], 255, _AA, _SHIFT))
@@ -295,43 +349,8 @@ def make_identity(*, index: int, size: int = 256, seed: int = 0, detail: float =
                          0.025 * s, steps=4, curl=0.06)
         col, cov = _draw_strands(rng, (S, S), lines, brow, spread=0.3)
         img[:] = img * (1 - d * cov[..., None]) + d * col
-    skin_img = img.copy()
 
-    # eyes: sclera, iris, pupil, lid line (low frequency); crease and lashes (detail)
-    lids = []
-    for side in (-1, 1):
-        ex = g.cx + side * g.eye_dx
-        xs = np.linspace(ex - g.eye_hw, ex + g.eye_hw, 24)
-        up, lo = _eye_curves(g, side, xs)
-        almond = np.concatenate([np.stack([xs, up], 1), np.stack([xs, lo], 1)[::-1]])
-        sclera = _mask(S, lambda m: cv2.fillPoly(m, [_fix(almond)], 255, _AA, _SHIFT))
-        _over(img, al, sclera, np.array([225, 220, 215], np.float32) * (0.85 + 0.15 * (yy > g.eye_y)[..., None]))
-        iris_m = _mask(S, ell(ex, g.eye_y, g.eye_hh * 1.05, g.eye_hh * 1.05)) * sclera
-        _over(img, al, iris_m, iris * (0.75 + 0.4 * np.clip((yy - g.eye_y) / g.eye_hh, 0, 1))[..., None])
-        _over(img, al, _mask(S, ell(ex, g.eye_y, g.eye_hh * 0.45, g.eye_hh * 0.45)) * sclera, (10, 8, 8))
-        _over(img, al, _mask(S, ell(ex + 0.35 * g.eye_hh, g.eye_y - 0.35 * g.eye_hh, 0.14 * g.eye_hh + 0.5,
-                                    0.14 * g.eye_hh + 0.5)), (250, 250, 250))
-        lw = max(1, round(s / 160))
-        _over(img, al, _mask(S, lambda m: cv2.polylines(m, [_fix(np.stack([xs, up], 1))], False, 255, lw, _AA, _SHIFT)),
-              hair * 0.25)
-        lm = _mask(S, lambda m: cv2.polylines(m, [_fix(np.stack([xs, lo], 1))], False, 255, 1, _AA, _SHIFT))
-        _over(img, al, lm * 0.5, skin * 0.45)
-        crease = _mask(S, lambda m: cv2.polylines(m, [_fix(np.stack([xs[3:-3], up[3:-3] - g.eye_hh * 0.7], 1))],
-                                                  False, 255, 1, _AA, _SHIFT))
-        _over(img, al, crease * 0.6 * d, skin * 0.55)
-        k = np.linspace(2, 21, 16).astype(int)
-        base = np.stack([xs[k], up[k]], 1)
-        tip = base + np.stack([side * (k - 11) / 11 * 0.006 * s + side * 0.003 * s, -0.012 * s * np.ones(16)], 1)
-        mid = (base + tip) / 2 + [[side * 0.002 * s, 0.0]]
-        col, cov = _draw_strands(rng, (S, S), np.stack([base, mid, tip], 1), hair * 0.3 + 5, spread=0.2)
-        img[:] = img * (1 - d * cov[..., None]) + d * col
-        # the closed lid for blinks: skin as it was before the eye was drawn, with a lash line at its lower edge
-        x0, x1 = int(ex - g.eye_hw) - 2, int(ex + g.eye_hw) + 3
-        y0, y1 = int(up.min()) - 2, int(lo.max()) + 3
-        px = np.arange(x0, x1, dtype=np.float32)
-        pu, pl = _eye_curves(g, side, px)
-        patch = np.concatenate([skin_img[y0:y1, x0:x1] * 0.93, np.full((y1 - y0, x1 - x0, 1), 255.0)], 2)
-        lids.append((x0, y0, np.clip(patch + 0.5, 0, 255).astype(np.uint8), pu - y0 - 1.0, pl - y0 + 0.5))
+    lids = _draw_eyes(rng, img, al, g, S, d, hair=hair, skin=skin, iris=iris, bare=img.copy())
 
     # hair cap over the forehead: base colour with smooth shading, strands on top (detail)
     n_str = int(1800 * (s / 256) ** 2)
@@ -345,7 +364,9 @@ def make_identity(*, index: int, size: int = 256, seed: int = 0, detail: float =
     lip = np.clip(skin * np.array([0.85, 0.58, 0.6]) + np.array([30, 0, 5]), 0, 255)
     colors = dict(lip=lip, lip_lo=np.clip(lip * 1.1 + 8, 0, 255), lip_line=lip * 0.55, cavity=np.array([45, 12, 18.]),
                   teeth=np.array([232, 226, 210.]) * 0.7, skin=skin)
-    creases = (np.sort(rng.uniform(-0.8, 0.8, rng.integers(8, 13))), np.sort(rng.uniform(-0.8, 0.8, rng.integers(9, 14))))
+    # vertical lip creases at fixed positions along each lip (fractions of the half-width), drawn per frame
+    creases = (np.sort(rng.uniform(-0.8, 0.8, rng.integers(8, 13))),
+               np.sort(rng.uniform(-0.8, 0.8, rng.integers(9, 14))))
     return Identity(index=int(index), name=f"id{int(index):02d}", size=S, detail=d, geom=g, face=face,
                     background=_background(rng, S), lids=lids, colors=colors, creases=creases,
                     f0=float(rng.uniform(100, 220)), formant_scale=float(rng.uniform(0.92, 1.12)))
@@ -380,7 +401,7 @@ def mouth_contours(g: FaceGeometry, *, openness: float, width: float, n: int = 2
     bell = np.maximum(1.0 - u ** 2, 0.0)
     xs = g.cx + u * hw
     thin = 1.0 / math.sqrt(max(width, 0.5))
-    corner = g.mouth_y - 0.08 * g.lip_up * bell ** 0.5 * 0 - 0.15 * g.lip_up * (1 - bell)
+    corner = g.mouth_y - 0.15 * g.lip_up * (1 - bell)  # corners slightly raised: a relaxed, closed mouth
     in_up = corner - 0.3 * gap * bell ** 0.6
     in_lo = corner + 0.7 * gap * bell ** 0.6
     bow = 1.0 - 0.35 * np.exp(-((u / 0.14) ** 2)) + 0.12 * np.exp(-(((np.abs(u) - 0.25) / 0.12) ** 2))
@@ -405,7 +426,7 @@ def draw_mouth(img: np.ndarray, ident: Identity, *, openness: float, width: floa
     gap = float(np.max(lo[:, 1] - up[:, 1]))
     if gap > 0.3:
         fill(np.concatenate([up, lo[::-1]]), c["cavity"])
-        teeth_h = TEETH_H * ident.geom.gap_max
+        teeth_h = _TEETH_H * ident.geom.gap_max
         tb = np.stack([up[:, 0], np.minimum(up[:, 1] + teeth_h * np.sqrt(np.maximum(
             0.0, 1 - (up[:, 0] - up[10, 0]) ** 2 / (up[0, 0] - up[10, 0]) ** 2)), lo[:, 1])], 1)
         fill(np.concatenate([up[3:-3], tb[3:-3][::-1]]), c["teeth"] * (0.8 + 0.2 * min(1.0, gap / teeth_h)))
