@@ -34,11 +34,11 @@ print(json.dumps({"frames": frames, "seconds": dt, "peak_mb": resource.getrusage
 
 def head(video: Path, seconds: float, out: Path) -> Path:
     """The first ``seconds`` of ``video`` (re-encoded on the 25 fps timeline, with its audio)."""
-    from talkfreq.io import VideoReader, VideoWriter, load_audio
+    from talkfreq.io import VideoReader, VideoWriter, load_video_audio
 
     reader = VideoReader(video, fps=25.0)
     n = int(round(seconds * 25))
-    wav = load_audio(video, offset=reader.video_start, duration=seconds)
+    wav = load_video_audio(video, duration=seconds)
     with VideoWriter(out, fps=25.0, width=reader.width, height=reader.height, audio=wav, sample_rate=16000) as w:
         for i, frame in enumerate(reader):
             if i >= n:

@@ -31,3 +31,15 @@ def synth_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synth")
     synthesize(cfg=SynthConfig(identities=2, clips_per_identity=1, seconds=2.0, frame_size=128), out=out)
     return out
+
+
+@pytest.fixture(scope="session")
+def prepared_dir(synth_dir, tmp_path_factory) -> Path:
+    """``synth_dir`` prepared with 96-px face crops (2 clips × 50 frames, both in the train split), once per session."""
+    from talkfreq.config import load_config
+    from talkfreq.data.prepare import PrepareConfig, prepare_dataset
+
+    out = tmp_path_factory.mktemp("prepared")
+    prepare_dataset([synth_dir], out=out, cfg=load_config(PrepareConfig, None, ["face.crop_size=96"]),
+                    show_progress=False)
+    return out

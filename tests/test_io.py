@@ -7,7 +7,7 @@ import pytest
 
 from conftest import media
 from talkfreq.errors import MediaError, TalkfreqError
-from talkfreq.io import VideoReader, VideoWriter, load_audio, probe
+from talkfreq.io import VideoReader, VideoWriter, load_audio, load_video_audio, probe
 
 
 def _write(path, n=50, fps=25.0, size=(96, 128), audio=None, sr=16000):
@@ -26,7 +26,7 @@ def test_reader_retimes_to_25fps_with_duration_kept(rel):
     reader = VideoReader(path, fps=25.0, max_side=64)
     n = sum(1 for _ in reader)
     assert abs(n - (info.duration - info.video_start) * 25) <= 1  # VFR: the video starts 33 ms into the file
-    wav = load_audio(path, offset=reader.video_start, duration=n / 25)
+    wav = load_video_audio(path, duration=n / 25)
     assert wav.shape[0] == round(n / 25 * 16000)  # audio on the video's timeline, exactly as long
 
 

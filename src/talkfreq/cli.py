@@ -114,14 +114,111 @@ def train(
     name: Annotated[Optional[str], typer.Option(help="Run name (folder under run.out_dir).")] = None,
     resume: Annotated[Optional[str], typer.Option(help="'last' or a checkpoint path.")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Training steps.")] = None,
+    vgg16: Annotated[Optional[Path], typer.Option("--vgg16", help="torchvision VGG16 weights for the perceptual loss (sets loss.vgg16).")] = None,
 ) -> None:
     """Train the SyncNet expert, a stage-1 generator (FREAK / Wav2Lip) or a SOVQAE refiner with Lightning."""
     from talkfreq.training.registry import train as run_train
 
     extra = {"data.root": str(data) if data else None, "run.name": name, "run.resume": resume,
-             "trainer.max_steps": max_steps}
+             "trainer.max_steps": max_steps, "loss.vgg16": str(vgg16) if vgg16 else None}
     out = run_train(kind, config, overrides or [], extra=extra)
     _console().print(f"run folder: {out}")
+
+
+@app.command("diagnose-refiner")
+def diagnose_refiner(
+    model: Annotated[Path, typer.Argument(help="Refiner: a run's model/ folder or a refiner .ckpt.")],
+    data: Annotated[Path, typer.Option(help="Prepared dataset folder with clean frames.")],
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: <run>/diagnosis).")] = None,
+    frames: Annotated[int, typer.Option(help="Consecutive clean frames to use.")] = 32,
+    clip: Annotated[Optional[str], typer.Option(help="Clip id in the dataset (default: the first).")] = None,
+    batch: Annotated[int, typer.Option(help="Frames per forward pass.")] = 16,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """NRoUB diagnostic: per degradation, latent shift vs code margin, code flips, inside-bound fraction."""
+    from talkfreq.pipeline.refine import resolve_device
+    from talkfreq.report.refiner_diagnosis import JSON_FILE, PNG_FILE, run_diagnosis, summary_table
+
+    if out is None:
+        out = (model.parent if model.name == "model" or model.is_file() else model) / "diagnosis"
+        if model.is_file() and model.parent.name == "checkpoints":
+            out = model.parent.parent / "diagnosis"
+    diag = run_diagnosis(model, data, out=out, frames=frames, clip=clip, batch_size=batch,
+                         device=resolve_device(device))
+    con = _console()
+    con.print(summary_table(diag))
+    bad = {k: r.flips_inside_bound for k, r in diag.reports.items() if r.flips_inside_bound}
+    if bad:  # the theorem says this cannot happen: the diagnostics and the quantiser disagree on the geometry
+        con.print(f"[red]inconsistent:[/red] code flips inside the bound {bad}")
+    con.print(f"wrote {out / JSON_FILE} and {out / PNG_FILE}")
+
+
+def _frames_per_second_column():
+    """A rich progress column showing the task's speed in frames/s (rich's speed columns are for bytes)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class FramesPerSecond(ProgressColumn):
+        def render(self, task):
+            return Text(f"{task.speed:.1f} frames/s" if task.speed else "", style="progress.data.speed")
+
+    return FramesPerSecond()
+
+
+@app.command()
+def refine(
+    inputs: Annotated[list[str], typer.Argument(help="The video to refine, and key=value overrides (face.*, crf ...).")],
+    refiner: Annotated[Path, typer.Option(help="Refiner: a run's model/ folder or a refiner .ckpt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .mp4.")],
+    config: ConfigOpt = None,
+    batch: Annotated[Optional[int], typer.Option(help="Face crops per forward pass.")] = None,
+    boxes_from: Annotated[Optional[Path], typer.Option("--boxes-from", help="Reuse the crop boxes of a prepared clip folder (DATA/clips/<id>) instead of detecting.")] = None,
+    region: Annotated[Optional[str], typer.Option(help="Pasted region: face or lower.")] = None,
+    temporal_smoothing: Annotated[Optional[float], typer.Option("--temporal-smoothing", help="Latent smoothing alpha in [0, 1) (default: the model's, else 0).")] = None,
+    feather: Annotated[Optional[float], typer.Option(help="Mask edge sigma, fraction of the crop side.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Refine the face of any talking-head video with a trained SOVQAE refiner; keeps fps, duration and audio."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from talkfreq.config import load_config, split_overrides
+    from talkfreq.errors import require_file
+    from talkfreq.pipeline.refine import RefineConfig, refine_video
+    from talkfreq.training.refiner import inference_defaults, load_refiner
+
+    paths, overrides = split_overrides(inputs)
+    if len(paths) != 1:
+        raise TalkfreqError(f"refine: expected one input video, got {len(paths)}")
+    cfg = load_config(RefineConfig, config, overrides, extra={
+        "batch_size": batch, "region": region, "temporal_smoothing": temporal_smoothing, "feather": feather,
+        "device": device})
+    require_file(paths[0], "video")  # before loading the model: the cheapest check first
+    model = load_refiner(refiner)
+    alpha = cfg.temporal_smoothing
+    if alpha is None:
+        alpha = float(inference_defaults(refiner).get("latent_smoothing", 0.0))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _frames_per_second_column(),
+               TimeElapsedColumn())
+    with Progress(*columns, disable=quiet) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_progress(stage: str, done: int, total: Optional[int]) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task("faces" if stage == "boxes" else "refine", total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        res = refine_video(paths[0], model=model, out=out, cfg=cfg, alpha=alpha, boxes_from=boxes_from,
+                           progress=on_progress)
+    con = _console()
+    flips = "n/a" if res.temporal_flip_rate != res.temporal_flip_rate else f"{res.temporal_flip_rate:.3f}"
+    con.print(
+        f"wrote {res.out}: {res.frames} frames at {res.fps:g} fps ({res.width}x{res.height}), {res.refined} refined, "
+        f"{res.no_face} without a face (unchanged), audio {'kept' if res.audio else 'none in input'}; "
+        f"smoothing alpha {res.alpha:g}, code flips between frames {flips}; "
+        f"{res.frames_per_second:.1f} frames/s end to end (boxes {res.seconds_boxes:.1f} s, refine "
+        f"{res.seconds_refine:.1f} s)"
+    )
 
 
 @app.command()

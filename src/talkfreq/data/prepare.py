@@ -26,7 +26,7 @@ from talkfreq.config import to_yaml
 from talkfreq.data.prepared import ClipMeta, ClipWriter, assign_split, finished_clip_ids, write_index
 from talkfreq.errors import MediaError, TalkfreqError, require_writable_dir
 from talkfreq.face import FaceConfig, crop_face, make_detector, track_faces
-from talkfreq.io.audio import load_audio
+from talkfreq.io.audio import load_video_audio
 from talkfreq.io.media import probe
 from talkfreq.io.video import VideoReader
 
@@ -154,7 +154,7 @@ def prepare_clip(src: Source, *, root: Path, cfg: PrepareConfig, on_frames: Call
     boxes, found, valid, n, (w, h) = _track(src, cfg)
     sr = cfg.mel.sample_rate
     reader = VideoReader(src.path, fps=cfg.fps)
-    wav = load_audio(src.path, sample_rate=sr, offset=reader.video_start, duration=n / cfg.fps)
+    wav = load_video_audio(src.path, sample_rate=sr, duration=n / cfg.fps)
     mel = melspectrogram(wav, cfg=cfg.mel)
     speech = None
     if cfg.speech.enabled:

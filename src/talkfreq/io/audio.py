@@ -72,3 +72,15 @@ def is_silent(wav: np.ndarray, *, threshold_db: float = -60.0) -> bool:
         return True
     rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
     return 20.0 * np.log10(max(rms, 1e-12)) < threshold_db
+
+
+def load_video_audio(path: str | Path, *, sample_rate: int = 16000, duration: float | None = None) -> np.ndarray:
+    """The audio track of a video on the video's timeline: sample 0 lies under the first video frame.
+
+    Streams may start at different times (a VFR phone clip's video starts 33 ms after its audio), so the audio is
+    shifted by ``video_start - audio_start``; ``duration`` fits it to exactly that many seconds (N frames / fps).
+    """
+    from talkfreq.io.media import probe
+
+    info = probe(path)
+    return load_audio(path, sample_rate=sample_rate, offset=info.video_start - info.audio_start, duration=duration)

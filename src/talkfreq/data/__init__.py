@@ -1,0 +1,1 @@
+"""Prepared datasets, synthetic data, degradations and the torch Datasets / DataModules over them."""

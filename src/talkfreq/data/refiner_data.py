@@ -1,0 +1,135 @@
+"""Face-crop samples for the SOVQAE refiner: clean crops of one identity (or several), optionally degraded.
+
+Each sample is ``{"clean": (3, S, S), "input": (3, S, S)}`` float in [-1, 1] at the refiner's ``image_size``; ``input``
+is ``clean`` itself, or a :func:`talkfreq.data.degradations.degrade` of it for the denoising fine-tune. The splits,
+the endless resumable training stream and the per-sample randomness are stage 1's (:mod:`talkfreq.data.datasets`):
+randomness is a pure function of ``(seed, stream position)``, so "2 steps + resume to 4" sees exactly the samples of
+"4 steps" whatever the worker count.
+
+Ours: the identity filter (``identities``), and resizing with OpenCV (INTER_AREA down, INTER_CUBIC up) *before*
+degrading, so a degradation acts at the resolution the refiner sees - as in ``talkfreq refine``, which crops the
+frame directly at ``image_size``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import cv2
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader
+
+from talkfreq.data.datasets import TrainStream, _ClipSamples, split_segments
+from talkfreq.data.degradations import Degradation, degrade
+from talkfreq.data.prepared import PreparedDataset
+from talkfreq.errors import ConfigError, TalkfreqError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RefinerDataConfig:
+    """``data.*`` of a refiner run."""
+
+    root: Optional[str] = None  # prepared dataset folder (``--data``)
+    identities: list[str] = field(default_factory=list)  # train on these identities only (empty: all)
+    batch_size: int = 8
+    num_workers: int = 2
+    image_size: Optional[int] = None  # None: sovqae.image_size; else it replaces sovqae.image_size
+    val_fraction: float = 0.1  # val = last frames of each clip when the index has no train/val clips
+    val_batch_size: int = 0  # 0 = batch_size
+
+
+def resize_uint8(img: np.ndarray, size: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (size, size, 3) uint8 (area-averaged when shrinking, bicubic when enlarging)."""
+    if img.shape[0] == size and img.shape[1] == size:
+        return np.ascontiguousarray(img)
+    interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_CUBIC
+    return cv2.resize(np.ascontiguousarray(img), (size, size), interpolation=interp)
+
+
+def uint8_to_tensor(img: np.ndarray) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [-1, 1]."""
+    return torch.from_numpy(np.array(img, copy=True)).float().div_(127.5).sub_(1.0).movedim(-1, -3)
+
+
+def tensor_to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(..., 3, H, W) float in [-1, 1] -> (..., H, W, 3) uint8 (clamped, rounded)."""
+    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().byte().movedim(-3, -1).cpu().numpy()
+
+
+class RefinerDataset(_ClipSamples):
+    """Single valid frames of the given clip segments; see the module docstring for the sample layout."""
+
+    def __init__(self, data: PreparedDataset, segments: list[tuple[str, int, int]], *, image_size: int,
+                 degradation: Degradation | None = None, seed: int = 0, val: bool = False):
+        self.degradation = degradation
+        super().__init__(data, segments, window=1, image_size=image_size, seed=seed, val=val)
+
+    def sample(self, index: int, *, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        cid = self.clip_ids[self.clip_of[index]]
+        clean = resize_uint8(np.asarray(self._clip(cid).frames[int(self.starts[index])]), self.image_size)
+        x = uint8_to_tensor(clean)
+        noisy = x if self.degradation is None else uint8_to_tensor(degrade(clean, cfg=self.degradation, rng=rng))
+        return {"clean": x, "input": noisy}
+
+
+def _select(data: PreparedDataset, identities: list[str]) -> PreparedDataset:
+    if not identities:
+        return data
+    known = set(data.identities())
+    missing = [i for i in identities if i not in known]
+    if missing:
+        raise TalkfreqError(f"{data.root}: no identity {missing[0]!r} (the dataset has {', '.join(sorted(known))})")
+    sub = copy.copy(data)
+    sub.metas = [m for m in data.metas if m.identity in identities]
+    return sub
+
+
+class RefinerDataModule(LightningDataModule):
+    """Train/val loaders of refiner samples. Everything that can be wrong with the data raises in the constructor."""
+
+    def __init__(self, cfg: RefinerDataConfig, *, image_size: int, seed: int = 0,
+                 degradation: Degradation | None = None):
+        super().__init__()
+        if not cfg.root:
+            raise ConfigError("data.root is not set: pass --data DIR (a folder written by `talkfreq prepare`)")
+        if cfg.batch_size < 1 or cfg.num_workers < 0:
+            raise ConfigError("data.batch_size must be >= 1 and data.num_workers >= 0")
+        self.cfg = cfg
+        self.seed = seed
+        self.data = _select(PreparedDataset(cfg.root), list(cfg.identities))
+        if not len(self.data.metas):
+            raise TalkfreqError(f"{self.data.root}: the prepared dataset has no finished clips")
+        train, val, fell_back = split_segments(self.data, holdout_fraction=cfg.val_fraction, min_frames=1)
+        if fell_back:
+            log.info("%s: holding out the last %.0f%% of each clip's frames for validation", self.data.root,
+                     100 * cfg.val_fraction)
+        kw = dict(image_size=image_size, degradation=degradation, seed=seed)
+        self.train_set = RefinerDataset(self.data, train, val=False, **kw)
+        self.val_set = RefinerDataset(self.data, val, val=True, **kw)
+        if len(self.train_set) == 0:
+            raise TalkfreqError(f"{self.data.root}: no valid face frame in the training split")
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        start, rank, world = 0, 0, 1
+        if trainer is not None:
+            # global_step is restored before Lightning asks for the loader: a resumed run continues the stream.
+            # The refiner counts one step per batch also with the GAN on (its D step is not counted, see there).
+            start = trainer.global_step * trainer.accumulate_grad_batches
+            rank, world = trainer.global_rank, trainer.world_size
+        stream = TrainStream(self.train_set, batch_size=self.cfg.batch_size, seed=self.seed, start_batch=start,
+                             rank=rank, world_size=world)
+        return DataLoader(stream, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers,
+                          pin_memory=torch.cuda.is_available())
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.cfg.val_batch_size or self.cfg.batch_size, shuffle=False,
+                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())

@@ -1,0 +1,128 @@
+"""`talkfreq train refiner` (tiny config on synth crops) and `talkfreq diagnose-refiner`."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from talkfreq.cli import main
+from talkfreq.models.sovqae import SOVQAE
+from talkfreq.training.refiner import load_refiner
+
+torch.set_num_threads(1)
+
+TINY = "configs/refiner/tiny.yaml"
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def refiner_data(synth_dir, tmp_path_factory) -> Path:
+    """The synth set prepared at 64 px (2 clips x 50 frames); the tiny refiner trains at 32 px."""
+    from talkfreq.config import load_config
+    from talkfreq.data.prepare import PrepareConfig, prepare_dataset
+
+    out = tmp_path_factory.mktemp("refiner_prepared")
+    prepare_dataset([synth_dir], out=out, cfg=load_config(PrepareConfig, None, ["face.crop_size=64"]),
+                    show_progress=False)
+    return out
+
+
+def train(data: Path, out: Path, *extra: str) -> int:
+    return main(["train", "refiner", "-c", str(REPO / TINY), "--data", str(data), f"run.out_dir={out}",
+                 "trainer.val_check_interval=2", "logging.sample_every_n_steps=2", *extra])
+
+
+def metrics(run: Path) -> list[dict[str, str]]:
+    with open(run / "csv" / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def trained(refiner_data, tmp_path_factory) -> Path:
+    """A 3-step tiny run (shared by the checks below)."""
+    out = tmp_path_factory.mktemp("refiner_runs")
+    assert train(refiner_data, out, "trainer.max_steps=3", "run.name=base") == 0
+    return out / "base"
+
+
+def test_tiny_run_writes_checkpoints_model_and_samples(trained):
+    ckpts = trained / "checkpoints"
+    assert (ckpts / "last.ckpt").is_file() and (ckpts / "best.ckpt").is_file()
+    assert (trained / "model" / "config.json").is_file() and (trained / "model" / "model.pt").is_file()
+    assert json.loads((trained / "model" / "inference.json").read_text()) == {"latent_smoothing": 0.0}
+    assert list((trained / "samples").glob("step*.png")) and (trained / "config.yaml").is_file()
+    model = SOVQAE.from_pretrained(trained / "model")
+    assert model.config.image_size == 32
+    # last.ckpt is the final state, so it holds exactly the saved model
+    from_ckpt = load_refiner(ckpts / "last.ckpt").state_dict()
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, from_ckpt[k]), k
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 3
+    assert any(row.get("val/loss") for row in metrics(trained))
+
+
+def test_exact_resume_two_plus_two_equals_four(refiner_data, tmp_path):
+    common = ("logging.logger=none", "logging.sample_every_n_steps=0")
+    assert train(refiner_data, tmp_path, "trainer.max_steps=4", "run.name=straight", *common) == 0
+    assert train(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=resumed", *common) == 0
+    assert train(refiner_data, tmp_path, "trainer.max_steps=4", "run.name=resumed", "run.resume=last", *common) == 0
+    a = SOVQAE.from_pretrained(tmp_path / "straight" / "model").state_dict()
+    b = SOVQAE.from_pretrained(tmp_path / "resumed" / "model").state_dict()
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ckpt = torch.load(tmp_path / "resumed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 4
+
+
+def test_gan_path_counts_one_step_per_batch(refiner_data, tmp_path):
+    assert train(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=gan", "loss.gan=0.1",
+                 "loss.gan_start_step=1", "trainer.log_every_n_steps=1", "trainer.gradient_clip_val=1.0") == 0
+    ckpt = torch.load(tmp_path / "gan" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 2
+    assert len(ckpt["optimizer_states"]) == 2 and ckpt["optimizer_states"][1]["state"]  # D took a step
+    rows = metrics(tmp_path / "gan")
+    assert any(r.get("train/d_loss") for r in rows) and any(r.get("train/g_adv") for r in rows)
+
+
+def test_denoise_finetune_path_runs_from_a_trained_refiner(refiner_data, trained, tmp_path):
+    assert train(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=dn", "denoise_finetune=true",
+                 f"init_from={trained / 'model'}", "trainer.log_every_n_steps=1") == 0
+    rows = metrics(tmp_path / "dn")
+    assert any(r.get("train/code_ce") for r in rows) and any(r.get("train/code_match") for r in rows)
+    before, after = SOVQAE.from_pretrained(trained / "model"), SOVQAE.from_pretrained(tmp_path / "dn" / "model")
+    sb, sa = before.state_dict(), after.state_dict()
+    # the codebook (targets are indices into it) and, by default, the decoder stay frozen; the encoder learns
+    assert all(torch.equal(sb[k], sa[k]) for k in sb if k.startswith(("quantizer.", "decoder.")))
+    assert any(not torch.equal(sb[k], sa[k]) for k in sb if k.startswith("encoder."))
+
+
+def test_perceptual_weight_without_vgg_weights_fails_at_start_up(refiner_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("TALKFREQ_VGG16", raising=False)
+    assert train(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=p", "loss.percep=1.0") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "VGG16" in err
+    assert not (tmp_path / "p").exists()  # nothing was started
+
+
+def test_diagnose_refiner_prints_table_and_writes_consistent_numbers(trained, refiner_data, tmp_path, capsys):
+    out = tmp_path / "diag"
+    assert main(["diagnose-refiner", str(trained / "model"), "--data", str(refiner_data), "--out", str(out),
+                 "--frames", "12"]) == 0
+    text = capsys.readouterr().out
+    assert "NRoUB" in text and "gaussian_blur" in text and "downup" in text
+    assert (out / "nroub_histograms.png").stat().st_size > 1000
+    result = json.loads((out / "nroub.json").read_text())
+    assert result["frames"] == 12 and 0.0 <= result["temporal_flip_rate"] <= 1.0
+    assert set(result["degradations"]) == {"gaussian_blur", "motion_blur", "downup", "jpeg", "noise"}
+    for kind, r in result["degradations"].items():
+        assert r["flips_inside_bound"] == 0, kind  # no code flips where the shift is smaller than the margin
+        assert 0.0 <= r["flip_rate"] <= 1.0 and 0.0 <= r["inside_bound_fraction"] <= 1.0
+        assert r["positions"] == 12 * 8 * 8  # 12 frames of 8 x 8 latents
+    # a Lightning checkpoint works as well as the model folder
+    assert main(["diagnose-refiner", str(trained / "checkpoints" / "best.ckpt"), "--data", str(refiner_data),
+                 "--out", str(tmp_path / "diag2"), "--frames", "4"]) == 0
