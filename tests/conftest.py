@@ -23,6 +23,16 @@ def media(rel: str) -> Path:
     return p
 
 
+def run_metrics(run: Path) -> list[dict[str, str]]:
+    """Rows of the CSV logger's metrics.csv of a training run folder (its latest version, i.e. after any resume)."""
+    import csv
+
+    versions = sorted((run / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[1]))
+    assert versions, f"no csv metrics under {run}"
+    with open(versions[-1]) as fh:
+        return list(csv.DictReader(fh))
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory) -> Path:
     """A small synth data set (2 identities × 1 clip × 2 s, 128 px), written once per test session."""
@@ -35,7 +45,7 @@ def synth_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def prepared_dir(synth_dir, tmp_path_factory) -> Path:
-    """``synth_dir`` prepared with 96-px face crops (2 clips × 50 frames, both in the train split), once per session."""
+    """``synth_dir`` prepared with 96-px face crops (2 clips × 50 frames, both in the train split), once a session."""
     from talkfreq.config import load_config
     from talkfreq.data.prepare import PrepareConfig, prepare_dataset
 

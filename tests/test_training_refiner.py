@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import run_metrics
 from talkfreq.cli import main
 from talkfreq.models.sovqae import SOVQAE
 from talkfreq.training.refiner import load_refiner
@@ -36,11 +36,6 @@ def train(data: Path, out: Path, *extra: str) -> int:
                  "trainer.val_check_interval=2", "logging.sample_every_n_steps=2", *extra])
 
 
-def metrics(run: Path) -> list[dict[str, str]]:
-    with open(run / "csv" / "metrics.csv") as fh:
-        return list(csv.DictReader(fh))
-
-
 @pytest.fixture(scope="module")
 def trained(refiner_data, tmp_path_factory) -> Path:
     """A 3-step tiny run (shared by the checks below)."""
@@ -62,7 +57,7 @@ def test_tiny_run_writes_checkpoints_model_and_samples(trained):
     for k, v in model.state_dict().items():
         assert torch.equal(v, from_ckpt[k]), k
     assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 3
-    assert any(row.get("val/loss") for row in metrics(trained))
+    assert any(row.get("val/loss") for row in run_metrics(trained))
 
 
 def test_exact_resume_two_plus_two_equals_four(refiner_data, tmp_path):
@@ -85,14 +80,14 @@ def test_gan_path_counts_one_step_per_batch(refiner_data, tmp_path):
     ckpt = torch.load(tmp_path / "gan" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2
     assert len(ckpt["optimizer_states"]) == 2 and ckpt["optimizer_states"][1]["state"]  # D took a step
-    rows = metrics(tmp_path / "gan")
+    rows = run_metrics(tmp_path / "gan")
     assert any(r.get("train/d_loss") for r in rows) and any(r.get("train/g_adv") for r in rows)
 
 
 def test_denoise_finetune_path_runs_from_a_trained_refiner(refiner_data, trained, tmp_path):
     assert train(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=dn", "denoise_finetune=true",
                  f"init_from={trained / 'model'}", "trainer.log_every_n_steps=1") == 0
-    rows = metrics(tmp_path / "dn")
+    rows = run_metrics(tmp_path / "dn")
     assert any(r.get("train/code_ce") for r in rows) and any(r.get("train/code_match") for r in rows)
     before, after = SOVQAE.from_pretrained(trained / "model"), SOVQAE.from_pretrained(tmp_path / "dn" / "model")
     sb, sa = before.state_dict(), after.state_dict()

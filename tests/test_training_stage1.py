@@ -1,5 +1,5 @@
 """Stage-1 training: datasets, the SyncNet expert, FREAK / Wav2Lip runs through the CLI, exact resume, the GAN path,
-start-up errors, DDP on two CPU processes, wandb offline.
+the perceptual term, HuBERT-style audio, start-up errors, DDP on two CPU processes, wandb (offline) / TensorBoard.
 
 All runs use the tiny configs on the session's prepared synth data (2 clips × 50 frames, 96-px crops) with one
 torch thread (set in conftest).
@@ -7,9 +7,10 @@ torch thread (set in conftest).
 
 from __future__ import annotations
 
-import csv
 import itertools
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,10 +19,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import run_metrics
 from talkfreq.cli import main
 from talkfreq.data.datasets import (DataConfig, Stage1DataModule, SyncNetDataModule, TrainStream, mel_tensor,
                                     split_segments)
-from talkfreq.models.freak import FREAK
+from talkfreq.models.freak import FREAK, apply_mask
 from talkfreq.models.syncnet import SyncNet, SyncNetConfig, expert_loss, sync_probability
 from talkfreq.models.wav2lip import Wav2Lip
 
@@ -31,11 +33,6 @@ CFG = REPO / "configs" / "stage1"
 
 def train(kind: str, config: str, data: Path, out: Path, *overrides: str) -> int:
     return main(["train", kind, "-c", str(CFG / config), "--data", str(data), f"run.out_dir={out}", *overrides])
-
-
-def metrics(run: Path) -> list[dict[str, str]]:
-    with open(run / "csv" / "metrics.csv") as fh:
-        return list(csv.DictReader(fh))
 
 
 def column(rows: list[dict[str, str]], key: str) -> list[float]:
@@ -49,8 +46,8 @@ def test_stage1_samples_shapes_reference_gap_and_holdout(prepared_dir):
     cfg = DataConfig(root=str(prepared_dir), batch_size=2, num_workers=0, ref_min_gap=7)
     dm = Stage1DataModule(cfg, image_size=64, sync=True)
     # Both synth clips hash into "train": the hold-out fallback keeps the last 5 frames of each clip for val.
-    train, val, fell_back = split_segments(dm.data, holdout_fraction=0.1)
-    assert fell_back and all(hi - lo == 5 for _, lo, hi in val) and all(hi == 45 for _, _, hi in train)
+    train_segs, val_segs, fell_back = split_segments(dm.data, holdout_fraction=0.1)
+    assert fell_back and all(hi - lo == 5 for _, lo, hi in val_segs) and all(hi == 45 for _, _, hi in train_segs)
     assert len(dm.val_set) == 2 and len(dm.train_set) == 2 * (45 - 4)
     s = dm.train_set[3]
     assert s["target"].shape == s["reference"].shape == s["masked"].shape == (3, 64, 64)
@@ -58,6 +55,7 @@ def test_stage1_samples_shapes_reference_gap_and_holdout(prepared_dir):
     assert s["sync_frames"].shape == (5, 3, 64, 64) and s["sync_audio"].shape == (5, 1, 80, 16)
     assert -1.0 <= float(s["target"].min()) and float(s["target"].max()) <= 1.0
     assert torch.equal(s["sync_frames"][0], s["target"])
+    assert torch.equal(s["masked"], apply_mask(s["target"], s["mask"]))
     # The reference is a real frame at least ref_min_gap away from the whole 5-frame window.
     clip = dm.train_set._clip(dm.train_set.clip_ids[dm.train_set.clip_of[3]])
     t = int(dm.train_set.starts[3])
@@ -122,9 +120,9 @@ def test_tiny_syncnet_loss_drops(prepared_dir, tmp_path):
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
     trained = SyncNet.from_pretrained(run / "model").eval()
     torch.manual_seed(0)  # fit() seeds with trainer.seed=0 before building the model: the same initial weights
-    initial = SyncNet(config=SyncNetConfig(image_size=48)).eval()
+    initial = SyncNet(config=SyncNetConfig(image_size=32)).eval()
     # Measured on every training window with its fixed label/shift, in eval mode, before vs after training.
-    ds = SyncNetDataModule(DataConfig(root=str(prepared_dir)), image_size=48).train_set
+    ds = SyncNetDataModule(DataConfig(root=str(prepared_dir)), image_size=32).train_set
     batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
 
     def scores(model: SyncNet) -> tuple[float, float]:
@@ -138,7 +136,7 @@ def test_tiny_syncnet_loss_drops(prepared_dir, tmp_path):
           f"after {steps} steps")
     # Below ln 2 = 0.693, the BCE of the best constant guess: the expert has started to use the mouth and the audio.
     assert after < before - 0.05 and after < 0.68
-    assert len(column(metrics(run), "train/loss")) == steps
+    assert len(column(run_metrics(run), "train/loss")) == steps
 
 
 # ---------------------------------------------------------------- generators through the CLI
@@ -158,7 +156,7 @@ def test_tiny_freak_trains_checkpoints_and_saves_model(prepared_dir, tmp_path):
     assert (run / "config.yaml").is_file()
     assert sorted(p.name for p in (run / "samples").glob("*.png")) == [
         "spectrum_step0000002.png", "spectrum_step0000003.png", "step0000002.png", "step0000003.png"]
-    rows = metrics(run)
+    rows = run_metrics(run)
     assert column(rows, "val/loss") and column(rows, "samples/spectrum_gap")
 
 
@@ -198,10 +196,42 @@ def test_gan_path_with_sync_expert_runs_manual_optimisation(prepared_dir, tmp_pa
     assert ckpt["global_step"] == 2 and len(ckpt["optimizer_states"]) == 2
     assert not any(k.startswith("sync_expert.") for k in ckpt["state_dict"])  # frozen nets stay out of the .ckpt
     assert any(k.startswith("disc.") for k in ckpt["state_dict"])
-    rows = metrics(run)
+    rows = run_metrics(run)
     for key in ("train/d_loss", "train/adv", "train/sync", "val/sync"):
         assert len(column(rows, key)) >= 1, key
     FREAK.from_pretrained(run / "model")
+
+
+def test_hubert_audio_sets_freak_input_from_the_data(prepared_dir, tmp_path):
+    # Stand-in speech features (random, D = 24) so the hubert path runs without a speech model.
+    data = tmp_path / "data"
+    shutil.copytree(prepared_dir, data)
+    index = json.loads((data / "index.json").read_text())
+    rng = np.random.default_rng(0)
+    for row in index:
+        row["speech_dim"] = 24
+        feats = rng.normal(size=(row["n_frames"], 24)).astype(np.float16)
+        np.save(data / "clips" / row["clip_id"] / "speech.npy", feats)
+    (data / "index.json").write_text(json.dumps(index))
+    assert train("stage1", "tiny_freak.yaml", data, tmp_path, "data.audio=hubert", "data.context=3",
+                 "trainer.max_steps=1", "trainer.val_check_interval=1") == 0
+    model = FREAK.from_pretrained(tmp_path / "tiny_freak" / "model")
+    assert (model.config.audio_len, model.config.audio_dim) == (7, 24)
+
+
+def test_perceptual_term_with_user_vgg16_file(prepared_dir, tmp_path):
+    # Random weights in torchvision's VGG16 format stand in for vgg16-397923af.pth (not available here).
+    from talkfreq.losses.perceptual import VGG16Features
+
+    vgg = tmp_path / "vgg16.pth"
+    torch.save(VGG16Features().state_dict(), vgg)
+    assert train("stage1", "tiny_freak.yaml", prepared_dir, tmp_path, "--vgg16", str(vgg), "loss.percep=1.0",
+                 "trainer.max_steps=1", "trainer.val_check_interval=1", "trainer.limit_val_batches=1",
+                 "trainer.log_every_n_steps=1") == 0
+    run = tmp_path / "tiny_freak"
+    assert column(run_metrics(run), "train/percep")
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert not any(k.startswith("percep.") for k in ckpt["state_dict"])  # 58 MB of frozen VGG16 stay out
 
 
 # ---------------------------------------------------------------- start-up errors
@@ -250,7 +280,10 @@ def test_image_loggers_wandb_offline_and_tensorboard(prepared_dir, tmp_path, mon
     if logger == "wandb":
         runs = list((run / "wandb").glob("offline-run-*"))
         assert len(runs) == 1 and any(runs[0].glob("*.wandb"))
-        media = sorted(p.name for p in runs[0].rglob("media/images/*.png"))
-        assert any(n.startswith("samples/grid") or "grid" in n for n in media), media
+        media = sorted(p.name for p in (runs[0] / "files" / "media" / "images").rglob("*.png"))
+        assert any(n.startswith("grid") for n in media) and any(n.startswith("spectra") for n in media), media
+        import wandb
+
+        assert wandb.run is None  # fit() finished its run: the next fit in this process gets a new one
     else:
-        assert any((run / "tb").glob("events.out.tfevents.*"))
+        assert any((run / "tb").glob("version_*/events.out.tfevents.*"))

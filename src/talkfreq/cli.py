@@ -136,7 +136,7 @@ def diagnose_refiner(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """NRoUB diagnostic: per degradation, latent shift vs code margin, code flips, inside-bound fraction."""
-    from talkfreq.pipeline.refine import resolve_device
+    from talkfreq.pipeline.common import resolve_device
     from talkfreq.report.refiner_diagnosis import JSON_FILE, PNG_FILE, run_diagnosis, summary_table
 
     if out is None:
@@ -218,6 +218,73 @@ def refine(
         f"smoothing alpha {res.alpha:g}, code flips between frames {flips}; "
         f"{res.frames_per_second:.1f} frames/s end to end (boxes {res.seconds_boxes:.1f} s, refine "
         f"{res.seconds_refine:.1f} s)"
+    )
+
+
+def _parse_box(text: Optional[str]) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        box = [float(v) for v in text.replace(" ", "").split(",")]
+    except ValueError:
+        box = []
+    if len(box) != 4:
+        raise TalkfreqError(f"--box must be four numbers x0,y0,x1,y1 (frame pixels), got {text!r}")
+    return box
+
+
+@app.command()
+def infer(
+    face: Annotated[Path, typer.Option(help="Face video (dubbing) or portrait image (one-shot).")],
+    audio: Annotated[Path, typer.Option(help="Driving audio: any file with an audio track (wav, mp3, mp4 ...).")],
+    stage1: Annotated[Path, typer.Option("--stage1", help="Stage-1 model: a FREAK/Wav2Lip run's model/ folder or .ckpt.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .mp4.")],
+    overrides: Overrides = None,
+    refiner: Annotated[Optional[Path], typer.Option(help="Refiner: a SOVQAE run's model/ folder or .ckpt (none: stage 1 only).")] = None,
+    config: ConfigOpt = None,
+    mode: Annotated[Optional[str], typer.Option(help="dubbing or one-shot (default: dubbing for a video, one-shot for an image).")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Frames per forward pass.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    save_stage1: Annotated[Optional[Path], typer.Option("--save-stage1", help="Also write the un-refined video here.")] = None,
+    face_index: Annotated[Optional[int], typer.Option("--face-index", help="Which face: 0 = largest, k = k-th largest.")] = None,
+    box: Annotated[Optional[str], typer.Option(help="Face box x0,y0,x1,y1 in frame pixels instead of detection.")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="Dubbing reference: same (each frame), first, or a frame index.")] = None,
+    speech_model: Annotated[Optional[str], typer.Option("--speech-model", help="HuBERT/wav2vec2 model a speech-feature FREAK was trained with.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Make a talking-head video: FREAK/Wav2Lip stage 1, SOVQAE refiner, feathered paste-back, the audio muxed in."""
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    from talkfreq.config import load_config
+    from talkfreq.pipeline.infer import InferConfig
+    from talkfreq.pipeline.infer import infer as run_infer
+
+    cfg = load_config(InferConfig, config, overrides or [], extra={
+        "mode": mode, "batch_size": batch, "device": device, "face.face_index": face_index, "box": _parse_box(box),
+        "reference": reference, "speech.model": speech_model})
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _frames_per_second_column(),
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
+    with Progress(*columns, disable=quiet) as bar:
+        tasks: dict[str, int] = {}
+
+        def on_progress(stage: str, done: int, total: Optional[int]) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task("faces" if stage == "boxes" else "infer", total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        res = run_infer(face, audio=audio, stage1=stage1, refiner=refiner, out=out, cfg=cfg,
+                        save_stage1=save_stage1, progress=on_progress)
+    src = f"{res.source_frames}-frame video played forward-backward" if res.pingpong else (
+        "a still" if res.source_frames == 1 else f"{res.source_frames}-frame video")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items())
+    _console().print(
+        f"wrote {res.out}: {res.frames} frames at {res.fps:g} fps ({res.width}x{res.height}), {res.mode} from {src}, "
+        f"{res.generated} generated{' and refined' if res.refined else ''}, {res.no_face} without a face "
+        f"(unchanged), audio {res.audio_seconds:.2f} s"
+        + (f"; stage 1 only: {res.stage1_out}" if res.stage1_out else "")
+        + f"; {res.frames_per_second:.1f} frames/s end to end ({stages})",
+        soft_wrap=True,  # one greppable line, whatever the terminal's width
     )
 
 

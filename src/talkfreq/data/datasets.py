@@ -97,20 +97,21 @@ class _ClipSamples(Dataset):
         self.val = val
         self._clips: dict[str, PreparedClip] = {}
         self.valid_frames: dict[str, np.ndarray] = {}
+        number = {cid: i for i, cid in enumerate(self.clip_ids)}
         clip_of, starts = [], []
         for cid, lo, hi in segments:
-            valid = np.asarray(self._clip(cid).valid, dtype=bool)
+            # Only the small valid.npy is read here; frames are memory-mapped later, in the process that samples.
+            valid = np.load(self.root / "clips" / cid / "valid.npy").astype(bool)
             self.valid_frames[cid] = np.flatnonzero(valid)
-            ok = self._starts(cid, valid, lo, hi)
-            clip_of += [self.clip_ids.index(cid)] * len(ok)
+            ok = self._starts(valid, lo, hi)
+            clip_of += [number[cid]] * len(ok)
             starts += ok.tolist()
         self.clip_of = np.asarray(clip_of, dtype=np.int64)
         self.starts = np.asarray(starts, dtype=np.int64)
 
-    def _starts(self, cid: str, valid: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    def _starts(self, valid: np.ndarray, lo: int, hi: int) -> np.ndarray:
         """Window starts t in [lo, hi - window] with frames t..t+window-1 all valid."""
-        n = hi - lo - self.window + 1
-        if n <= 0:
+        if hi - lo < self.window:
             return np.zeros(0, dtype=np.int64)
         run = np.lib.stride_tricks.sliding_window_view(valid[lo:hi], self.window).all(axis=1)
         return lo + np.flatnonzero(run)

@@ -6,7 +6,8 @@ the endless resumable training stream and the per-sample randomness are stage 1'
 randomness is a pure function of ``(seed, stream position)``, so "2 steps + resume to 4" sees exactly the samples of
 "4 steps" whatever the worker count.
 
-Ours: the identity filter (``identities``), and resizing with OpenCV (INTER_AREA down, INTER_CUBIC up) *before*
+Ours: the identity filter (``identities``), the frame window (``frame_range``: only frames [start, stop) of every
+clip are read, train and val both, so an experiment can hold out a clip's tail that training never sees), and resizing with OpenCV (INTER_AREA down, INTER_CUBIC up) *before*
 degrading, so a degradation acts at the resolution the refiner sees - as in ``talkfreq refine``, which crops the
 frame directly at ``image_size``.
 """
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import cv2
@@ -43,6 +44,9 @@ class RefinerDataConfig:
     image_size: Optional[int] = None  # None: sovqae.image_size; else it replaces sovqae.image_size
     val_fraction: float = 0.1  # val = last frames of each clip when the index has no train/val clips
     val_batch_size: int = 0  # 0 = batch_size
+    # [start, stop) frames of every clip to use at all (train and val); stop null = the clip's end; null = all.
+    # With a range, val = the last val_fraction of the range (the index's whole-clip split still applies if set).
+    frame_range: Optional[list[Optional[int]]] = None
 
 
 def resize_uint8(img: np.ndarray, size: int) -> np.ndarray:
@@ -79,6 +83,28 @@ class RefinerDataset(_ClipSamples):
         return {"clean": x, "input": noisy}
 
 
+def split_frames(data: PreparedDataset, cfg: RefinerDataConfig) -> tuple[list, list, bool]:
+    """(train, val, fell_back) segments of :func:`split_segments`, restricted to ``cfg.frame_range`` when set.
+
+    The range is applied *before* the hold-out cut, so val is the tail of the range, not of the clip: a range that
+    stops early keeps every later frame out of both splits.
+    """
+    if cfg.frame_range is None:
+        return split_segments(data, holdout_fraction=cfg.val_fraction, min_frames=1)
+    if len(cfg.frame_range) != 2:
+        raise ConfigError(f"data.frame_range must be [start, stop], got {list(cfg.frame_range)}")
+    start, stop = cfg.frame_range[0] or 0, cfg.frame_range[1]
+    if start < 0 or (stop is not None and stop <= start):
+        raise ConfigError(f"data.frame_range must satisfy 0 <= start < stop, got {list(cfg.frame_range)}")
+    ranged = copy.copy(data)
+    # split_segments cuts at n_frames; clipping n_frames to stop and shifting by start reuses its rules unchanged
+    ranged.metas = [replace(m, n_frames=max(0, min(m.n_frames, stop if stop is not None else m.n_frames) - start))
+                    for m in data.metas]
+    train, val, fell_back = split_segments(ranged, holdout_fraction=cfg.val_fraction, min_frames=1)
+    shift = [[(cid, lo + start, hi + start) for cid, lo, hi in part if hi > lo] for part in (train, val)]
+    return shift[0], shift[1], fell_back
+
+
 def _select(data: PreparedDataset, identities: list[str]) -> PreparedDataset:
     if not identities:
         return data
@@ -106,10 +132,10 @@ class RefinerDataModule(LightningDataModule):
         self.data = _select(PreparedDataset(cfg.root), list(cfg.identities))
         if not len(self.data.metas):
             raise TalkfreqError(f"{self.data.root}: the prepared dataset has no finished clips")
-        train, val, fell_back = split_segments(self.data, holdout_fraction=cfg.val_fraction, min_frames=1)
+        train, val, fell_back = split_frames(self.data, cfg)
         if fell_back:
-            log.info("%s: holding out the last %.0f%% of each clip's frames for validation", self.data.root,
-                     100 * cfg.val_fraction)
+            log.info("%s: holding out the last %.0f%% of each clip's frames%s for validation", self.data.root,
+                     100 * cfg.val_fraction, f" in {list(cfg.frame_range)}" if cfg.frame_range else "")
         kw = dict(image_size=image_size, degradation=degradation, seed=seed)
         self.train_set = RefinerDataset(self.data, train, val=False, **kw)
         self.val_set = RefinerDataset(self.data, val, val=True, **kw)

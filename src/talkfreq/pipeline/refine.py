@@ -22,10 +22,9 @@ stops flipping from frame to frame (the flicker a VQ decoder shows), at the cost
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -34,37 +33,17 @@ import torch
 from torch import Tensor
 
 from talkfreq.data.refiner_data import tensor_to_uint8, uint8_to_tensor
-from talkfreq.errors import ConfigError, MediaError, TalkfreqError
-from talkfreq.face import FaceConfig, crop_face, make_detector, track_faces
-from talkfreq.pipeline.paste import REGIONS, feather_mask, paste_back
-
-Progress = Callable[[str, int, Optional[int]], None]  # (stage, frames done, total or None)
+from talkfreq.errors import MediaError, TalkfreqError
+from talkfreq.face import crop_face
+from talkfreq.pipeline.common import Progress, StreamConfig, check_output, detect_boxes, resolve_device
+from talkfreq.pipeline.paste import feather_mask, paste_back
 
 
 @dataclass
-class RefineConfig:
-    """Settings of ``talkfreq refine`` (CLI options override these; ``face.*`` as in ``prepare``)."""
+class RefineConfig(StreamConfig):
+    """Settings of ``talkfreq refine``: :class:`~talkfreq.pipeline.common.StreamConfig` plus the output timeline."""
 
-    batch_size: int = 8
-    region: str = "face"  # face | lower (see talkfreq.pipeline.paste)
-    feather: float = 0.03  # mask edge sigma as a fraction of the crop side
-    temporal_smoothing: Optional[float] = None  # alpha in [0, 1); None: the model's inference.json (else 0)
     fps: Optional[float] = None  # output timeline; None: the source's average rate (25 if unknown)
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    crf: int = 18
-    # max_gap 5 (prepare: 25): a face gone for more than 0.2 s is not guessed at, because pasting a refined crop
-    # over a frame without the face would draw one there
-    face: FaceConfig = field(default_factory=lambda: FaceConfig(max_gap=5))
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.region not in REGIONS:
-            raise ConfigError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
-        if self.temporal_smoothing is not None and not 0.0 <= self.temporal_smoothing < 1.0:
-            raise ConfigError(f"temporal smoothing alpha must be in [0, 1), got {self.temporal_smoothing}")
-        if not 0.0 <= self.feather <= 0.1:
-            raise ConfigError(f"feather must be in [0, 0.1] (fraction of the crop side), got {self.feather}")
 
 
 @dataclass
@@ -138,32 +117,6 @@ def refine_sequence(model, crops: np.ndarray, *, alpha: float = 0.0, batch_size:
     return np.concatenate(outs), torch.cat(idx)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device {name!r} is not a torch device") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TalkfreqError(f"device {name!r} asked for, but CUDA is not available here")
-    return dev
-
-
-def _check_output(video: Path, out: Path) -> None:
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.resolve() == video.resolve():
-        raise TalkfreqError(f"{out}: the output must not be the input video")
-    if out.suffix.lower() != ".mp4":
-        raise TalkfreqError(f"{out}: the output must be an .mp4 file")
-    if out.is_dir():
-        raise TalkfreqError(f"{out}: is a folder; give an .mp4 file path")
-    if not parent.is_dir():
-        raise TalkfreqError(f"{out}: output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise TalkfreqError(f"{out}: output folder {parent} cannot be written")
-
-
 def _boxes_from_clip(clip_dir: Path, *, width: int, height: int) -> tuple[np.ndarray, np.ndarray, float]:
     """(crop boxes (N, 4) in this video's pixels, valid (N,), fps) from a prepared clip folder."""
     from talkfreq.data.prepared import PreparedClip
@@ -177,29 +130,6 @@ def _boxes_from_clip(clip_dir: Path, *, width: int, height: int) -> tuple[np.nda
     return boxes, np.asarray(clip.valid, bool), float(m.fps)
 
 
-def _detect_boxes(video: Path, *, cfg: FaceConfig, fps: float, progress: Progress | None
-                  ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Detection pass on small frames -> (crop boxes (N, 4) in source pixels, valid (N,), N)."""
-    from talkfreq.io import VideoReader
-
-    detector = make_detector(cfg)
-    user_boxes = cfg.backend == "boxes"
-    reader = VideoReader(video, fps=fps, max_side=cfg.detect_max_side)
-    sx, sy = reader.scale
-    total = len(reader) or None
-    dets = []
-    for i, frame in enumerate(reader):
-        d = detector.detect(frame, index=i).astype(np.float32, copy=True)
-        if len(d) and not user_boxes:
-            d[:, [0, 2]] /= sx
-            d[:, [1, 3]] /= sy
-        dets.append(d)
-        if progress and i % 10 == 9:
-            progress("boxes", i + 1, total)
-    track = track_faces(dets, cfg=cfg, frame_size=(reader.source_width, reader.source_height))
-    return track.crop_boxes.astype(np.float64), track.valid, len(dets)
-
-
 def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig, alpha: float = 0.0,
                  boxes_from: str | Path | None = None, progress: Progress | None = None) -> RefineResult:
     """Refine every face frame of ``video`` with ``model`` (a :class:`SOVQAE`) into ``out`` (.mp4); see the module
@@ -210,7 +140,7 @@ def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig
     info = probe(video)  # a missing or unreadable file fails here, in one line
     if not info.has_video:
         raise MediaError(f"{video}: no video stream")
-    _check_output(video, out)
+    check_output(out, inputs=[video])
     device = resolve_device(cfg.device)
     model = model.to(device).eval()
     size = int(model.config.image_size)
@@ -225,7 +155,7 @@ def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig
             raise TalkfreqError(f"{boxes_from}: holds boxes for {n} frames, but {video} has about {expected} "
                                 f"frames at {fps:g} fps; was it prepared from this video?")
     else:
-        boxes, valid, n = _detect_boxes(video, cfg=cfg.face, fps=fps, progress=progress)
+        boxes, valid, n = detect_boxes(video, cfg=cfg.face, fps=fps, progress=progress)
     seconds_boxes = time.perf_counter() - t0
 
     t1 = time.perf_counter()

@@ -17,7 +17,6 @@ gradients, so the other ranks never wait on it.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -29,14 +28,12 @@ from lightning.pytorch.callbacks import Callback
 
 from talkfreq.metrics.frequency import mean_log_spectrum, spectrum_gap
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class Preview:
-    """What a module shows: ``columns`` name -> (B,3,H,W) in [-1, 1] (left to right, all the same B, H may differ
-    per column only in width-free ways: every column is shown at its own size, padded to the tallest);
-    ``generated`` and ``real`` (B,3,H,W) in [-1, 1] are the crops whose spectra are compared."""
+    """What a module shows. ``columns``: name -> (B,3,H,W) in [-1, 1], drawn left to right (each at its own size;
+    rows are as tall as the tallest). ``generated`` and ``real``: (B,3,H,W) in [-1, 1], the crops whose averaged
+    spectra are compared (same size)."""
 
     columns: dict[str, torch.Tensor]
     generated: torch.Tensor
@@ -163,3 +160,13 @@ class SamplePreview(Callback):
             logger.log_metrics({"samples/spectrum_gap": gap}, step=step)
             log_images(logger, {"samples/grid": grid, "samples/spectra": spectra}, step=step)
         return preview
+
+
+def finish_logger(trainer) -> None:
+    """End the wandb run a Trainer opened (Lightning leaves it open), so that a later fit in the same process (the
+    demo trains the expert, then stage 1) starts a run of its own instead of writing into this one."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
+            logger.experiment.finish()

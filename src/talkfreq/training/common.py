@@ -79,9 +79,10 @@ def make_logger(logging: LoggingConfig, *, save_dir: Path, name: str):
     if kind == "none":
         return False
     if kind == "csv":
-        return loggers.CSVLogger(save_dir=str(save_dir), name="csv", version="")
+        # auto-numbered versions: a resumed run logs into version_1, never over the first run's metrics.csv
+        return loggers.CSVLogger(save_dir=str(save_dir), name="csv")
     if kind == "tensorboard":
-        return loggers.TensorBoardLogger(save_dir=str(save_dir), name="tb", version="")
+        return loggers.TensorBoardLogger(save_dir=str(save_dir), name="tb")
     if kind == "wandb":
         if logging.offline:
             os.environ.setdefault("WANDB_MODE", "offline")

@@ -16,8 +16,8 @@ With the sync term on, each sample carries 5 consecutive frames (same reference 
 makes all 5, every loss is taken over all 5, and the frozen expert sees their lower halves (resized to its own
 ``image_size``) with the mel window of the first. With ``gan > 0`` optimisation is manual: a discriminator step,
 then a generator step whose adversarial term starts at ``gan_warmup_steps``; one batch = one ``global_step``
-(see :func:`step_without_counting`). ``val/loss`` (what ``best.ckpt`` tracks) is the validation L1 — comparable
-across loss settings (ours).
+(see :func:`step_without_counting`), and ``trainer.strategy=ddp`` becomes ``ddp_find_unused_parameters_true``.
+``val/loss`` (what ``best.ckpt`` tracks) is the validation L1 — comparable across loss settings (ours).
 
 Start-up checks (before the Trainer exists): the data (index, hubert features), the perceptual weights, the
 SyncNet expert — each a one-line error. The final generator is written by ``save_pretrained`` into
@@ -47,7 +47,7 @@ from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminator
 from talkfreq.models.freak import FREAK, FREAKConfig, apply_mask
 from talkfreq.models.syncnet import SyncNet, expert_loss, stack_lower_halves
 from talkfreq.models.wav2lip import Wav2Lip, Wav2LipConfig, wav2lip_input
-from talkfreq.training.callbacks import Preview, SamplePreview
+from talkfreq.training.callbacks import Preview, SamplePreview, finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
 from talkfreq.training.optim import OptimConfig, adam
 
@@ -299,14 +299,19 @@ def fit(cfg: Config) -> Path:
     data = Stage1DataModule(cfg.data, image_size=image_size(cfg), seed=cfg.trainer.seed, sync=cfg.loss.sync > 0)
     cfg = resolve_audio(cfg, speech_dim=data.speech_dim)
     module = Stage1Module(cfg=cfg)
-    # Lightning refuses gradient_clip_val under manual optimisation; the module clips itself there.
-    trainer_cfg = cfg.trainer if module.automatic_optimization else replace(cfg.trainer, gradient_clip_val=0.0)
+    trainer_cfg = cfg.trainer
+    if not module.automatic_optimization:
+        # Lightning refuses gradient_clip_val under manual optimisation (the module clips itself), and DDP must
+        # accept parameters without gradients: the D and G backward passes each reach only their own network.
+        strategy = "ddp_find_unused_parameters_true" if trainer_cfg.strategy == "ddp" else trainer_cfg.strategy
+        trainer_cfg = replace(trainer_cfg, gradient_clip_val=0.0, strategy=strategy)
     out = run_dir(cfg.run)
     preview = SamplePreview(out_dir=out / "samples", every_n_steps=cfg.logging.sample_every_n_steps)
     trainer = build_trainer(trainer=trainer_cfg, logging=cfg.logging, run=cfg.run, callbacks=[preview],
                             full_config=cfg)
     log.info("stage 1 (%s, %d px) -> %s%s", cfg.model, image_size(cfg), out, f", resuming {resume}" if resume else "")
     trainer.fit(module, datamodule=data, ckpt_path=resume)
+    finish_logger(trainer)
     if trainer.is_global_zero:
         module.generator.save_pretrained(out / "model")
     return out

@@ -22,6 +22,7 @@ import torch
 from talkfreq.config import to_dict
 from talkfreq.data.datasets import DataConfig, SyncNetDataModule
 from talkfreq.models.syncnet import SyncNet, SyncNetConfig, expert_loss, sync_probability
+from talkfreq.training.callbacks import finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
 from talkfreq.training.optim import OptimConfig, adam
 
@@ -79,6 +80,7 @@ def fit(cfg: Config) -> Path:
     trainer = build_trainer(trainer=cfg.trainer, logging=cfg.logging, run=cfg.run, full_config=cfg)
     log.info("SyncNet expert (%d px) -> %s%s", cfg.model.image_size, out, f", resuming {resume}" if resume else "")
     trainer.fit(module, datamodule=data, ckpt_path=resume)
+    finish_logger(trainer)
     if trainer.is_global_zero:
         module.model.save_pretrained(out / "model")
     return out

@@ -1,0 +1,148 @@
+"""Pieces shared by the streaming pipelines (``talkfreq refine`` and ``talkfreq infer``).
+
+- :class:`StreamConfig`: the settings both commands share (batch, paste region and feather, refiner smoothing,
+  device, encoder quality, faces), each default written once, here;
+- :func:`resolve_device`, :func:`check_output`: one-line errors before any work starts;
+- :func:`detect_boxes`: the face-box pass (detection on small frames, then tracking, miss filling, smoothing);
+- :class:`StageTimer`: wall-time accumulators per pipeline stage, for the summary and the benchmark.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Optional, TypeVar
+
+import numpy as np
+import torch
+
+from talkfreq.errors import ConfigError, TalkfreqError
+from talkfreq.face import FaceConfig, make_detector, track_faces
+from talkfreq.pipeline.paste import REGIONS
+
+Progress = Callable[[str, int, Optional[int]], None]  # (stage, frames done, total or None)
+T = TypeVar("T")
+
+
+@dataclass
+class StreamConfig:
+    """Settings shared by ``refine`` and ``infer`` (CLI options override these; ``face.*`` as in ``prepare``)."""
+
+    batch_size: int = 8  # face crops per forward pass: memory is bounded by one batch of frames
+    region: str = "face"  # face | lower (see talkfreq.pipeline.paste)
+    feather: float = 0.03  # mask edge sigma as a fraction of the crop side
+    temporal_smoothing: Optional[float] = None  # refiner latent alpha in [0, 1); None: the model's inference.json
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    crf: int = 18
+    # max_gap 5 (prepare: 25): a face gone for more than 0.2 s is not guessed at, because pasting a generated crop
+    # over a frame without the face would draw one there
+    face: FaceConfig = field(default_factory=lambda: FaceConfig(max_gap=5))
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.region is not None and self.region not in REGIONS:
+            raise ConfigError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
+        if self.temporal_smoothing is not None and not 0.0 <= self.temporal_smoothing < 1.0:
+            raise ConfigError(f"temporal smoothing alpha must be in [0, 1), got {self.temporal_smoothing}")
+        if not 0.0 <= self.feather <= 0.1:
+            raise ConfigError(f"feather must be in [0, 0.1] (fraction of the crop side), got {self.feather}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"device {name!r} is not a torch device") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TalkfreqError(f"device {name!r} asked for, but CUDA is not available here")
+    return dev
+
+
+def check_output(out: Path, *, inputs: Sequence[Path] = ()) -> None:
+    """One-line error unless ``out`` is an .mp4 path that can be created and is none of ``inputs``."""
+    parent = out.parent if str(out.parent) else Path(".")
+    for src in inputs:
+        if out.resolve() == Path(src).resolve():
+            raise TalkfreqError(f"{out}: the output must not be an input file")
+    if out.suffix.lower() != ".mp4":
+        raise TalkfreqError(f"{out}: the output must be an .mp4 file")
+    if out.is_dir():
+        raise TalkfreqError(f"{out}: is a folder; give an .mp4 file path")
+    if parent.exists() and not parent.is_dir():
+        raise TalkfreqError(f"{out}: {parent} is a file, not a folder")
+    if not parent.is_dir():
+        raise TalkfreqError(f"{out}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise TalkfreqError(f"{out}: output folder {parent} cannot be written")
+
+
+class StageTimer:
+    """Wall-time accumulators: ``with timer("stage1"): ...`` adds the block's seconds to ``timer.seconds["stage1"]``."""
+
+    def __init__(self, stages: Iterable[str]):
+        self.seconds: dict[str, float] = dict.fromkeys(stages, 0.0)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
+
+    def iterate(self, items: Iterable[T], stage: str) -> Iterator[T]:
+        """``items`` with the time spent producing each one (decoding, for a reader) added to ``stage``."""
+        it = iter(items)
+        while True:
+            with self(stage):
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+            yield item
+
+
+def detect_boxes(video: Path, *, cfg: FaceConfig, fps: float, progress: Progress | None = None,
+                 fixed_box: Sequence[float] | None = None, timer: StageTimer | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Detection pass on small frames -> (crop boxes (N, 4) in source pixels, valid (N,), N frames).
+
+    ``fixed_box`` (a face box ``[x0, y0, x1, y1]`` in source pixels) replaces the detector on every frame; it is
+    squared and padded like a detection. The pass still decodes the video, for its exact frame count. ``timer``
+    gets ``decode`` and ``detect`` seconds.
+    """
+    from talkfreq.io import VideoReader
+
+    timer = timer or StageTimer(("decode", "detect"))
+    if fixed_box is not None:
+        cfg = replace(cfg, backend="boxes")  # user boxes are taken as given by the tracker
+        box = np.asarray(fixed_box, np.float32).reshape(1, 4)
+    else:
+        detector = make_detector(cfg)
+    user_boxes = cfg.backend == "boxes"
+    reader = VideoReader(video, fps=fps, max_side=cfg.detect_max_side)
+    sx, sy = reader.scale
+    total = len(reader) or None
+    dets = []
+    for i, frame in enumerate(timer.iterate(reader, "decode")):
+        with timer("detect"):
+            if fixed_box is not None:
+                d = box.copy()
+            else:
+                d = detector.detect(frame, index=i).astype(np.float32, copy=True)
+            if len(d) and not user_boxes:
+                d[:, [0, 2]] /= sx
+                d[:, [1, 3]] /= sy
+        dets.append(d)
+        if progress and i % 10 == 9:
+            progress("boxes", i + 1, total)
+    with timer("detect"):
+        track = track_faces(dets, cfg=cfg, frame_size=(reader.source_width, reader.source_height))
+    return track.crop_boxes.astype(np.float64), track.valid, len(dets)

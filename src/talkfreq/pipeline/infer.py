@@ -1,0 +1,317 @@
+"""``talkfreq infer``: a talking-head video from a face and an audio file — stage 1 (FREAK or Wav2Lip), then the
+SOVQAE refiner, pasted back into the frames, streaming.
+
+**Modes.** *Dubbing* (default for a video): every output frame is a frame of the face video; stage 1 sees it with
+the lower half masked (pose and upper face kept) and the refined face is pasted back over the ``lower`` region. A
+video longer than the audio is cut to it; a shorter one plays forward-backward (:mod:`talkfreq.pipeline.sources`).
+*One-shot* (default for an image): a single portrait gives appearance; stage 1 sees it fully masked with the
+portrait as the reference, and the result is pasted over the ``face`` region of the still. One-shot from a video
+uses one of its frames as the portrait (``reference``: the first frame with a face, or a frame index).
+
+**Reference (dubbing).** ``reference=same`` (default) gives stage 1 each frame itself, unmasked, as the reference,
+as Wav2Lip's inference does; ``first`` uses the first frame with a face for every frame, an integer that frame of
+the video (ours: a fixed reference keeps the appearance steady when the video's own mouth should not leak in).
+
+**Timeline.** The output runs at ``fps`` (25) for N = round(audio seconds x fps) frames; video frames are put on
+that timeline by timestamps (:class:`~talkfreq.io.VideoReader`). Frame k gets the audio window of time k / fps,
+built as training builds it (:mod:`talkfreq.pipeline.inputs`). The output's AAC track is the driving audio at its
+own rate (mono; 48 kHz when the rate is not an AAC rate), fitted to N / fps seconds: the audio's length within half
+a frame.
+
+**Streaming.** Two passes for a video, as ``refine``: face boxes on small frames (the whole track is needed for
+miss filling and centred smoothing; N x 4 floats), then decode -> crop -> stage 1 -> refiner -> paste -> encode in
+batches of ``batch_size`` frames. Memory is one batch of frames plus the audio features, whatever the length.
+Frames without a face are written unchanged and counted. ``InferResult.timings`` holds the wall seconds of each
+stage (decode, detect, audio, stage1, refiner, paste, encode) for the benchmark.
+
+**Errors.** Every input is checked before any frame is processed — files, image face, silent or empty audio, model
+kinds (a refiner given as stage 1 and the reverse), face sizes (stage 1 and refiner must share ``image_size``),
+output paths — each a one-line :class:`TalkfreqError`; the writers are atomic, so a failed run leaves no output.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from talkfreq.audio.features import SpeechFeatureConfig
+from talkfreq.audio.mel import MelConfig
+from talkfreq.data.refiner_data import tensor_to_uint8
+from talkfreq.errors import ConfigError, MediaError, TalkfreqError, require_file
+from talkfreq.face import crop_face
+from talkfreq.io import VideoReader, VideoWriter, fit_length, is_silent, load_audio, probe
+from talkfreq.models.sovqae import SOVQAE
+from talkfreq.pipeline import inputs as mi
+from talkfreq.pipeline.common import Progress, StageTimer, StreamConfig, check_output, detect_boxes, resolve_device
+from talkfreq.pipeline.paste import feather_mask, paste_back
+from talkfreq.pipeline.refine import LatentSmoother, refine_crops
+from talkfreq.pipeline.sources import image_face_box, is_image, read_image, video_frames
+
+MODES = ("dubbing", "one-shot")
+STAGES = ("decode", "detect", "audio", "stage1", "refiner", "paste", "encode")
+# sample rates ffmpeg's AAC encoder takes; others are resampled to 48 kHz
+AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
+_MODE_DEFAULTS = {"dubbing": ("half", "lower"), "one-shot": ("full", "face")}  # mask kind, paste region
+
+
+@dataclass
+class InferConfig(StreamConfig):
+    """Settings of ``talkfreq infer``: :class:`~talkfreq.pipeline.common.StreamConfig` plus the fields below."""
+
+    mode: Optional[str] = None  # dubbing | one-shot; None: dubbing for a video, one-shot for an image
+    region: Optional[str] = None  # face | lower; None: lower for dubbing, face for one-shot
+    fps: float = 25.0  # output frame rate
+    reference: str = "same"  # same | first | a frame index (see the module docstring)
+    box: Optional[list[float]] = None  # a face box x0,y0,x1,y1 in frame pixels instead of detection
+    # speech.model "" = not given: a speech-feature checkpoint does not record its speech model (see inputs)
+    speech: SpeechFeatureConfig = field(default_factory=lambda: SpeechFeatureConfig(model=""))
+    cache_dir: Optional[str] = None  # ping-pong frame cache; None: the output's folder
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.mode is not None and self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not (math.isfinite(self.fps) and 1.0 <= self.fps <= 240.0):
+            raise ConfigError(f"fps must be in [1, 240], got {self.fps}")
+        self.reference_choice()
+        if self.box is not None:
+            b = [float(v) for v in self.box]
+            if len(b) != 4 or not all(map(math.isfinite, b)) or b[2] <= b[0] or b[3] <= b[1]:
+                raise ConfigError(f"box must be x0,y0,x1,y1 with x1 > x0 and y1 > y0, got {self.box}")
+
+    def reference_choice(self) -> Union[str, int]:
+        """``"same"``, ``"first"`` or a frame index."""
+        ref = str(self.reference).strip().lower()
+        if ref in ("same", "first"):
+            return ref
+        if ref.isdigit():
+            return int(ref)
+        raise ConfigError(f"reference must be same, first or a frame index, got {self.reference!r}")
+
+
+@dataclass
+class InferResult:
+    out: Path
+    stage1_out: Optional[Path]
+    mode: str
+    frames: int  # written, = round(audio seconds x fps)
+    generated: int  # frames with a generated face
+    no_face: int  # frames written unchanged because no face box was available
+    fps: float
+    width: int
+    height: int
+    audio_seconds: float
+    source_frames: int  # frames of the face video on the output timeline (1 for a still)
+    pingpong: bool  # the video was shorter than the audio and played forward-backward
+    refined: bool
+    timings: dict[str, float]  # wall seconds per stage (STAGES)
+    seconds: float  # whole call, checks included
+
+    @property
+    def frames_per_second(self) -> float:
+        """End-to-end throughput: every written frame over the whole wall time."""
+        return self.frames / max(self.seconds, 1e-9)
+
+
+def _load_models(stage1, refiner, cfg: InferConfig, device: torch.device):
+    """(stage-1 model, refiner or None, latent smoothing alpha), kinds and sizes checked."""
+    from talkfreq.training.refiner import inference_defaults, load_refiner
+
+    if isinstance(stage1, (str, Path)):
+        stage1 = mi.load_stage1(stage1)
+    alpha = cfg.temporal_smoothing
+    if isinstance(refiner, (str, Path)):
+        path = Path(refiner)
+        if path.is_dir() and (path / "config.json").is_file():
+            from talkfreq.models._io import peek_model_class
+
+            kind = peek_model_class(path)
+            if kind in mi.STAGE1_CLASSES:
+                raise TalkfreqError(f"{path}: is a stage-1 {kind} model, not a refiner; pass it as --stage1 and "
+                                    f"give a refiner run's model/ folder as --refiner")
+        if alpha is None:
+            alpha = float(inference_defaults(path).get("latent_smoothing", 0.0))
+        refiner = load_refiner(path)
+    if refiner is not None and not isinstance(refiner, SOVQAE):
+        raise TalkfreqError(f"the refiner must be a SOVQAE, got {type(refiner).__name__}")
+    s1 = int(stage1.config.image_size)
+    if refiner is not None and int(refiner.config.image_size) != s1:
+        raise TalkfreqError(f"face size mismatch: the stage-1 model makes {s1} px faces but the refiner was built "
+                            f"for {int(refiner.config.image_size)} px; use checkpoints trained at the same size")
+    stage1 = stage1.to(device).eval()
+    refiner = refiner.to(device).eval() if refiner is not None else None
+    return stage1, refiner, float(alpha or 0.0)
+
+
+def _driving_audio(path: Path, *, fps: float):
+    """(16 kHz wav (L,), n_frames, seconds, mux audio (n_frames / fps s), mux rate): every audio check up front."""
+    rate16 = MelConfig().sample_rate
+    wav = load_audio(path, sample_rate=rate16)  # missing / unreadable / no track / empty: one-line errors
+    seconds = len(wav) / rate16
+    if is_silent(wav):
+        raise MediaError(f"{path}: the audio is silent (below -60 dBFS); there is no speech to drive the face")
+    n = int(round(seconds * fps))
+    if n < 1:
+        raise MediaError(f"{path}: the audio lasts {seconds * 1000:.0f} ms, less than one video frame")
+    src_rate = probe(path).audio_rate
+    mux_rate = src_rate if src_rate in AAC_RATES else 48000
+    mux = wav if mux_rate == rate16 else load_audio(path, sample_rate=mux_rate)
+    return fit_length(wav, int(round(n / fps * rate16))), n, seconds, fit_length(mux, int(round(n / fps * mux_rate))), mux_rate
+
+
+def _frame_at(video: Path, index: int, *, fps: float) -> np.ndarray:
+    """Full-size frame ``index`` of ``video`` on the ``fps`` timeline (decodes up to it)."""
+    for i, frame in enumerate(VideoReader(video, fps=fps)):
+        if i == index:
+            return frame
+    raise TalkfreqError(f"{video}: has no frame {index}")
+
+
+def _reference_index(choice, valid: np.ndarray, *, video: Path) -> int:
+    idx = int(np.flatnonzero(valid)[0]) if choice in ("same", "first") else int(choice)
+    if idx >= len(valid):
+        raise TalkfreqError(f"reference={idx}: {video} has only {len(valid)} frames at the output rate")
+    if not valid[idx]:
+        raise TalkfreqError(f"reference={idx}: no face on frame {idx} of {video}; choose a frame with a face")
+    return idx
+
+
+def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: InferConfig | None = None,
+          refiner=None, save_stage1: str | Path | None = None, progress: Progress | None = None) -> InferResult:
+    """Make ``out`` (.mp4): ``face`` (video or image) speaking ``audio``; see the module docstring.
+
+    ``stage1``: a FREAK / Wav2Lip model or a path to one; ``refiner``: a SOVQAE, a path, or None (stage 1 only);
+    ``save_stage1``: also write the un-refined video there.
+    """
+    t_start = time.perf_counter()
+    cfg = cfg or InferConfig()
+    timer = StageTimer(STAGES)
+    face, audio, out = Path(face), Path(audio), Path(out)
+    stage1_out = Path(save_stage1) if save_stage1 is not None else None
+
+    # ---- checks, cheapest first; nothing below this block runs on bad input
+    require_file(face, "face image or video")
+    require_file(audio, "audio file")
+    still = is_image(face)
+    image = read_image(face) if still else None
+    if not still and not probe(face).has_video:
+        raise MediaError(f"{face}: no video stream (give a video or an image as --face)")
+    mode = cfg.mode or ("one-shot" if still else "dubbing")
+    mask_kind, default_region = _MODE_DEFAULTS[mode]
+    region = cfg.region or default_region
+    check_output(out, inputs=[face, audio])
+    if stage1_out is not None:
+        check_output(stage1_out, inputs=[face, audio])
+        if stage1_out.resolve() == out.resolve():
+            raise TalkfreqError(f"{stage1_out}: --save-stage1 must differ from --out")
+    wav16, n_frames, seconds, mux, mux_rate = _driving_audio(audio, fps=cfg.fps)
+    device = resolve_device(cfg.device)
+    stage1, refiner, alpha = _load_models(stage1, refiner, cfg, device)
+    if mode == "one-shot" and isinstance(stage1, mi.Wav2Lip):
+        raise TalkfreqError("one-shot needs a FREAK stage-1 model: Wav2Lip is a dubbing model (trained on half "
+                            "masks only); use --mode dubbing with a video")
+    spec = mi.audio_spec(stage1)
+    mi.check_speech_config(spec, cfg.speech, source="stage-1 model")
+    size = int(stage1.config.image_size)
+    if still:
+        boxes = image_face_box(image, cfg=cfg.face, source=str(face), fixed_box=cfg.box)[None]
+
+    # ---- audio features, then the face source
+    with timer("audio"):
+        track = mi.audio_track(wav16, n_frames=n_frames, fps=cfg.fps, spec=spec, speech=cfg.speech)
+    choice = cfg.reference_choice()
+    ref_crop = None
+    n_src = 1
+    if still:
+        valid = np.ones(1, bool)
+    else:
+        boxes, valid, n_src = detect_boxes(face, cfg=cfg.face, fps=cfg.fps, progress=progress, fixed_box=cfg.box,
+                                           timer=timer)
+        if not valid.any():
+            raise MediaError(f"{face}: no face found on any frame; give one with --box x0,y0,x1,y1")
+        if mode == "one-shot" or choice != "same":
+            idx = _reference_index(choice, valid, video=face)
+            with timer("decode"):
+                frame = _frame_at(face, idx, fps=cfg.fps)
+            if mode == "one-shot":  # the chosen frame becomes the portrait
+                image, boxes, valid, n_src, still = frame, boxes[idx][None], np.ones(1, bool), 1, True
+            else:
+                ref_crop = crop_face(frame, boxes[idx], size=size)
+    if still:
+        frames = ((k, 0, image) for k in range(n_frames))
+        height, width = image.shape[:2]
+    else:
+        info = probe(face)
+        width, height = info.width, info.height
+        frames = video_frames(face, fps=cfg.fps, n_out=n_frames, n_src=n_src,
+                              cache_dir=cfg.cache_dir or (out.parent if str(out.parent) else "."))
+
+    # ---- the streaming pass
+    paste_mask = feather_mask(size, region=region, feather=cfg.feather)
+    smoother = LatentSmoother(alpha)
+    counts = {"written": 0, "generated": 0}
+    prev_face = [False]  # did the previous output frame have a face (restarts the refiner's smoothing)
+    pending: list[tuple[int, int, np.ndarray]] = []
+
+    def flush(writers: list[VideoWriter]) -> None:
+        face_ids = [j for j, (_, src, _) in enumerate(pending) if valid[src]]
+        crops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if face_ids:
+            with timer("stage1"), torch.no_grad():
+                targets = np.stack([crop_face(pending[j][2], boxes[pending[j][1]], size=size) for j in face_ids])
+                refs = targets if ref_crop is None else np.broadcast_to(ref_crop, targets.shape)
+                windows = np.stack([mi.audio_window(track, pending[j][0], fps=cfg.fps, spec=spec) for j in face_ids])
+                gen = tensor_to_uint8(mi.stage1_batch(stage1, targets=targets, references=refs, audio=windows,
+                                                      mask=mask_kind))
+            final = gen
+            if refiner is not None:
+                starts = []
+                for j, (_, src, _) in enumerate(pending):
+                    if valid[src]:
+                        starts.append(not prev_face[0])
+                    prev_face[0] = bool(valid[src])
+                with timer("refiner"):
+                    final, _ = refine_crops(refiner, gen, smoother=smoother, starts=starts)
+            crops = {j: (final[i], gen[i]) for i, j in enumerate(face_ids)}
+        for j, (_, src, frame) in enumerate(pending):
+            outs = [frame] * len(writers)
+            if j in crops:
+                with timer("paste"):
+                    outs = [paste_back(frame, c, boxes[src], mask=paste_mask) for c in crops[j][:len(writers)]]
+                counts["generated"] += 1
+            with timer("encode"):
+                for w, f in zip(writers, outs):
+                    w.write(f)
+            counts["written"] += 1
+        pending.clear()
+        if progress:
+            progress("infer", counts["written"], n_frames)
+
+    try:
+        with ExitStack() as stack:
+            writers = [stack.enter_context(VideoWriter(p, fps=cfg.fps, width=width, height=height, audio=mux,
+                                                       sample_rate=mux_rate, crf=cfg.crf))
+                       for p in ([out] if stage1_out is None else [out, stage1_out])]
+            for item in timer.iterate(frames, "decode"):
+                pending.append(item)
+                if len(pending) == cfg.batch_size:
+                    flush(writers)
+            if pending:
+                flush(writers)
+    finally:
+        if hasattr(frames, "close"):
+            frames.close()  # removes a ping-pong frame cache at once, also on error
+    written = counts["written"]
+    return InferResult(
+        out=out, stage1_out=stage1_out, mode=mode, frames=written, generated=counts["generated"],
+        no_face=written - counts["generated"], fps=cfg.fps, width=width, height=height, audio_seconds=seconds,
+        source_frames=n_src, pingpong=n_frames > n_src and not still, refined=refiner is not None,
+        timings=dict(timer.seconds), seconds=time.perf_counter() - t_start,
+    )

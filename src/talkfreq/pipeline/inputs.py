@@ -1,0 +1,157 @@
+"""Stage-1 model loading and model inputs at inference, built exactly as training builds them.
+
+Training (:class:`talkfreq.data.datasets.Stage1Dataset` on a prepared clip) feeds the generator:
+
+- images as ``frames_to_tensor`` (uint8 RGB -> (3,S,S) in [-1, 1]);
+- ``mask`` from ``make_mask("half" | "full")`` and ``masked = apply_mask(target, mask)`` (mid-grey fill);
+- audio: the Wav2Lip mel of the 16 kHz audio fitted to N / fps seconds, windowed per frame by ``mel_window`` into
+  (1, 80, 16) — for FREAK and Wav2Lip alike — or the HuBERT-style rows of ``speech_features`` (one per video frame),
+  windowed by ``feature_window`` into (2·context+1, D).
+
+The same functions are used here on whole-audio arrays instead of a prepared clip's memmaps (``mel_tensor`` of the
+datasets module takes a clip; :func:`audio_window` is its array form).
+
+Which audio a checkpoint wants is read from its own config: FREAK's ``(audio_len, audio_dim)`` is (16, 80) for mel
+windows and (2·context+1, D) for speech features (``resolve_audio`` in stage-1 training sets it; the window length is
+odd, so the two never collide); Wav2Lip always takes mel. The checkpoint does not record *which* speech model made
+the features (``fit`` saves only the generator), so a speech-feature model needs ``speech.model`` from the user, and
+its hidden size is checked against ``audio_dim``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Union
+
+import numpy as np
+import torch
+
+from talkfreq.audio.features import SpeechFeatureConfig, feature_window, load_speech_model, speech_features
+from talkfreq.audio.mel import MelConfig, mel_window, melspectrogram
+from talkfreq.data.datasets import frames_to_tensor
+from talkfreq.errors import TalkfreqError
+from talkfreq.models._io import peek_model_class
+from talkfreq.models.freak import FREAK, apply_mask, make_mask
+from talkfreq.models.wav2lip import Wav2Lip, wav2lip_input
+
+Stage1Model = Union[FREAK, Wav2Lip]
+STAGE1_CLASSES = {"FREAK": FREAK, "Wav2Lip": Wav2Lip}
+MaskKind = Literal["half", "full"]
+
+
+@dataclass(frozen=True)
+class AudioSpec:
+    """What audio window a stage-1 model takes: ``mel`` (1, 80, 16), or ``speech`` (2·context+1, dim)."""
+
+    kind: Literal["mel", "speech"]
+    context: int = 0
+    dim: int = 0
+
+
+def audio_spec(model: Stage1Model) -> AudioSpec:
+    """The audio input of ``model``, from its config (see the module docstring)."""
+    if isinstance(model, Wav2Lip):
+        return AudioSpec("mel")
+    cfg, mel = model.config, MelConfig()
+    if (cfg.audio_len, cfg.audio_dim) == (mel.frames_per_window, mel.n_mels):
+        return AudioSpec("mel")
+    if cfg.audio_len % 2 == 0:
+        raise TalkfreqError(f"FREAK audio input {cfg.audio_len}x{cfg.audio_dim} is neither a mel window "
+                            f"({mel.frames_per_window}x{mel.n_mels}) nor an odd speech-feature window")
+    return AudioSpec("speech", context=(cfg.audio_len - 1) // 2, dim=cfg.audio_dim)
+
+
+def _refiner_hint(path: Path) -> TalkfreqError:
+    return TalkfreqError(f"{path}: is a refiner (SOVQAE) checkpoint, not a stage-1 model; pass it as --refiner "
+                         f"and give a FREAK or Wav2Lip run's model/ folder as --stage1")
+
+
+def load_stage1(path: str | Path, *, map_location: str | torch.device = "cpu") -> Stage1Model:
+    """A FREAK or Wav2Lip generator from a ``model/`` folder (``save_pretrained``) or a stage-1 Lightning ``.ckpt``.
+
+    A refiner or any other model is a one-line TalkfreqError that says which it is.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise TalkfreqError(f"{p}: stage-1 model not found (expected a run's model/ folder or a .ckpt file)")
+    if p.is_dir():
+        cls = peek_model_class(p)
+        if cls == "SOVQAE":
+            raise _refiner_hint(p)
+        if cls not in STAGE1_CLASSES:
+            raise TalkfreqError(f"{p}: holds a {cls} model, not a stage-1 generator (FREAK or Wav2Lip)")
+        return STAGE1_CLASSES[cls].from_pretrained(p, map_location=map_location)
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle/zip errors of many kinds: all mean "not a readable checkpoint"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TalkfreqError(f"{p}: not a readable checkpoint ({first[:200]})") from exc
+    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
+    hp = hp if isinstance(hp, dict) else {}
+    if hp.get("talkfreq_kind") == "refiner":
+        raise _refiner_hint(p)
+    kind = hp.get("model")
+    if kind not in ("freak", "wav2lip"):
+        raise TalkfreqError(f"{p}: not a stage-1 checkpoint (no freak/wav2lip model in its config)")
+    from talkfreq.models._io import check_state_dict
+
+    model = FREAK(config=hp.get(kind)) if kind == "freak" else Wav2Lip(config=hp.get(kind))
+    state = {k[len("generator."):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("generator.")}
+    check_state_dict(model, state, source=str(p))
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def check_speech_config(spec: AudioSpec, speech: SpeechFeatureConfig, *, source: str) -> None:
+    """One-line error when a speech-feature model is used without ``speech.model`` (nothing records it)."""
+    if spec.kind == "speech" and not speech.model:  # InferConfig's default is "" = not given
+        raise TalkfreqError(f"{source}: this FREAK takes speech features ({2 * spec.context + 1}x{spec.dim}); "
+                            f"pass --speech-model with the HuBERT/wav2vec2 model it was trained with")
+
+
+def audio_track(wav: np.ndarray, *, n_frames: int, fps: float, spec: AudioSpec,
+                speech: SpeechFeatureConfig | None = None) -> np.ndarray:
+    """The whole driving audio as model features: mel (80, T) or speech rows (n_frames, D).
+
+    ``wav`` (L,) float32 mono at ``MelConfig().sample_rate`` (16 kHz), fitted by the caller to ``n_frames / fps``
+    seconds, as prepare does. Both arrays are small next to the video (mel: 25 KB/s; HuBERT-large rows: 100 KB/s).
+    """
+    mel_cfg = MelConfig()
+    if spec.kind == "mel":
+        return melspectrogram(wav, cfg=mel_cfg)
+    assert speech is not None and speech.model
+    model, extractor = load_speech_model(speech.model, device=speech.device)
+    hidden = int(model.config.hidden_size)
+    if hidden != spec.dim:
+        raise TalkfreqError(f"speech model {speech.model} gives {hidden}-dim features but the stage-1 model takes "
+                            f"{spec.dim}; pass the speech model it was trained with")
+    return speech_features(wav, model=model, feature_extractor=extractor, n_frames=n_frames, fps=fps,
+                           layer=speech.layer, sample_rate=mel_cfg.sample_rate, chunk_seconds=speech.chunk_seconds)
+
+
+def audio_window(track: np.ndarray, k: int, *, fps: float, spec: AudioSpec) -> np.ndarray:
+    """Frame ``k``'s window of :func:`audio_track`: (1, 80, 16) mel, as ``mel_tensor``, or (2·context+1, D)."""
+    if spec.kind == "mel":
+        return mel_window(track, k, fps=fps, cfg=MelConfig())[None].astype(np.float32, copy=False)
+    return feature_window(track, k, context=spec.context).astype(np.float32, copy=False)
+
+
+def stage1_batch(model: Stage1Model, *, targets: np.ndarray, references: np.ndarray, audio: np.ndarray,
+                 mask: MaskKind) -> torch.Tensor:
+    """Run the generator on a batch; returns (B, 3, S, S) in [-1, 1] on the model's device.
+
+    ``targets``, ``references``: (B, S, S, 3) uint8 crops at the model's ``image_size``; ``audio``: (B, *window)
+    from :func:`audio_window`; ``mask``: ``half`` (dubbing) or ``full`` (one-shot).
+    """
+    device = next(model.parameters()).device
+    s = int(model.config.image_size)
+    target = frames_to_tensor(targets, size=s).to(device)
+    reference = frames_to_tensor(references, size=s).to(device)
+    m = make_mask(mask, batch=len(targets), size=s, device=device)
+    masked = apply_mask(target, m)
+    a = torch.from_numpy(np.ascontiguousarray(audio)).to(device)
+    # the dispatch of Stage1Module.generate (training), on the bare generator
+    if isinstance(model, Wav2Lip):
+        return model(wav2lip_input(masked, reference), a)
+    return model(reference, masked, a, m)
