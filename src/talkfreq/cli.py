@@ -314,6 +314,111 @@ def demo(
     con.print(f"prepared dataset: {out / 'prepared'}")
 
 
+def _stage_progress(bar, labels: dict[str, str]):
+    """A ``progress(stage, done, total)`` callback adding one task per stage to the rich Progress ``bar``."""
+    tasks: dict[str, int] = {}
+
+    def on_progress(stage: str, done: int, total: Optional[int]) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(labels.get(stage, stage), total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return on_progress
+
+
+def _frame_bars(quiet: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _frames_per_second_column(),
+                    TimeElapsedColumn(), disable=quiet)
+
+
+@app.command()
+def evaluate(
+    reference: Annotated[Path, typer.Option("--reference", "-r", help="The real video (ground truth, always a row).")],
+    candidate: Annotated[list[str], typer.Option("--candidate", help="NAME=PATH of a video to score; repeat the option for each.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: metrics.csv/json, figures/, compare.mp4, report.html.")],
+    overrides: Overrides = None,
+    config: ConfigOpt = None,
+    syncnet: Annotated[Optional[Path], typer.Option("--syncnet", help="A `talkfreq train syncnet` model/ folder: adds LSE-D/LSE-C.")] = None,
+    vgg16: Annotated[Optional[Path], typer.Option("--vgg16", help="torchvision VGG16 weights: adds LPIPS (else $TALKFREQ_VGG16).")] = None,
+    refiner: Annotated[Optional[Path], typer.Option(help="A refiner model/ folder or .ckpt: adds its NRoUB numbers.")] = None,
+    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write the side-by-side compare.mp4 (default: on).")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Face crop size in pixels for every metric (face.crop_size).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Score candidate videos against the real one (fidelity, frequency, sharpness, flicker, lip sync) and write
+    metrics.csv, metrics.json, figures, the side-by-side video and report.html."""
+    from talkfreq.config import load_config
+    from talkfreq.report.common import parse_candidate
+    from talkfreq.report.evaluate import EvalConfig
+    from talkfreq.report.evaluate import evaluate as run_evaluate
+
+    cands: dict[str, Path] = {}
+    for spec in candidate:
+        name, path = parse_candidate(spec)
+        if name in cands:
+            raise TalkfreqError(f"candidate name {name!r} given twice")
+        cands[name] = path
+    cfg = load_config(EvalConfig, config, overrides or [], extra={
+        "syncnet": str(syncnet) if syncnet else None, "vgg16": str(vgg16) if vgg16 else None,
+        "refiner": str(refiner) if refiner else None, "write_video": video, "face.crop_size": size,
+        "device": device})
+    with _frame_bars(quiet) as bar:
+        res = run_evaluate(reference, cands, out=out, cfg=cfg, progress=_stage_progress(
+            bar, {"boxes": "faces (reference)", "evaluate": "metrics", "compare": "compare video"}))
+    con = _console()
+    con.print(res.table())
+    for note in res.notes:
+        con.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    con.print(f"report: {res.files['html']}", soft_wrap=True)
+
+
+@app.command("compare-video")
+def compare_video(
+    videos: Annotated[list[str], typer.Argument(help="The real video, then NAME=PATH for each candidate (tile order).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .mp4.")],
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="An evaluate YAML config (its face, regions and video sections).")] = None,
+    labels: Annotated[Optional[bool], typer.Option("--labels/--no-labels", help="Draw the names on the tiles.")] = None,
+    insets: Annotated[Optional[str], typer.Option(help="Zoomed insets under each tile: mouth,hair (default), mouth, hair or none.")] = None,
+    zoom: Annotated[Optional[float], typer.Option(help="Inset magnification relative to the tile (reduced to fit).")] = None,
+    height: Annotated[Optional[int], typer.Option(help="Tile height in pixels (default: the real video's, at most 512).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Tile real | candidate 1 | candidate 2 ... side by side with labels, zoomed mouth/hair insets and the real
+    video's audio: the benchmark video."""
+    from talkfreq.config import load_config
+    from talkfreq.report.common import parse_candidate
+    from talkfreq.report.compare_video import compare_video as run_compare
+    from talkfreq.report.evaluate import EvalConfig
+
+    if len(videos) < 2:
+        raise TalkfreqError("compare-video: give the real video, then NAME=PATH for at least one candidate")
+    cands: dict[str, Path] = {}
+    for spec in videos[1:]:
+        name, path = parse_candidate(spec)
+        if name in cands:
+            raise TalkfreqError(f"candidate name {name!r} given twice")
+        cands[name] = path
+    inset_list = None
+    if insets is not None:
+        inset_list = [] if insets.strip().lower() in ("", "none") else [s.strip() for s in insets.split(",")]
+    cfg = load_config(EvalConfig, config, [], extra={
+        "video.labels": labels, "video.insets": inset_list, "video.zoom": zoom, "video.tile_height": height})
+    with _frame_bars(quiet) as bar:
+        res = run_compare(videos[0], cands, out=out, cfg=cfg.video, face=cfg.face, regions=cfg.regions, fps=cfg.fps,
+                          progress=_stage_progress(bar, {"boxes": "faces (reference)", "compare": "compare video"}))
+    zooms = ", ".join(f"{k} x{v:.1f}" for k, v in res.zooms.items()) or "none"
+    _console().print(
+        f"wrote {res.out}: {res.frames} frames at {res.fps:g} fps, {res.width}x{res.height} "
+        f"({len(res.tile_widths)} tiles of height {res.tile_height}), insets {zooms}, "
+        f"audio {'from the real video' if res.audio else 'none (the real video has none)'}"
+        + (f"; note: {res.note}" if res.note else ""),
+        soft_wrap=True,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``talkfreq`` console script; returns the exit status."""
     import click

@@ -244,9 +244,11 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
                 image, boxes, valid, n_src, still = frame, boxes[idx][None], np.ones(1, bool), 1, True
             else:
                 ref_crop = crop_face(frame, boxes[idx], size=size)
+    still_crop = None
     if still:
         frames = ((k, 0, image) for k in range(n_frames))
         height, width = image.shape[:2]
+        still_crop = crop_face(image, boxes[0], size=size)  # the same for every frame: cut once
     else:
         info = probe(face)
         width, height = info.width, info.height
@@ -262,21 +264,24 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
 
     def flush(writers: list[VideoWriter]) -> None:
         face_ids = [j for j, (_, src, _) in enumerate(pending) if valid[src]]
+        starts = []  # per face frame: the refiner's latent smoothing restarts after a frame without a face
+        for _, src, _ in pending:
+            if valid[src]:
+                starts.append(not prev_face[0])
+            prev_face[0] = bool(valid[src])
         crops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if face_ids:
             with timer("stage1"), torch.no_grad():
-                targets = np.stack([crop_face(pending[j][2], boxes[pending[j][1]], size=size) for j in face_ids])
+                if still_crop is not None:
+                    targets = np.broadcast_to(still_crop, (len(face_ids), *still_crop.shape))
+                else:
+                    targets = np.stack([crop_face(pending[j][2], boxes[pending[j][1]], size=size) for j in face_ids])
                 refs = targets if ref_crop is None else np.broadcast_to(ref_crop, targets.shape)
                 windows = np.stack([mi.audio_window(track, pending[j][0], fps=cfg.fps, spec=spec) for j in face_ids])
                 gen = tensor_to_uint8(mi.stage1_batch(stage1, targets=targets, references=refs, audio=windows,
                                                       mask=mask_kind))
             final = gen
             if refiner is not None:
-                starts = []
-                for j, (_, src, _) in enumerate(pending):
-                    if valid[src]:
-                        starts.append(not prev_face[0])
-                    prev_face[0] = bool(valid[src])
                 with timer("refiner"):
                     final, _ = refine_crops(refiner, gen, smoother=smoother, starts=starts)
             crops = {j: (final[i], gen[i]) for i, j in enumerate(face_ids)}
