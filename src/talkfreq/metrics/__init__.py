@@ -9,7 +9,7 @@ from talkfreq.metrics.frequency import (
     spectrum_gap,
 )
 from talkfreq.metrics.sharpness import cpbd, laplacian_variance
-from talkfreq.metrics.sync import LSEResult, lse_scores, offset_distances, sync_embeddings
+from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_scores, offset_distances, sync_embeddings
 from talkfreq.metrics.temporal import FlickerAccumulator, flicker_ratio, temporal_flicker
 from talkfreq.metrics.robustness import (
     RobustnessReport,

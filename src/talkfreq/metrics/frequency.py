@@ -27,7 +27,9 @@ import torch
 from talkfreq.metrics.fidelity import Box, as_frames, crop_box
 
 __all__ = [
+    "HF_RADIUS",
     "LOG_EPS",
+    "RADIAL_BINS",
     "SpectrumAccumulator",
     "high_frequency_ratio",
     "mean_log_spectrum",
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 LOG_EPS = 1e-5
+HF_RADIUS = 0.25  # default "high frequency" cut: normalised radius beyond which energy counts as high (period < 8 px)
+RADIAL_BINS = 64  # default number of rings of the radial power spectrum
 _LUMA = (0.299, 0.587, 0.114)
 
 
@@ -124,11 +128,11 @@ class SpectrumAccumulator:
         self._check()
         return self._power_sum / self.count
 
-    def radial_power_spectrum(self, *, n_bins: int = 64) -> np.ndarray:
+    def radial_power_spectrum(self, *, n_bins: int = RADIAL_BINS) -> np.ndarray:
         """(n_bins,) mean power in equal-width rings of normalised radius over [0, 1)."""
         return _radial(self.mean_power(), n_bins)
 
-    def high_frequency_ratio(self, *, radius: float = 0.25) -> float:
+    def high_frequency_ratio(self, *, radius: float = HF_RADIUS) -> float:
         """Energy at normalised radius > ``radius`` / total AC energy, pooled over frames."""
         return _hf_ratio(self.mean_power(), radius)
 
@@ -146,11 +150,11 @@ def spectrum_gap(spec_a: np.ndarray, spec_b: np.ndarray) -> float:
     return float(np.abs(a - b).mean())
 
 
-def radial_power_spectrum(frames, *, n_bins: int = 64, region: Box | None = None) -> np.ndarray:
+def radial_power_spectrum(frames, *, n_bins: int = RADIAL_BINS, region: Box | None = None) -> np.ndarray:
     """(n_bins,) radially averaged power spectrum of (B, 3, H, W) frames (DC dropped; r in [0, 1))."""
     return SpectrumAccumulator(region=region).add(frames).radial_power_spectrum(n_bins=n_bins)
 
 
-def high_frequency_ratio(frames, *, radius: float = 0.25, region: Box | None = None) -> float:
+def high_frequency_ratio(frames, *, radius: float = HF_RADIUS, region: Box | None = None) -> float:
     """Fraction of the AC energy of (B, 3, H, W) frames at normalised radius > ``radius`` (in [0, 1])."""
     return SpectrumAccumulator(region=region).add(frames).high_frequency_ratio(radius=radius)

@@ -32,7 +32,7 @@ import torch
 from talkfreq.audio.mel import MelConfig, mel_window
 from talkfreq.metrics.fidelity import as_frames
 
-__all__ = ["LSEResult", "SyncEmbedFn", "lse_scores", "offset_distances", "sync_embeddings"]
+__all__ = ["LSEResult", "SyncEmbedFn", "SyncEmbeddingStream", "lse_scores", "offset_distances", "sync_embeddings"]
 
 # (faces (B, window, 3, H, W) float in [0, 1], mel (B, n_mels, frames_per_window))
 #   -> (audio_emb (B, D), video_emb (B, D))
@@ -81,6 +81,57 @@ def lse_scores(audio_emb, video_emb, *, vshift: int = 15) -> LSEResult:
     return LSEResult(lse_d=float(minval), lse_c=float(conf), offset=int(vshift - int(minidx)))
 
 
+class SyncEmbeddingStream:
+    """Streaming :func:`sync_embeddings`: ``add`` consecutive frame chunks of one video, then ``result()``.
+
+    Keeps the last ``window - 1`` frames and at most one batch of windows, so several videos can be scored in
+    lock-step (one stream each) with bounded memory; the embeddings themselves, (N, D) per video, are kept.
+    Arguments are those of :func:`sync_embeddings`.
+    """
+
+    def __init__(self, mel: np.ndarray, *, embed: SyncEmbedFn, fps: float, window: int = 5,
+                 mel_cfg: MelConfig = MelConfig(), batch_size: int = 32, device: str | torch.device = "cpu"):
+        self.mel, self.embed, self.fps, self.window = mel, embed, fps, window
+        self.mel_cfg, self.batch_size, self.device = mel_cfg, batch_size, device
+        self._buf: deque[torch.Tensor] = deque(maxlen=window)
+        self._faces: list[torch.Tensor] = []
+        self._mels: list[torch.Tensor] = []
+        self._audio: list[torch.Tensor] = []
+        self._video: list[torch.Tensor] = []
+        self.frames = 0
+
+    def add(self, frames: Iterable | torch.Tensor | np.ndarray) -> SyncEmbeddingStream:
+        """Add consecutive frames: a (T, 3, H, W) tensor, a (T, H, W, 3) uint8 array or an iterable of frames."""
+        for frame in frames if isinstance(frames, (torch.Tensor, np.ndarray)) else iter(frames):
+            self._buf.append(as_frames(frame)[0])
+            self.frames += 1
+            if len(self._buf) == self.window:
+                start = self.frames - self.window
+                self._faces.append(torch.stack(tuple(self._buf)))
+                win = mel_window(self.mel, start, fps=self.fps, cfg=self.mel_cfg)
+                self._mels.append(torch.from_numpy(np.ascontiguousarray(win)).float())
+                if len(self._faces) == self.batch_size:
+                    self._flush()
+        return self
+
+    def _flush(self) -> None:
+        if not self._faces:
+            return
+        with torch.no_grad():
+            a, v = self.embed(torch.stack(self._faces).to(self.device), torch.stack(self._mels).to(self.device))
+        self._audio.append(a.detach().float().cpu())
+        self._video.append(v.detach().float().cpu())
+        self._faces.clear()
+        self._mels.clear()
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(audio_emb (N, D), video_emb (N, D)) of every window added so far."""
+        self._flush()
+        if not self._audio:
+            raise ValueError(f"need at least {self.window} frames for one sync window, got {self.frames}")
+        return torch.cat(self._audio), torch.cat(self._video)
+
+
 def sync_embeddings(
     frames: Iterable | torch.Tensor | np.ndarray,
     mel: np.ndarray,
@@ -105,34 +156,8 @@ def sync_embeddings(
             ``int(mel_fps * i / fps)`` (Wav2Lip's rule, :func:`talkfreq.audio.mel.mel_window`).
 
     N = T - window + 1. Windows whose audio runs past the end repeat the last mel column (``mel_window``'s rule).
+    :class:`SyncEmbeddingStream` does the same chunk by chunk.
     """
-    seq = frames if isinstance(frames, (torch.Tensor, np.ndarray)) else iter(frames)
-    buf: deque[torch.Tensor] = deque(maxlen=window)
-    faces_b: list[torch.Tensor] = []
-    mel_b: list[torch.Tensor] = []
-    audio_out: list[torch.Tensor] = []
-    video_out: list[torch.Tensor] = []
-
-    def flush() -> None:
-        if not faces_b:
-            return
-        with torch.no_grad():
-            a, v = embed(torch.stack(faces_b).to(device), torch.stack(mel_b).to(device))
-        audio_out.append(a.detach().float().cpu())
-        video_out.append(v.detach().float().cpu())
-        faces_b.clear()
-        mel_b.clear()
-
-    t = -1
-    for t, frame in enumerate(seq):
-        buf.append(as_frames(frame)[0])
-        if len(buf) == window:
-            start = t - window + 1
-            faces_b.append(torch.stack(tuple(buf)))
-            mel_b.append(torch.from_numpy(np.ascontiguousarray(mel_window(mel, start, fps=fps, cfg=mel_cfg))).float())
-            if len(faces_b) == batch_size:
-                flush()
-    flush()
-    if not audio_out:
-        raise ValueError(f"need at least {window} frames for one sync window, got {t + 1}")
-    return torch.cat(audio_out), torch.cat(video_out)
+    stream = SyncEmbeddingStream(mel, embed=embed, fps=fps, window=window, mel_cfg=mel_cfg, batch_size=batch_size,
+                                 device=device)
+    return stream.add(frames).result()

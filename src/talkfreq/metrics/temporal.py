@@ -46,6 +46,11 @@ class FlickerAccumulator:
         self._tail = x[-2:].clone()
         return self
 
+    def break_sequence(self) -> FlickerAccumulator:
+        """The next frame does not follow the last one (frames were skipped): no difference spans the gap."""
+        self._tail = None
+        return self
+
     @property
     def value(self) -> float:
         """Mean squared second temporal difference; NaN with fewer than 3 frames."""

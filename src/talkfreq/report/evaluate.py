@@ -1,0 +1,370 @@
+"""``talkfreq evaluate``: score candidate videos against the real one and write the report.
+
+:func:`evaluate` (the Python API the experiments call) does, in order:
+
+1. checks every input and loads the optional networks (LPIPS-VGG with ``vgg16``, the talkfreq SyncNet expert with
+   ``syncnet``, a SOVQAE refiner with ``refiner``) - cheap failures first, one line each;
+2. one face-detection pass on the reference (:func:`talkfreq.report.common.reference_track`); no face there is an
+   error;
+3. one streaming pass over all videos in lock-step on the 25 fps timeline (cut to the shortest, noted in the report):
+   per batch, every video is cropped with the reference's boxes at ``face.crop_size`` and scored by a
+   :class:`~talkfreq.report.scoring.VideoScorer` against the reference's crops - the reference itself included, as
+   the first row. Frames where the reference has no face are not scored (their count is reported). With a SyncNet,
+   each video's lower-face crops and its own audio (the reference's when it has none) feed a streaming embedder and
+   give LSE-D / LSE-C / the AV offset (syncnet_python's definition, :mod:`talkfreq.metrics.sync`);
+4. with a refiner, its NRoUB diagnostic on the first ``nroub_frames`` consecutive real face crops
+   (:func:`talkfreq.report.refiner_diagnosis.diagnose`);
+5. writes ``metrics.csv``, ``metrics.json``, ``figures/*.png``, ``compare.mp4`` (the side-by-side video, unless
+   ``write_video`` is off) and ``report.html`` into a staging folder beside ``out`` and moves them into ``out`` at
+   the end, ``report.html`` last: a failed run leaves no partial report.
+
+Memory is bounded by one batch of frames per video plus fixed-size accumulators (two spectra per region per video)
+and a few floats per frame.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from talkfreq.errors import ConfigError, TalkfreqError
+from talkfreq.face import FaceConfig, crop_face
+from talkfreq.metrics.frequency import HF_RADIUS, RADIAL_BINS
+from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, RegionConfig, check_inputs, reference_track
+from talkfreq.report.compare_video import CompareConfig
+from talkfreq.report.scoring import COLUMNS, Row, VideoScorer, best_rows
+
+CSV_FILE, JSON_FILE, HTML_FILE = "metrics.csv", "metrics.json", "report.html"
+VIDEO_FILE, FIGURES = "compare.mp4", "figures"
+
+
+@dataclass
+class EvalConfig:
+    """Settings of ``talkfreq evaluate`` (and the layout of ``compare-video``, section ``video``)."""
+
+    fps: float = TIMELINE_FPS  # the common timeline
+    batch_size: int = 16  # frames per video per step: memory is bounded by one batch
+    psnr_cap_db: float = 100.0  # per-frame PSNR cap: identical frames give inf, which would swamp the mean
+    hf_radius: float = HF_RADIUS  # normalised radius beyond which spectral energy counts as high-frequency
+    radial_bins: int = RADIAL_BINS
+    closeup_frames: int = 4  # frames shown in the close-up grid (evenly spaced)
+    nroub_frames: int = 32  # consecutive real face crops for the refiner's NRoUB diagnostic
+    device: str = "auto"
+    syncnet: Optional[str] = None  # a `talkfreq train syncnet` model/ folder (or its run folder): LSE-D/C
+    vgg16: Optional[str] = None  # torchvision VGG16 weights for LPIPS (or $TALKFREQ_VGG16)
+    refiner: Optional[str] = None  # a refiner model/ folder or .ckpt: adds its NRoUB numbers
+    write_video: bool = True  # write compare.mp4 and embed it in the report
+    face: FaceConfig = field(default_factory=FaceConfig)  # detection on the reference; crop_size = metric crops
+    regions: RegionConfig = field(default_factory=RegionConfig)
+    video: CompareConfig = field(default_factory=CompareConfig)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.closeup_frames < 0 or self.nroub_frames < 2 or self.radial_bins < 2:
+            raise ConfigError("need batch_size >= 1, closeup_frames >= 0, nroub_frames >= 2 and radial_bins >= 2")
+        if not 0 < self.hf_radius < 1.5:
+            raise ConfigError(f"hf_radius must be in (0, 1.5) (1 = Nyquist), got {self.hf_radius}")
+        if not self.psnr_cap_db > 0:
+            raise ConfigError(f"psnr_cap_db must be > 0, got {self.psnr_cap_db}")
+        if self.face.crop_size < 64:
+            raise ConfigError(f"face.crop_size must be >= 64 for the evaluation (CPBD works on 64 px blocks), got "
+                              f"{self.face.crop_size}")
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` measured and wrote. ``rows[0]`` is the reference."""
+
+    out: Path
+    reference: Path
+    rows: list[Row]
+    best: dict[str, list[str]]  # column key -> best candidate names
+    frames: int  # timeline frames compared (after cutting to the shortest)
+    scored: int  # of which had a reference face (the metrics' frames)
+    fps: float
+    notes: list[str]
+    unavailable: dict[str, str]  # column key -> why
+    files: dict[str, Path]
+    nroub: Optional[dict[str, Any]] = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def row(self, name: str) -> Row:
+        return next(r for r in self.rows if r.name == name)
+
+    def table(self):
+        """A rich Table, one row per metric and one column per video (fits a terminal); best in bold green."""
+        from rich.table import Table
+
+        from talkfreq.report.scoring import ARROWS
+
+        t = Table(title=f"{self.scored} frames at {self.fps:g} fps vs {self.reference.name}",
+                  caption="\u2191 higher / \u2193 lower / \u2248 closest to real is better; best candidate in green")
+        t.add_column("metric", no_wrap=True)
+        for r in self.rows:
+            t.add_column(r.name, justify="right", style="dim" if r.role == "reference" else None)
+        for c in COLUMNS:
+            cells = []
+            for r in self.rows:
+                text = r.formatted(c.key)
+                cells.append(f"[bold green]{text}[/]" if r.name in self.best.get(c.key, ()) else text)
+            t.add_row(f"{c.label} {ARROWS[c.direction]}".strip(), *cells)
+        return t
+
+
+def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]]:
+    """(lpips or None, syncnet or None, refiner or None, {column: why unavailable})."""
+    from talkfreq.losses.perceptual import LPIPS, VGG16_ENV, resolve_vgg16_path
+
+    why: dict[str, str] = {}
+    lpips = syncnet = refiner = None
+    vgg = resolve_vgg16_path(cfg.vgg16)
+    if vgg is None:
+        why["lpips"] = f"no VGG16 weights (--vgg16 PATH or ${VGG16_ENV}); never scored with random weights"
+    else:
+        lpips = LPIPS.from_path(vgg, normalize=True).to(device)
+    if cfg.syncnet:
+        from talkfreq.models import SyncNet
+
+        p = Path(cfg.syncnet)
+        if (p / "model" / "config.json").is_file():  # a run folder: its final expert
+            p = p / "model"
+        if not p.exists():
+            raise TalkfreqError(f"{p}: SyncNet not found (expected a `talkfreq train syncnet` model/ folder)")
+        syncnet = SyncNet.from_pretrained(p, map_location=device).to(device).eval()
+    else:
+        why["lse_d"] = why["lse_c"] = why["lse_offset"] = "no SyncNet given (--syncnet DIR)"
+    if cfg.refiner:
+        from talkfreq.training.refiner import load_refiner
+
+        refiner = load_refiner(cfg.refiner, map_location=device).to(device).eval()
+    return lpips, syncnet, refiner, why
+
+
+def syncnet_embedder(model):
+    """A :data:`~talkfreq.metrics.sync.SyncEmbedFn` for talkfreq's :class:`~talkfreq.models.SyncNet`: faces
+    (B, 5, 3, S, S) in [0, 1] (S = the model's image_size) -> [-1, 1], lower halves stacked; mel (B, 80, 16)."""
+    from talkfreq.models.syncnet import stack_lower_halves
+
+    def embed(faces, mel):
+        out = model(stack_lower_halves(faces * 2.0 - 1.0), mel[:, None])
+        return out.audio_emb, out.video_emb
+
+    return embed
+
+
+def _sync_streams(names, paths, *, syncnet, fps, batch_size, device, notes) -> dict:
+    """{name: SyncEmbeddingStream} fed with each video's own audio (the reference's when it has none)."""
+    from talkfreq.audio.mel import melspectrogram
+    from talkfreq.io import load_video_audio, probe
+    from talkfreq.metrics.sync import SyncEmbeddingStream
+
+    audio = {n: load_video_audio(paths[n], sample_rate=16000) for n in names if probe(paths[n]).has_audio}
+    if REFERENCE_NAME not in audio and len(audio) < len(names):
+        notes.append("LSE: some videos have no audio track and neither has the reference; those score nothing")
+    embed = syncnet_embedder(syncnet)
+    streams = {}
+    for n in names:
+        wav = audio.get(n, audio.get(REFERENCE_NAME))
+        if wav is None or not len(wav):
+            continue
+        if n not in audio:
+            notes.append(f"LSE: {n} has no audio track; scored with the reference's audio")
+        streams[n] = SyncEmbeddingStream(melspectrogram(wav), embed=embed, fps=fps, batch_size=batch_size,
+                                         device=device)
+    return streams
+
+
+def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out: str | Path,
+             cfg: Optional[EvalConfig] = None, progress=None) -> EvalResult:
+    """Score ``candidates`` ({name: video}) against ``reference`` and write the report into the folder ``out``
+    (see the module docstring). ``progress(stage, done, total)`` is called per batch (stages ``boxes``,
+    ``evaluate``, ``compare``)."""
+    import torch
+
+    from talkfreq.metrics.sync import lse_scores
+    from talkfreq.pipeline.common import resolve_device
+
+    cfg = cfg or EvalConfig()
+    ref, cands = check_inputs(reference, candidates)
+    out = Path(out)
+    _check_out_dir(out)
+    device = resolve_device(cfg.device)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    lpips, syncnet, refiner, unavailable = _load_models(cfg, device)
+    track = reference_track(ref, face=cfg.face, fps=cfg.fps, progress=progress)
+    timings["boxes"] = time.perf_counter() - t0
+
+    t1 = time.perf_counter()
+    size = cfg.face.crop_size
+    paths = {REFERENCE_NAME: ref, **cands}
+    stream = LockStep(paths, fps=cfg.fps, limit=len(track), limit_name=REFERENCE_NAME)
+    notes: list[str] = []
+    mouth = cfg.regions.crop_box("mouth", size)
+    scorers = {n: VideoScorer(n, size=size, mouth=mouth, psnr_cap_db=cfg.psnr_cap_db, lpips=lpips)
+               for n in stream.names}
+    sync = {}
+    if syncnet is not None:
+        sync = _sync_streams(stream.names, paths, syncnet=syncnet, fps=cfg.fps, batch_size=cfg.batch_size,
+                             device=device, notes=notes)
+        if not sync:
+            unavailable.update(dict.fromkeys(("lse_d", "lse_c", "lse_offset"), "no video has an audio track"))
+    sync_size = int(syncnet.config.image_size) if syncnet is not None else 0
+    est = stream.estimate()
+    picks = set(np.linspace(0, max(est - 1, 0), cfg.closeup_frames + 2).round().astype(int)[1:-1].tolist())
+    closeups: dict[str, list[np.ndarray]] = {n: [] for n in stream.names}
+    closeup_index: list[int] = []
+    nroub_crops: list[tuple[int, np.ndarray]] = []
+    boxes = {n: track.scaled(*stream.sizes[n]) for n in stream.names}
+    with torch.no_grad():
+        for start, batch in stream.batches(cfg.batch_size):
+            idx = np.arange(start, start + len(batch[REFERENCE_NAME]))
+            valid = track.valid[idx]
+            crops = {n: np.stack([crop_face(f, boxes[n][i], size=size) for i, f in zip(idx, frames)])
+                     for n, frames in batch.items()}
+            for n, c in crops.items():
+                scorers[n].add(c[valid], crops[REFERENCE_NAME][valid], index=idx[valid])
+                if n in sync:
+                    sync[n].add(np.stack([crop_face(f, boxes[n][i], size=sync_size)
+                                          for i, f in zip(idx, batch[n])]))
+            for k, i in enumerate(idx):
+                if i in picks and valid[k]:
+                    closeup_index.append(int(i))
+                    for n, c in crops.items():
+                        closeups[n].extend(_closeup(c[k], cfg.regions))
+            if refiner is not None:  # the first nroub_frames real face crops (the longest run is used)
+                for k in np.flatnonzero(valid)[: cfg.nroub_frames - len(nroub_crops)]:
+                    nroub_crops.append((int(idx[k]), crops[REFERENCE_NAME][k]))
+            if progress:
+                progress("evaluate", stream.frames, est or None)
+    scored = scorers[REFERENCE_NAME].frames
+    if scored == 0:
+        raise TalkfreqError(f"{ref}: no frame with a face in the compared range")
+    note = stream.truncation_note()
+    if note:
+        notes.insert(0, note)
+    if scored < stream.frames:
+        notes.append(f"{stream.frames - scored} of {stream.frames} frames had no face in the reference and were "
+                     f"not scored")
+
+    rows = []
+    for n, sc in scorers.items():
+        values = sc.values(scorers[REFERENCE_NAME], hf_radius=cfg.hf_radius)
+        values.update(lse_d=None, lse_c=None, lse_offset=None)
+        if n in sync:
+            try:
+                lse = lse_scores(*sync[n].result())
+                values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset))
+            except ValueError as exc:  # a clip shorter than one window
+                notes.append(f"LSE: {n}: {exc}")
+        rows.append(Row(name=n, role="reference" if n == REFERENCE_NAME else "candidate", path=str(paths[n]),
+                        values=values))
+    nroub = None
+    if refiner is not None:
+        nroub = _nroub(refiner, nroub_crops, notes)
+    timings["metrics"] = time.perf_counter() - t1
+
+    result = EvalResult(out=out, reference=ref, rows=rows, best=best_rows(rows), frames=stream.frames,
+                        scored=scored, fps=cfg.fps, notes=notes, unavailable=unavailable, files={}, nroub=nroub,
+                        timings=timings)
+    _write_outputs(result, cfg=cfg, scorers=scorers, closeups=closeups, closeup_index=closeup_index,
+                   paths=paths, track=track, progress=progress)
+    return result
+
+
+def _closeup(crop: np.ndarray, regions: RegionConfig) -> list[np.ndarray]:
+    """[mouth, hair] pixel crops of one (S, S, 3) face crop."""
+    out = []
+    for name in ("mouth", "hair"):
+        x0, y0, x1, y1 = regions.crop_box(name, crop.shape[0])
+        out.append(np.ascontiguousarray(crop[y0:y1, x0:x1]))
+    return out
+
+
+def _nroub(refiner, indexed: list[tuple[int, np.ndarray]], notes: list[str]) -> Optional[dict[str, Any]]:
+    """The refiner's NRoUB numbers on the longest run of consecutive crops in ``indexed`` [(frame, crop)]."""
+    from talkfreq.data.degradations import FIXED_STRENGTHS
+    from talkfreq.data.refiner_data import resize_uint8
+    from talkfreq.report.refiner_diagnosis import diagnose
+
+    crops: list[np.ndarray] = []
+    if indexed:
+        idx = np.array([i for i, _ in indexed])
+        runs = np.split(np.arange(len(idx)), np.flatnonzero(np.diff(idx) != 1) + 1)
+        crops = [indexed[k][1] for k in max(runs, key=len)]
+    if len(crops) < 2:
+        notes.append("NRoUB: fewer than 2 consecutive real face crops; skipped")
+        return None
+    size = int(refiner.config.image_size)
+    batch = np.stack([resize_uint8(c, size) for c in crops])
+    reports, temporal = diagnose(refiner, batch)
+    return {"frames": len(batch), "image_size": size, "temporal_flip_rate": temporal,
+            "degradations": {k: {"strength": FIXED_STRENGTHS[k], **r.as_dict()} for k, r in reports.items()}}
+
+
+def _check_out_dir(out: Path) -> None:
+    """One-line error unless ``out`` is (or can become) a writable folder; nothing is created here."""
+    if out.exists() and not out.is_dir():
+        raise TalkfreqError(f"{out}: exists and is not a folder; --out names the report folder")
+    probe = out if out.exists() else out.parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK):
+        raise TalkfreqError(f"{out}: cannot create the report folder ({probe} is not a writable folder)")
+
+
+def _write_outputs(result: EvalResult, *, cfg: EvalConfig, scorers, closeups, closeup_index, paths, track,
+                   progress) -> None:
+    """Write everything into a staging folder, then publish it into ``result.out`` (report.html last)."""
+    from talkfreq.report.html import write_html
+    from talkfreq.report.writers import write_csv, write_figures, write_json
+
+    out = result.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    try:
+        (stage / FIGURES).mkdir(parents=True)
+        t = time.perf_counter()
+        files = write_figures(stage, result=result, cfg=cfg, scorers=scorers, closeups=closeups,
+                              closeup_index=closeup_index)
+        result.timings["figures"] = time.perf_counter() - t
+        if cfg.write_video:
+            from talkfreq.report.compare_video import compare_video
+
+            t = time.perf_counter()
+            cmp = compare_video(paths[REFERENCE_NAME], {n: p for n, p in paths.items() if n != REFERENCE_NAME},
+                                out=stage / VIDEO_FILE, cfg=cfg.video, regions=cfg.regions, track=track,
+                                fps=cfg.fps, progress=progress)
+            files["video"] = stage / VIDEO_FILE
+            result.timings["video"] = time.perf_counter() - t
+            if not cmp.audio:
+                result.notes.append("the reference has no audio track: compare.mp4 is silent")
+        files["csv"] = write_csv(stage / CSV_FILE, result)
+        files["json"] = write_json(stage / JSON_FILE, result, cfg=cfg)
+        files["html"] = write_html(stage / HTML_FILE, result, cfg=cfg, files=files, stage=stage)
+        result.files = {k: out / p.relative_to(stage) for k, p in files.items()}
+        _publish(stage, out)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _publish(stage: Path, out: Path) -> None:
+    """Move the staged report into ``out``: one rename when ``out`` is new, else file by file with report.html
+    last (other files already in ``out`` are left alone)."""
+    if not out.exists():
+        os.replace(stage, out)
+        return
+    html = stage / HTML_FILE
+    for src in sorted(stage.rglob("*"), key=lambda p: (p == html, len(p.parts))):
+        if src.is_dir():
+            continue
+        dst = out / src.relative_to(stage)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dst)

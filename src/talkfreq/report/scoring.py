@@ -1,0 +1,198 @@
+"""The evaluation's columns, one video's streaming scorer, and the best-per-column rule.
+
+Every video - the reference included ("ground truth is always a row, scored by the same tool") - is scored on face
+crops cut with the reference's boxes (:mod:`talkfreq.report.common`), frame by frame against the reference's crop of
+the same frame. Columns and what "best" means (:data:`COLUMNS`):
+
+* ``max`` / ``min``: higher / lower is better (PSNR, SSIM, LPIPS, LSE, spectrum gaps);
+* ``ref``: closest to the real video's own value is best. Used for the no-reference statistics - sharpness
+  (Laplacian variance, CPBD), the high-frequency energy ratios and the flicker ratio (the real video's is 1) -
+  because more is not better there: noise, ringing or over-sharpening raise them above the real video's, and a
+  refiner that invents detail must not win by it;
+* ``None``: informational (the audio-video offset).
+
+The reference row is never "best": it is the target, and it trivially wins every full-reference column.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from talkfreq.metrics import (
+    FlickerAccumulator,
+    SpectrumAccumulator,
+    as_frames,
+    cpbd,
+    flicker_ratio,
+    laplacian_variance,
+    lpips_score,
+    psnr,
+    region_psnr,
+    region_ssim,
+    spectrum_gap,
+    ssim,
+)
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    direction: Optional[str]  # "max" | "min" | "ref" | None (see the module docstring)
+    fmt: str
+    help: str
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("psnr", "PSNR dB", "max", "{:.2f}", "face crop vs the real crop, per frame (capped at psnr_cap_db), mean"),
+    Column("ssim", "SSIM", "max", "{:.4f}", "face crop vs the real crop (11 px Gaussian window), mean"),
+    Column("mouth_psnr", "mouth PSNR dB", "max", "{:.2f}", "PSNR inside the mouth region of the crop"),
+    Column("mouth_ssim", "mouth SSIM", "max", "{:.4f}", "SSIM inside the mouth region of the crop"),
+    Column("lpips", "LPIPS", "min", "{:.4f}", "LPIPS-VGG vs the real crop (needs VGG16 weights)"),
+    Column("lse_d", "LSE-D", "min", "{:.3f}", "SyncNet distance at the best offset (needs a SyncNet)"),
+    Column("lse_c", "LSE-C", "max", "{:.3f}", "SyncNet confidence: median - min distance over offsets"),
+    Column("lse_offset", "AV offset", None, "{:+.0f}", "frames the picture lags the sound (0 = in sync)"),
+    Column("laplacian_var", "Laplacian var", "ref", "{:.1f}", "sharpness: variance of the Laplacian of the grey crop"),
+    Column("cpbd", "CPBD", "ref", "{:.3f}", "sharpness: cumulative probability of blur detection"),
+    Column("hf_ratio", "HF ratio", "ref", "{:.4f}", "face: AC energy beyond the high-frequency radius / total"),
+    Column("mouth_hf_ratio", "mouth HF ratio", "ref", "{:.4f}", "the same inside the mouth region"),
+    Column("spectrum_gap", "spectrum gap", "min", "{:.4f}", "face: mean |log-amplitude spectrum - the real one's|"),
+    Column("mouth_spectrum_gap", "mouth spectrum gap", "min", "{:.4f}", "the same inside the mouth region"),
+    Column("flicker_ratio", "flicker ratio", "ref", "{:.3f}",
+           "high-pass temporal energy / the real video's (1 = as steady)"),
+)
+COLUMN_KEYS = tuple(c.key for c in COLUMNS)
+ARROWS = {"max": "\u2191", "min": "\u2193", "ref": "\u2248", None: ""}  # header marks: up, down, approx
+UNAVAILABLE = "unavailable"
+PER_FRAME = ("psnr", "ssim", "mouth_psnr", "mouth_ssim", "lpips", "laplacian_var", "cpbd")
+
+
+@dataclass
+class Row:
+    """One video's scores. ``values[key]`` is a float, or None where the metric is unavailable."""
+
+    name: str
+    role: str  # "reference" | "candidate"
+    path: str
+    values: dict[str, Optional[float]] = field(default_factory=dict)
+
+    def formatted(self, key: str) -> str:
+        return format_value(key, self.values.get(key))
+
+
+def format_value(key: str, value: Optional[float]) -> str:
+    if value is None:
+        return UNAVAILABLE
+    if not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    return next(c.fmt for c in COLUMNS if c.key == key).format(value)
+
+
+class VideoScorer:
+    """One video's metrics, accumulated batch by batch against the reference's crops of the same frames.
+
+    Holds two spectrum accumulators per region, the flicker tail and a few floats per frame: bounded memory
+    whatever the video's length.
+
+    Args:
+        name: row name.
+        size: side S of the face crops.
+        mouth: mouth pixel box (x0, y0, x1, y1) inside the S x S crop.
+        psnr_cap_db: per-frame PSNR cap (identical frames give inf; the cap keeps means finite).
+        lpips: an :class:`~talkfreq.losses.perceptual.LPIPS` model, or None (the column is "unavailable").
+    """
+
+    def __init__(self, name: str, *, size: int, mouth: Box, psnr_cap_db: float, lpips=None):
+        self.name, self.size, self.mouth = name, size, mouth
+        self.psnr_cap_db = psnr_cap_db
+        self.lpips = lpips
+        self.face_spec = SpectrumAccumulator()
+        self.mouth_spec = SpectrumAccumulator(region=mouth)
+        self.flicker = FlickerAccumulator()
+        self.per_frame: dict[str, list[float]] = {k: [] for k in PER_FRAME}
+        self.index: list[int] = []  # timeline index of each scored frame
+        self._last: Optional[int] = None
+
+    def add(self, crops: np.ndarray, ref: np.ndarray, *, index: np.ndarray) -> None:
+        """Score (B, S, S, 3) uint8 ``crops`` against the reference's (B, S, S, 3) crops of the same frames;
+        ``index`` (B,) are their timeline indices (increasing; a jump means frames without a face were skipped)."""
+        if not len(crops):
+            return
+        x, r = as_frames(crops), as_frames(ref)
+        pf = self.per_frame
+        pf["psnr"].extend(psnr(x, r, max_db=self.psnr_cap_db, reduction="none"))
+        pf["ssim"].extend(ssim(x, r, reduction="none"))
+        pf["mouth_psnr"].extend(region_psnr(x, r, box=self.mouth, max_db=self.psnr_cap_db, reduction="none"))
+        pf["mouth_ssim"].extend(region_ssim(x, r, box=self.mouth, reduction="none"))
+        if self.lpips is not None:
+            pf["lpips"].extend(lpips_score(x, r, lpips=self.lpips, reduction="none"))
+        pf["laplacian_var"].extend(laplacian_variance(x, reduction="none"))
+        pf["cpbd"].extend(cpbd(x, reduction="none"))
+        self.face_spec.add(x)
+        self.mouth_spec.add(x)
+        # the flicker's second differences must not span frames that were skipped (no face there)
+        runs = np.split(np.arange(len(index)), np.flatnonzero(np.diff(index) != 1) + 1)
+        for run in runs:
+            if self._last is None or index[run[0]] != self._last + 1:
+                self.flicker.break_sequence()
+            self.flicker.add(x[run])
+            self._last = int(index[run[-1]])
+        self.index.extend(int(i) for i in index)
+
+    @property
+    def frames(self) -> int:
+        return len(self.index)
+
+    def values(self, reference: VideoScorer, *, hf_radius: float) -> dict[str, Optional[float]]:
+        """The row's numbers (LSE excluded: the caller adds them). ``reference`` is the real video's scorer."""
+        if not self.frames:
+            raise ValueError(f"{self.name}: no frame was scored")
+        mean = {k: float(np.mean(v)) if v else None for k, v in self.per_frame.items()}
+        return {
+            **mean,
+            "hf_ratio": self.face_spec.high_frequency_ratio(radius=hf_radius),
+            "mouth_hf_ratio": self.mouth_spec.high_frequency_ratio(radius=hf_radius),
+            "spectrum_gap": spectrum_gap(self.face_spec.mean_log_spectrum(), reference.face_spec.mean_log_spectrum()),
+            "mouth_spectrum_gap": spectrum_gap(self.mouth_spec.mean_log_spectrum(),
+                                               reference.mouth_spec.mean_log_spectrum()),
+            "flicker_ratio": _flicker_ratio(self.flicker.value, reference.flicker.value),
+        }
+
+
+def _flicker_ratio(value: float, ref: float) -> float:
+    if math.isnan(value) or math.isnan(ref):
+        return math.nan  # fewer than 3 consecutive frames
+    return flicker_ratio(value, ref)
+
+
+def best_rows(rows: list[Row], columns: tuple[Column, ...] = COLUMNS, *, rtol: float = 1e-9) -> dict[str, list[str]]:
+    """{column key: names of the best candidate rows} (ties all win), by each column's direction.
+
+    The reference row is excluded; so are unavailable and NaN values. ``ref`` columns need the reference's value.
+    """
+    reference = next((r for r in rows if r.role == "reference"), None)
+    out: dict[str, list[str]] = {}
+    for col in columns:
+        if col.direction is None:
+            continue
+        cands = [(r.name, r.values.get(col.key)) for r in rows if r.role != "reference"]
+        cands = [(n, v) for n, v in cands if v is not None and not math.isnan(v)]
+        if col.direction == "ref":
+            target = reference.values.get(col.key) if reference else None
+            if target is None or not math.isfinite(target):
+                continue
+            cands = [(n, abs(v - target)) for n, v in cands]
+        elif col.direction == "max":
+            cands = [(n, -v) for n, v in cands]
+        if not cands:
+            continue
+        best = min(v for _, v in cands)
+        out[col.key] = [n for n, v in cands if v == best or (math.isfinite(best) and
+                                                             math.isclose(v, best, rel_tol=rtol, abs_tol=1e-12))]
+    return out

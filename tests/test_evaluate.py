@@ -1,0 +1,222 @@
+"""`talkfreq evaluate` and `talkfreq compare-video` on synth clips: the numbers, the report files, bad inputs.
+
+One evaluation (real vs an exact copy and a Gaussian-blurred copy, with an untrained SyncNet and an untrained
+refiner to exercise the LSE and NRoUB wiring) is shared by the module; crops are 128 px to keep it quick.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from talkfreq.cli import main
+from talkfreq.face import FaceConfig
+from talkfreq.io import VideoReader, VideoWriter, load_video_audio, probe
+from talkfreq.report.common import REFERENCE_NAME
+from talkfreq.report.compare_video import compare_video
+from talkfreq.report.evaluate import EvalConfig, evaluate
+from talkfreq.report.scoring import COLUMNS, Row, best_rows
+
+FRAMES = 50  # 2 s synth clips at 25 fps
+
+
+def _rewrite(src: Path, dst: Path, *, fn=lambda f: f, frames: int | None = None, audio: bool = True) -> Path:
+    """Write ``fn(frame)`` for the first ``frames`` frames of ``src`` to ``dst`` with its audio (or none)."""
+    r = VideoReader(src)
+    wav = load_video_audio(src, sample_rate=16000) if audio else None
+    with VideoWriter(dst, fps=25, width=r.source_width, height=r.source_height, audio=wav) as w:
+        for i, f in enumerate(r):
+            if frames is not None and i >= frames:
+                break
+            w.write(fn(f))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def clips(synth_dir, tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("eval_inputs")
+    real = next(synth_dir.glob("id00/*.mp4"))
+    blurred = _rewrite(real, d / "blur.mp4", fn=lambda f: cv2.GaussianBlur(f, (0, 0), 2.0))
+    short = _rewrite(real, d / "short.mp4", frames=30, audio=False)
+    noface = _rewrite(real, d / "noface.mp4", fn=lambda f: np.full_like(f, 90), frames=10)
+    return {"real": real, "blur": blurred, "short": short, "noface": noface, "dir": d}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> dict[str, Path]:
+    import torch
+
+    from talkfreq.models import SyncNet
+    from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
+
+    d = tmp_path_factory.mktemp("eval_models")
+    torch.manual_seed(0)
+    SyncNet(config={"image_size": 96}).save_pretrained(d / "syncnet")
+    ref = SOVQAE(config=SOVQAEConfig(image_size=32, base_channels=16, channel_mult=[1, 2], num_res_blocks=1,
+                                     attention=False, latent_dim=8, codebook_size=32))
+    ref.train()
+    ref(torch.rand(8, 3, 32, 32) * 2 - 1)  # k-means initialisation of the codebook
+    ref.save_pretrained(d / "refiner")
+    return {"syncnet": d / "syncnet", "refiner": d / "refiner"}
+
+
+@pytest.fixture(scope="module")
+def report(clips, models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "report"
+    cfg = EvalConfig(face=FaceConfig(crop_size=128), syncnet=str(models["syncnet"]), refiner=str(models["refiner"]),
+                     nroub_frames=8)
+    return evaluate(clips["real"], {"copy": clips["real"], "blur": clips["blur"]}, out=out, cfg=cfg)
+
+
+def test_self_candidate_is_perfect(report):
+    copy, real = report.row("copy").values, report.row(REFERENCE_NAME).values
+    cap = EvalConfig().psnr_cap_db
+    assert copy["psnr"] == cap and copy["mouth_psnr"] == cap  # identical frames: inf, capped per frame
+    assert copy["ssim"] == pytest.approx(1.0, abs=1e-4)
+    assert copy["spectrum_gap"] == 0.0 and copy["mouth_spectrum_gap"] == 0.0
+    assert copy["flicker_ratio"] == pytest.approx(1.0)
+    # ground truth is a row, scored by the same tool: the copy's numbers are the real video's
+    for key in ("psnr", "ssim", "laplacian_var", "cpbd", "hf_ratio", "lse_d", "lse_c"):
+        assert copy[key] == pytest.approx(real[key]), key
+    assert report.frames == report.scored == FRAMES and report.notes == []
+
+
+def test_blur_lowers_fidelity_detail_and_sharpness(report):
+    blur, real = report.row("blur").values, report.row(REFERENCE_NAME).values
+    assert blur["psnr"] < 40 and blur["ssim"] < 0.95 and blur["mouth_psnr"] < 40
+    assert blur["hf_ratio"] < real["hf_ratio"] and blur["mouth_hf_ratio"] < real["mouth_hf_ratio"]
+    assert blur["laplacian_var"] < 0.5 * real["laplacian_var"] and blur["cpbd"] < real["cpbd"]
+    assert blur["spectrum_gap"] > 0.1 and blur["mouth_spectrum_gap"] > 0.1
+    assert blur["flicker_ratio"] < 1.0  # blur smooths frame-to-frame texture changes too
+
+
+def test_best_marking_picks_the_copy_and_never_the_reference(report):
+    marked = {c.key for c in COLUMNS if c.direction is not None} - {"lpips"}
+    assert set(report.best) == marked
+    assert all(names == ["copy"] for k, names in report.best.items() if not k.startswith("lse")), report.best
+    assert all(REFERENCE_NAME not in names for names in report.best.values())
+
+
+def test_best_rows_directions_ties_and_unavailable():
+    rows = [Row("real", "reference", "r", {"psnr": 100.0, "lpips": 0.0, "cpbd": 0.5, "lse_d": None}),
+            Row("a", "candidate", "a", {"psnr": 30.0, "lpips": 0.2, "cpbd": 0.9, "lse_d": None}),
+            Row("b", "candidate", "b", {"psnr": 32.0, "lpips": 0.3, "cpbd": 0.45, "lse_d": None}),
+            Row("c", "candidate", "c", {"psnr": 32.0, "lpips": math.nan, "cpbd": 0.1, "lse_d": None})]
+    best = best_rows(rows)
+    assert best["psnr"] == ["b", "c"]  # higher is better; a tie marks both; the reference's 100 is not a candidate
+    assert best["lpips"] == ["a"]  # lower is better; NaN never wins
+    assert best["cpbd"] == ["b"]  # closest to the real value (0.5), not the highest (a: 0.9)
+    assert "lse_d" not in best  # unavailable everywhere: nothing to mark
+
+
+def test_report_files(report):
+    out = report.out
+    html = (out / "report.html").read_text()
+    figures = sorted(p.name for p in (out / "figures").glob("*.png"))
+    assert figures == ["closeups.png", "nroub_histograms.png", "per_frame.png", "radial_spectra.png", "spectra.png"]
+    for name in figures:
+        assert f'src="figures/{name}"' in html
+    assert '<video controls preload="metadata" src="compare.mp4">' in html and (out / "compare.mp4").is_file()
+    assert html.count('class="best"') == sum(len(v) for v in report.best.values())
+    assert re.search(r'<tr class="reference"><td class="name"[^>]*>real \(reference\)', html)
+    assert "LPIPS</b> unavailable" in html and "NRoUB" in html
+    assert not list(out.parent.glob(".*tmp*")), "staging folder left behind"
+
+
+def test_csv_and_json(report):
+    with open(report.out / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["name"] for r in rows] == [REFERENCE_NAME, "copy", "blur"]
+    assert [r["role"] for r in rows] == ["reference", "candidate", "candidate"]
+    assert all(r["lpips"] == "unavailable" for r in rows)  # no VGG16 weights here: never a number
+    assert all(float(r["lse_d"]) > 0 for r in rows)
+    doc = json.loads((report.out / "metrics.json").read_text())
+    assert [r["name"] for r in doc["rows"]] == [REFERENCE_NAME, "copy", "blur"]
+    assert doc["rows"][2]["metrics"]["lpips"] == "unavailable" and "lpips" in doc["unavailable"]
+    assert doc["best"]["psnr"] == ["copy"] and doc["scored_frames"] == FRAMES
+    assert set(doc["nroub"]["degradations"]) and doc["nroub"]["frames"] == 8
+
+
+def test_compare_video_from_evaluate(report):
+    info = probe(report.out / "compare.mp4")
+    assert info.has_audio and info.width == 3 * 128
+    assert sum(1 for _ in VideoReader(report.out / "compare.mp4")) == FRAMES
+
+
+def test_compare_video_tiles_audio_and_truncation(clips, tmp_path):
+    out = tmp_path / "cmp.mp4"
+    res = compare_video(clips["real"], {"blur": clips["blur"], "short": clips["short"]}, out=out, insets=(),
+                        labels=True)
+    assert res.frames == 30 and "cut to 30 frames" in res.note  # the shortest sets the length
+    assert res.width == sum(res.tile_widths.values()) == 3 * 128 and res.height == 128
+    info = probe(out)
+    assert (info.width, info.height) == (res.width, res.height)
+    assert info.has_audio and res.audio  # the real video's audio, even though "short" has none
+    assert info.duration == pytest.approx(30 / 25, abs=0.1)
+    assert sum(1 for _ in VideoReader(out)) == 30
+
+    res = compare_video(clips["real"], {"blur": clips["blur"]}, out=out, insets=("mouth",), zoom=2.0, labels=False)
+    assert res.frames == FRAMES and res.height == 128 + res.strip_height and res.strip_height > 0
+    assert 1.0 < res.zooms["mouth"] <= 2.0
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("talkfreq: error:"), err
+    return err
+
+
+def test_bad_inputs_one_line_and_no_output(clips, tmp_path, capsys):
+    real, out = str(clips["real"]), tmp_path / "rep"
+    cases = [
+        (["-r", str(tmp_path / "missing.mp4"), "--candidate", f"a={real}"], "not found"),
+        (["-r", real, "--candidate", f"a={tmp_path / 'nope.mp4'}"], "not found"),
+        (["-r", real, "--candidate", real], "NAME=PATH"),
+        (["-r", real, "--candidate", f"real={real}"], "reserved"),
+        (["-r", real, "--candidate", f"a={real}", "--candidate", f"a={real}"], "twice"),
+        (["-r", str(clips["noface"]), "--candidate", f"a={real}"], "no face"),
+    ]
+    for args, expected in cases:
+        assert main(["evaluate", *args, "--out", str(out), "-q"]) == 2, args
+        assert expected in _one_line_error(capsys)
+        assert not out.exists() and not list(tmp_path.glob(".*")), args
+    mp4 = tmp_path / "cmp.mp4"
+    for args, expected in [([real, "blur"], "NAME=PATH"), ([real, f"b={tmp_path / 'x.mp4'}"], "not found"),
+                           ([str(clips["noface"]), f"b={real}"], "no face")]:
+        assert main(["compare-video", *args, "--out", str(mp4), "-q"]) == 2
+        assert expected in _one_line_error(capsys)
+        assert not list(tmp_path.iterdir()) or not mp4.exists()
+
+
+def test_cli_compare_video(clips, tmp_path, capsys):
+    mp4 = tmp_path / "cmp.mp4"
+    assert main(["compare-video", str(clips["real"]), f"blurred={clips['blur']}", "--out", str(mp4), "--insets",
+                 "none", "--height", "64", "-q"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    info = probe(mp4)
+    assert (info.width, info.height) == (128, 64) and info.has_audio
+
+
+@pytest.mark.parametrize("cmd", ["evaluate", "compare-video"])
+def test_help(cmd, capsys):
+    assert main([cmd, "--help"]) == 0
+    assert "Usage" in capsys.readouterr().out
+
+
+def test_cli_evaluate_without_video(clips, tmp_path, capsys):
+    out = tmp_path / "rep"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")  # an existing folder: the report joins it, nothing else is touched
+    assert main(["evaluate", "-r", str(clips["real"]), "--candidate", f"blur={clips['blur']}", "--out", str(out),
+                 "--no-video", "--size", "64", "closeup_frames=2", "-q"]) == 0
+    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+    html = (out / "report.html").read_text()
+    assert "<video" not in html and not (out / "compare.mp4").exists() and (out / "keep.txt").read_text() == "mine"
+    assert json.loads((out / "metrics.json").read_text())["config"]["face"]["crop_size"] == 64
