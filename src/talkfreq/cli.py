@@ -292,26 +292,23 @@ def infer(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("outputs/demo"),
     overrides: Overrides = None,
+    config: ConfigOpt = None,
+    video: Annotated[Optional[Path], typer.Option(help="Run on your own talking-head clip instead of synth data.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps of every stage (default: configs/demo).")] = None,
+    quick: Annotated[bool, typer.Option(help="Smoke run: 4 training steps per stage.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """The main job on built-in data. For now: synthesise the default data set and prepare it (the training,
-    dubbing and evaluation steps join as their issues land)."""
+    """The main job on built-in data: synth -> prepare -> train SyncNet, FREAK, refiner -> dub a held-out clip ->
+    evaluate -> report.html and a side-by-side video."""
     from talkfreq.config import load_config
-    from talkfreq.data.prepare import PrepareConfig, prepare_dataset, summary_table
-    from talkfreq.data.synth import SynthConfig
+    from talkfreq.demo import DemoConfig, run_demo
 
-    prep_over = [o.removeprefix("prepare.") for o in overrides or [] if o.startswith("prepare.")]
-    synth_over = [o.removeprefix("synth.") for o in overrides or [] if o.startswith("synth.")]
-    stray = [o for o in overrides or [] if not o.startswith(("prepare.", "synth."))]
-    if stray:
-        raise TalkfreqError(f"demo: override {stray[0]!r} must start with synth. or prepare.")
-    scfg = load_config(SynthConfig, None, synth_over)
-    pcfg = load_config(PrepareConfig, None, prep_over)
-    run_synth(scfg, out=out / "synth", quiet=quiet)
-    result = prepare_dataset([out / "synth"], out=out / "prepared", cfg=pcfg, show_progress=not quiet)
-    con = _console()
-    con.print(summary_table(result, out=out / "prepared"))
-    con.print(f"prepared dataset: {out / 'prepared'}")
+    cfg = load_config(DemoConfig, config, overrides or [], extra={"steps": 4 if quick else steps})
+    if video is not None:
+        from talkfreq.errors import require_file
+
+        require_file(video, "video")
+    run_demo(out=out, cfg=cfg, video=video, quiet=quiet)
 
 
 def _stage_progress(bar, labels: dict[str, str]):
