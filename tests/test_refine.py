@@ -167,3 +167,29 @@ def test_model_default_smoothing_is_used(clip_video, model_dir, tmp_path, capsys
         assert "smoothing alpha 0.4" in capsys.readouterr().out
     finally:
         (model_dir / "inference.json").unlink()
+
+
+def test_refine_a_shared_real_video_keeps_duration_fps_audio_and_outside_pixels(model_dir, tmp_path, capsys):
+    """Issue 4's acceptance on real media: a 512 px, 25 fps clip with 48 kHz stereo AAC (boxes from its prepared
+    clip, so the mask the test checks is exactly the one refine pasted through)."""
+    from conftest import media
+    from talkfreq.config import load_config
+    from talkfreq.data.prepare import PrepareConfig, prepare_dataset
+
+    video = media("video/real3dportrait_May_5s.mp4")
+    prep = tmp_path / "prep"
+    prepare_dataset([video], out=prep, cfg=load_config(PrepareConfig, None, [f"face.crop_size={SIZE}"]),
+                    show_progress=False)
+    clip_dir = prep / "clips" / "real3dportrait_May_5s"
+    out = tmp_path / "may_refined.mp4"
+    assert main(["refine", str(video), "--refiner", str(model_dir), "--out", str(out), "--boxes-from",
+                 str(clip_dir), "-q"]) == 0
+    src, res = probe(video), probe(out)
+    assert res.fps == pytest.approx(25.0) and abs(res.duration - src.duration) <= 1 / 25
+    assert res.has_audio and abs(len(load_audio(out)) - len(load_audio(video))) <= 16000 / 25
+    a, b = decode(video), decode(out)
+    assert abs(len(a) - len(b)) <= 1
+    n = min(len(a), len(b))
+    outside = outside_mask(np.load(clip_dir / "boxes.npy")[:n], np.load(clip_dir / "valid.npy")[:n], a.shape[1:3])
+    diff = a[:n].astype(np.float64) - b[:n].astype(np.float64)
+    assert 10 * np.log10(255**2 / np.mean(diff[outside] ** 2)) > 40.0
