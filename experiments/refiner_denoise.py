@@ -9,15 +9,20 @@ per (regulariser, degradation):
   reconstruction of the clean crops: the ceiling a refiner of this size and training can reach);
 - the high-frequency energy ratio (:func:`talkfreq.metrics.frequency.high_frequency_ratio`) of clean / degraded /
   refined;
-- the NRoUB diagnostic (:func:`talkfreq.metrics.robustness.robustness_report`): mean margin, mean latent shift,
-  code-flip rate, fraction of positions inside the bound, flips inside the bound (must be 0).
+- the NRoUB diagnostic (:func:`talkfreq.metrics.robustness.robustness_report`) of clean vs degraded latents: mean
+  margin and mean latent shift (the table shows both in units of the clean latents' spread, ``margin/s`` and
+  ``shift/s``, comparable across runs; results.json also has the absolute ones), code-flip rate, fraction of
+  positions inside the bound, flips inside the bound (must be 0).
 
 The target: refined beats degraded on PSNR, and its high-frequency ratio is closer to the clean one's. The script
 reports whether it is met; it never tunes anything on the test frames. Writes ``results.json`` and ``strip.png``
 (per row: clean | degraded | refined for a few test frames) into the work folder.
 
     flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/refiner_denoise.py [--steps N] [--out DIR]
-        [-c configs/experiments/refiner_denoise.yaml] [key=value ...]   (e.g. refiner.sovqae.latent_dim=32)
+        [--resume] [-c configs/experiments/refiner_denoise.yaml] [key=value ...]  (e.g. refiner.sovqae.latent_dim=32)
+
+Finished runs with the same config are reused (re-running only re-evaluates); ``--resume --steps M`` continues
+them to M steps.
 """
 
 from __future__ import annotations
@@ -85,14 +90,17 @@ def target_met(row: dict[str, float]) -> dict[str, bool]:
     return {"psnr_up": row["psnr_refined"] > row["psnr_degraded"], "hf_toward_clean": hf_gap}
 
 
-NROUB_KEYS = ("margin_mean", "shift_mean", "flip_rate", "inside_bound_fraction", "flips_inside_bound")
+# what the table shows of the NRoUB report; margins and shifts are relative (in units of the clean latents' spread),
+# because the regulariser changes the latent scale and absolute distances would not compare across runs
+NROUB_KEYS = ("relative_margin_mean", "relative_shift_mean", "flip_rate", "inside_bound_fraction",
+              "flips_inside_bound")
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """A plain-text table (pastes into RESULTS.md) of rows with ``run``, ``degradation``, :func:`quality_row`'s
-    keys, ``psnr_recon`` and the :data:`NROUB_KEYS`."""
+    keys, ``psnr_recon`` (the refiner's reconstruction of the clean crops) and the :data:`NROUB_KEYS`."""
     head = (f"{'run':8} {'degradation':12} {'PSNR deg':>8} {'PSNR ref':>8} {'recon':>6} {'SSIM deg':>8} "
-            f"{'SSIM ref':>8} {'HF clean':>8} {'HF deg':>7} {'HF ref':>7} {'margin':>7} {'shift':>7} "
+            f"{'SSIM ref':>8} {'HF clean':>8} {'HF deg':>7} {'HF ref':>7} {'margin/s':>8} {'shift/s':>7} "
             f"{'flips':>6} {'inside':>6} {'flipIn':>6}  target")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -102,8 +110,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         lines.append(
             f"{r['run']:8} {r['degradation']:12} {r['psnr_degraded']:8.2f} {r['psnr_refined']:8.2f} "
             f"{r.get('psnr_recon', float('nan')):6.2f} {r['ssim_degraded']:8.4f} {r['ssim_refined']:8.4f} "
-            f"{r['hf_clean']:8.4f} {r['hf_degraded']:7.4f} {r['hf_refined']:7.4f} {r['margin_mean']:7.4f} "
-            f"{r['shift_mean']:7.4f} {r['flip_rate']:6.3f} {r['inside_bound_fraction']:6.3f} "
+            f"{r['hf_clean']:8.4f} {r['hf_degraded']:7.4f} {r['hf_refined']:7.4f} {r['relative_margin_mean']:8.4f} "
+            f"{r['relative_shift_mean']:7.4f} {r['flip_rate']:6.3f} {r['inside_bound_fraction']:6.3f} "
             f"{int(r['flips_inside_bound']):6d}  {verdict}")
     return "\n".join(lines)
 
@@ -152,24 +160,35 @@ def run_config(cfg: ExperimentConfig, *, name: str, root: Path, train_stop: int,
                    run=replace(r.run, out_dir=str(work / "runs"), name=name, resume=None))
 
 
-def train(cfg: RefinerConfig, console) -> tuple[Path, float]:
-    """Train one run (or reuse a finished run with exactly this config); (model folder, seconds trained)."""
+def train(cfg: RefinerConfig, console, *, resume: bool = False) -> tuple[Path, float]:
+    """Train one run, or reuse a finished run with exactly this config; (model folder, seconds trained in all).
+
+    ``resume``: continue an earlier run of this folder from its last checkpoint up to ``trainer.max_steps`` (exact
+    resume, so 360 steps + resume to 1080 trains what 1080 steps would); otherwise a different config starts over.
+    """
     from talkfreq.config import to_yaml
     from talkfreq.training.common import run_dir
     from talkfreq.training.refiner import fit
 
     out = run_dir(cfg.run)
-    stamp = out / "train_seconds.txt"
-    if (out / "model" / "config.json").is_file() and stamp.is_file() and \
-            (out / "config.yaml").read_text() == to_yaml(cfg):
+    stamp, stamp_cfg = out / "train_seconds.txt", out / "experiment_run.yaml"
+    if (out / "model" / "config.json").is_file() and stamp.is_file() and stamp_cfg.is_file() and \
+            stamp_cfg.read_text() == to_yaml(cfg):
         console.log(f"{cfg.run.name}: reusing {out} (same config)")
         return out / "model", float(stamp.read_text())
-    shutil.rmtree(out, ignore_errors=True)  # a fresh run: no stale checkpoint or log is picked up
-    console.log(f"{cfg.run.name}: training {cfg.trainer.max_steps} steps (codebook_reg={cfg.loss.codebook_reg})")
+    before = 0.0
+    if resume and (out / "checkpoints" / "last.ckpt").is_file() and stamp.is_file():
+        before = float(stamp.read_text())
+        console.log(f"{cfg.run.name}: resuming {out} up to {cfg.trainer.max_steps} steps")
+        cfg = replace(cfg, run=replace(cfg.run, resume="last"))
+    else:
+        shutil.rmtree(out, ignore_errors=True)  # a fresh run: no stale checkpoint or log is picked up
+        console.log(f"{cfg.run.name}: training {cfg.trainer.max_steps} steps (codebook_reg={cfg.loss.codebook_reg})")
     t0 = time.perf_counter()
     fit(cfg)
-    seconds = time.perf_counter() - t0
+    seconds = before + time.perf_counter() - t0
     stamp.write_text(f"{seconds:.1f}\n")
+    stamp_cfg.write_text(to_yaml(replace(cfg, run=replace(cfg.run, resume=None))))  # written last: run finished
     return out / "model", seconds
 
 
@@ -190,10 +209,9 @@ def evaluate(model, clean: np.ndarray, degradations: dict[str, float], progress,
         degraded = np.stack([apply_kind(f, kind=kind, strength=strength) for f in clean])
         refined, _ = refine_sequence(model, degraded, batch_size=16)
         rep = robustness_report(model, uint8_to_tensor(clean), uint8_to_tensor(degraded))
-        nroub = {k: rep.as_dict()[k] for k in NROUB_KEYS}
+        nroub = {k: v for k, v in rep.as_dict().items() if k != "temporal_flip_rate"}  # absolute ones too
         rows.append({"degradation": kind, "strength": strength, **quality_row(clean, degraded, refined),
-                     "psnr_recon": psnr_recon, **nroub, "relative_margin_mean": rep.relative_margin_mean,
-                     "relative_shift_mean": rep.relative_shift_mean, "_images": (clean, degraded, refined)})
+                     "psnr_recon": psnr_recon, **nroub, "_images": (clean, degraded, refined)})
         progress.advance(task)
     return rows
 
@@ -211,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="work folder (prepared data, runs, results)")
     ap.add_argument("--steps", type=int, default=None, help="training steps per run (refiner.trainer.max_steps)")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the runs in --out from their last checkpoint to --steps (instead of starting over)")
     ap.add_argument("rest", nargs="*", help="dotted overrides of the experiment config")
     args = ap.parse_args(argv)
     _, overrides = split_overrides(args.rest)
@@ -234,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     models, seconds = {}, {}
     for name in RUNS:
         rcfg = run_config(cfg, name=name, root=root, train_stop=train_stop, work=work)
-        model_dir, seconds[name] = train(rcfg, console)
+        model_dir, seconds[name] = train(rcfg, console, resume=args.resume)
         models[name] = SOVQAE.from_pretrained(model_dir).eval()
         console.log(f"{name}: {seconds[name] / 60:.1f} min of training")
 

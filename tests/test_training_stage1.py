@@ -23,6 +23,7 @@ from conftest import run_metrics
 from talkfreq.cli import main
 from talkfreq.data.datasets import (DataConfig, Stage1DataModule, SyncNetDataModule, TrainStream, mel_tensor,
                                     split_segments)
+from talkfreq.errors import ConfigError
 from talkfreq.models.freak import FREAK, apply_mask
 from talkfreq.models.syncnet import SyncNet, SyncNetConfig, expert_loss, sync_probability
 from talkfreq.models.wav2lip import Wav2Lip
@@ -66,6 +67,26 @@ def test_stage1_samples_shapes_reference_gap_and_holdout(prepared_dir):
     for p, hidden in ((1.0, 0.5), (0.0, 1.0)):
         ds = Stage1DataModule(DataConfig(root=str(prepared_dir), p_half=p), image_size=64).train_set
         assert all(float(ds[i]["mask"].mean()) == hidden for i in range(5))
+
+
+def test_val_clips_hold_out_whole_clips_and_zero_audio_blanks_only_the_generator_audio(prepared_dir):
+    data = Stage1DataModule(DataConfig(root=str(prepared_dir)), image_size=32).data
+    first, second = sorted(m.clip_id for m in data.metas)
+    train_segs, val_segs, fell_back = split_segments(data, holdout_fraction=0.1, val_clips=[second])
+    assert not fell_back and train_segs == [(first, 0, 50)] and val_segs == [(second, 0, 50)]
+    for bad in (["nope"], [first, second]):
+        with pytest.raises(ConfigError, match="data.val_clips"):
+            split_segments(data, holdout_fraction=0.1, val_clips=bad)
+
+    def sample(zero: bool) -> dict:
+        cfg = DataConfig(root=str(prepared_dir), val_clips=[second], zero_audio=zero)
+        return Stage1DataModule(cfg, image_size=32, sync=True).val_set[7]
+
+    real, zeroed = sample(False), sample(True)
+    assert float(real["audio"].abs().sum()) > 0 and not zeroed["audio"].any() and not zeroed["sync_audio"].any()
+    # Same picture, reference and mask; the sync expert's mel stays real (it judges the generated mouth).
+    for key in ("target", "reference", "mask", "sync_mel"):
+        assert torch.equal(real[key], zeroed[key])
 
 
 def test_train_stream_is_the_same_for_any_worker_count(prepared_dir):

@@ -27,7 +27,7 @@ Ours (the papers give no data pipeline):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -61,7 +61,12 @@ class DataConfig:
     context: int = 2  # hubert: rows on each side of the frame, window 2·context+1 (the paper ablates it)
     neg_min_shift: int = 5  # SyncNet negatives: mel window shifted by at least this many frames
     holdout_fraction: float = 0.1  # val = last frames of each clip when the index has no train/val split
+    val_clips: list[str] = field(default_factory=list)  # clip ids held out whole for val (overrides the index split)
     val_batch_size: int = 0  # 0 = batch_size
+    # Ablation control: the generator's audio input is all zeros (same shapes), so a run learns from the picture
+    # alone - the baseline that shows how much of the mouth motion the audio actually drives. A sync expert, when on,
+    # still hears the real audio (sync_mel).
+    zero_audio: bool = False
 
 
 def frames_to_tensor(frames: np.ndarray, *, size: int) -> torch.Tensor:
@@ -162,10 +167,12 @@ class Stage1Dataset(_ClipSamples):
                          val=val)
 
     def audio_window(self, clip: PreparedClip, t: int) -> torch.Tensor:
-        """(1,80,16) mel window or (2·context+1, D) speech features of frame t."""
+        """(1,80,16) mel window or (2·context+1, D) speech features of frame t (zeros with ``zero_audio``)."""
         if self.cfg.audio == "hubert":
-            return torch.from_numpy(feature_window(clip.speech, t, context=self.cfg.context).astype(np.float32))
-        return mel_tensor(clip, t)
+            x = torch.from_numpy(feature_window(clip.speech, t, context=self.cfg.context).astype(np.float32))
+        else:
+            x = mel_tensor(clip, t)
+        return torch.zeros_like(x) if self.cfg.zero_audio else x
 
     def reference_index(self, cid: str, t: int, *, rng: np.random.Generator) -> int:
         frames = self.valid_frames[cid]
@@ -273,11 +280,23 @@ class TrainStream(IterableDataset):
             b += n_workers
 
 
-def split_segments(data: PreparedDataset, *, holdout_fraction: float, min_frames: int = SYNC_WINDOW
-                   ) -> tuple[list, list, bool]:
-    """(train segments, val segments, fell_back): whole clips by the index's ``split``, or — when either split is
-    empty — every clip cut into its first (1 - holdout_fraction) frames (train) and the rest, at least
-    ``min_frames`` so that one 5-frame window fits (val)."""
+def split_segments(data: PreparedDataset, *, holdout_fraction: float, min_frames: int = SYNC_WINDOW,
+                   val_clips: list[str] | tuple[str, ...] = ()) -> tuple[list, list, bool]:
+    """(train segments, val segments, fell_back): whole clips — ``val_clips`` for val and the rest for train when
+    given, else by the index's ``split`` — or, when either split is empty, every clip cut into its first
+    (1 - holdout_fraction) frames (train) and the rest, at least ``min_frames`` so that one 5-frame window fits
+    (val)."""
+    if val_clips:
+        known = {m.clip_id for m in data.metas}
+        unknown = sorted(set(val_clips) - known)
+        if unknown:
+            raise ConfigError(f"data.val_clips: {', '.join(unknown)} not in {data.root} (clips: "
+                              f"{', '.join(sorted(known))})")
+        if known <= set(val_clips):
+            raise ConfigError("data.val_clips holds every clip: nothing is left to train on")
+        held = set(val_clips)
+        return ([(m.clip_id, 0, m.n_frames) for m in data.metas if m.clip_id not in held],
+                [(m.clip_id, 0, m.n_frames) for m in data.metas if m.clip_id in held], False)
     train = [(m.clip_id, 0, m.n_frames) for m in data.metas if m.split == "train"]
     val = [(m.clip_id, 0, m.n_frames) for m in data.metas if m.split == "val"]
     if train and val:
@@ -295,7 +314,8 @@ def split_segments(data: PreparedDataset, *, holdout_fraction: float, min_frames
 class Stage1DataModule(_LightningDataModule):
     """Train/val loaders of stage-1 samples over a prepared dataset (``cfg.root``).
 
-    Splits: clips whose index row says ``split=train`` / ``split=val``. When either split is empty (small data sets,
+    Splits: the clips of ``val_clips`` (when set) against all others; else clips whose index row says
+    ``split=train`` / ``split=val``. When either split is empty (small data sets,
     where the hash split put every clip in one), each clip is cut instead: its last ``holdout_fraction`` of frames
     (at least 5) are held out for validation and the rest trains — deterministic, logged at start-up.
     Everything that can be wrong with the data (no index, no speech features for ``audio=hubert``, no valid window)
@@ -318,7 +338,8 @@ class Stage1DataModule(_LightningDataModule):
         self.data = PreparedDataset(cfg.root)
         if not len(self.data):
             raise TalkfreqError(f"{self.data.root}: the prepared dataset has no finished clips")
-        train, val, fell_back = split_segments(self.data, holdout_fraction=cfg.holdout_fraction)
+        train, val, fell_back = split_segments(self.data, holdout_fraction=cfg.holdout_fraction,
+                                               val_clips=cfg.val_clips)
         if fell_back:
             log.info("%s: no separate train/val clips in the index; holding out the last %.0f%% of each clip's "
                      "frames for validation", self.data.root, 100 * cfg.holdout_fraction)
