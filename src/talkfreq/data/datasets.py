@@ -311,7 +311,31 @@ def split_segments(data: PreparedDataset, *, holdout_fraction: float, min_frames
     return train, val, True
 
 
-class Stage1DataModule(_LightningDataModule):
+class StreamLoaders:
+    """The loaders of a DataModule whose ``train_set``/``val_set``/``cfg``/``seed`` are set in ``setup``: an endless,
+    resumable training stream (:class:`TrainStream`) split across DDP ranks, and a plain validation loader."""
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        start, rank, world = 0, 0, 1
+        if trainer is not None:
+            # global_step is already restored when Lightning asks for the loader, so a resumed run continues the
+            # stream where the checkpoint left it (manual-optimisation GANs count one step per batch: their
+            # discriminator step is not counted, see training/stage1.py and training/refiner.py).
+            start = trainer.global_step * trainer.accumulate_grad_batches
+            rank, world = trainer.global_rank, trainer.world_size
+        stream = TrainStream(self.train_set, batch_size=self.cfg.batch_size, seed=self.seed, start_batch=start,
+                             rank=rank, world_size=world)
+        return DataLoader(stream, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers,
+                          pin_memory=torch.cuda.is_available())
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_set, batch_size=self.cfg.val_batch_size or self.cfg.batch_size, shuffle=False,
+                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0,
+                          pin_memory=torch.cuda.is_available())
+
+
+class Stage1DataModule(StreamLoaders, _LightningDataModule):
     """Train/val loaders of stage-1 samples over a prepared dataset (``cfg.root``).
 
     Splits: the clips of ``val_clips`` (when set) against all others; else clips whose index row says
@@ -357,23 +381,6 @@ class Stage1DataModule(_LightningDataModule):
         """D of the dataset's speech features (0 when it has none)."""
         return max((m.speech_dim for m in self.data.metas), default=0)
 
-    def train_dataloader(self) -> DataLoader:
-        trainer = self.trainer
-        start, rank, world = 0, 0, 1
-        if trainer is not None:
-            # global_step is already restored when Lightning asks for the loader, so a resumed run continues the
-            # stream where the checkpoint left it (manual-optimisation GANs count one step per batch, see stage1).
-            start = trainer.global_step * trainer.accumulate_grad_batches
-            rank, world = trainer.global_rank, trainer.world_size
-        stream = TrainStream(self.train_set, batch_size=self.cfg.batch_size, seed=self.seed, start_batch=start,
-                             rank=rank, world_size=world)
-        return DataLoader(stream, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers,
-                          pin_memory=torch.cuda.is_available())
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.cfg.val_batch_size or self.cfg.batch_size, shuffle=False,
-                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0,
-                          pin_memory=torch.cuda.is_available())
 
 
 class SyncNetDataModule(Stage1DataModule):

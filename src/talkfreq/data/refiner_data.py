@@ -23,9 +23,8 @@ import cv2
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
 
-from talkfreq.data.datasets import TrainStream, _ClipSamples, split_segments
+from talkfreq.data.datasets import StreamLoaders, _ClipSamples, split_segments
 from talkfreq.data.degradations import Degradation, degrade
 from talkfreq.data.prepared import PreparedDataset
 from talkfreq.errors import ConfigError, TalkfreqError
@@ -117,7 +116,7 @@ def _select(data: PreparedDataset, identities: list[str]) -> PreparedDataset:
     return sub
 
 
-class RefinerDataModule(LightningDataModule):
+class RefinerDataModule(StreamLoaders, LightningDataModule):
     """Train/val loaders of refiner samples. Everything that can be wrong with the data raises in the constructor."""
 
     def __init__(self, cfg: RefinerDataConfig, *, image_size: int, seed: int = 0,
@@ -142,20 +141,3 @@ class RefinerDataModule(LightningDataModule):
         if len(self.train_set) == 0:
             raise TalkfreqError(f"{self.data.root}: no valid face frame in the training split")
 
-    def train_dataloader(self) -> DataLoader:
-        trainer = self.trainer
-        start, rank, world = 0, 0, 1
-        if trainer is not None:
-            # global_step is restored before Lightning asks for the loader: a resumed run continues the stream.
-            # The refiner counts one step per batch also with the GAN on (its D step is not counted, see there).
-            start = trainer.global_step * trainer.accumulate_grad_batches
-            rank, world = trainer.global_rank, trainer.world_size
-        stream = TrainStream(self.train_set, batch_size=self.cfg.batch_size, seed=self.seed, start_batch=start,
-                             rank=rank, world_size=world)
-        return DataLoader(stream, batch_size=self.cfg.batch_size, num_workers=self.cfg.num_workers,
-                          pin_memory=torch.cuda.is_available())
-
-    def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_set, batch_size=self.cfg.val_batch_size or self.cfg.batch_size, shuffle=False,
-                          num_workers=self.cfg.num_workers, persistent_workers=self.cfg.num_workers > 0,
-                          pin_memory=torch.cuda.is_available())
