@@ -27,3 +27,18 @@ def adam(params: Iterable[torch.nn.Parameter], *, cfg: OptimConfig, lr: float | 
         raise ConfigError(f"optim.betas must have two values, got {cfg.betas}")
     return torch.optim.Adam(params, lr=cfg.lr if lr is None else lr, betas=(cfg.betas[0], cfg.betas[1]),
                             weight_decay=cfg.weight_decay)
+
+
+def step_without_counting(opt) -> None:
+    """``opt.step()`` on a LightningOptimizer without advancing ``trainer.global_step`` (ours).
+
+    Under manual optimisation Lightning counts every optimiser step, so a GAN (a D and a G step per batch) would
+    stop at max_steps/2 batches and halve every step-based cadence. The D step goes through the same
+    LightningOptimizer (precision and strategy hooks still apply) with only its progress hooks muted.
+    """
+    before, after = opt._on_before_step, opt._on_after_step
+    opt._on_before_step = opt._on_after_step = lambda: None
+    try:
+        opt.step()
+    finally:
+        opt._on_before_step, opt._on_after_step = before, after

@@ -49,7 +49,7 @@ from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import OptimConfig, adam
+from talkfreq.training.optim import OptimConfig, adam, step_without_counting
 
 INFERENCE_FILE = "inference.json"  # beside the saved model: defaults `talkfreq refine` reads (latent_smoothing)
 
@@ -260,7 +260,7 @@ class RefinerModule(L.LightningModule):
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             self._clip(opt_d)
-            _step_uncounted(opt_d)
+            step_without_counting(opt_d)
             self.untoggle_optimizer(opt_d)
             logs["d_loss"] = d_loss.detach()
         self._log("train", loss, logs, batch)
@@ -300,17 +300,6 @@ class RefinerModule(L.LightningModule):
         if not self.gan_on:
             return opt_g
         return [opt_g, adam(self.disc.parameters(), cfg=self.cfg.optim, lr=self.cfg.optim.disc_lr)]
-
-
-def _step_uncounted(opt) -> None:
-    """Step a LightningOptimizer without advancing ``trainer.global_step`` (manual optimisation counts every
-    optimiser's steps; we want one step per batch, so ``max_steps`` and the data stream mean generator steps)."""
-    before, after = opt._on_before_step, opt._on_after_step
-    opt._on_before_step = opt._on_after_step = lambda: None
-    try:
-        opt.step()
-    finally:
-        opt._on_before_step, opt._on_after_step = before, after
 
 
 def _config_from_dict(values: dict) -> Config:

@@ -49,7 +49,7 @@ from talkfreq.models.syncnet import SyncNet, expert_loss, stack_lower_halves
 from talkfreq.models.wav2lip import Wav2Lip, Wav2LipConfig, wav2lip_input
 from talkfreq.training.callbacks import Preview, SamplePreview, finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import OptimConfig, adam
+from talkfreq.training.optim import OptimConfig, adam, step_without_counting
 
 log = logging.getLogger(__name__)
 
@@ -129,21 +129,6 @@ def load_expert(path: str) -> SyncNet:
     expert = SyncNet.from_pretrained(path)
     expert.requires_grad_(False)
     return expert.eval()
-
-
-def step_without_counting(opt) -> None:
-    """``opt.step()`` on a LightningOptimizer without advancing ``trainer.global_step`` (ours).
-
-    Under manual optimisation Lightning counts every optimiser step, so a GAN (a D and a G step per batch) would
-    stop at max_steps/2 batches and halve every step-based cadence. The D step goes through the same
-    LightningOptimizer (precision and strategy hooks still apply) with only its progress hooks muted.
-    """
-    before, after = opt._on_before_step, opt._on_after_step
-    opt._on_before_step = opt._on_after_step = lambda: None
-    try:
-        opt.step()
-    finally:
-        opt._on_before_step, opt._on_after_step = before, after
 
 
 class Stage1Module(L.LightningModule):
