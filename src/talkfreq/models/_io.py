@@ -169,3 +169,25 @@ class PretrainedMixin:
     def from_pretrained(cls: type[M], directory: str | Path, *, map_location: str | torch.device = "cpu") -> M:
         """Rebuild a model saved by :meth:`save_pretrained`; a wrong kind or any mismatch is a TalkfreqError."""
         return load_model(cls, directory, map_location=map_location)
+
+
+def read_lightning_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu") -> tuple[dict, dict]:
+    """(checkpoint, hyper_parameters) of a Lightning ``.ckpt``; a one-line TalkfreqError when it can't be read."""
+    p = Path(path)
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as exc:  # pickle/zip errors of many kinds: all mean "not a readable checkpoint"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TalkfreqError(f"{p}: not a readable checkpoint ({first[:200]})") from exc
+    if not isinstance(ckpt, dict):
+        return {}, {}
+    hp = ckpt.get("hyper_parameters", {})
+    return ckpt, hp if isinstance(hp, dict) else {}
+
+
+def load_prefixed_state(model: M, ckpt: dict, *, prefix: str, source: str) -> M:
+    """Load the ``prefix``-ed part of a LightningModule's state dict into ``model``, strictly (no dropped weights)."""
+    state = {k[len(prefix):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(prefix)}
+    check_state_dict(model, state, source=source)
+    model.load_state_dict(state, strict=True)
+    return model

@@ -82,25 +82,16 @@ def load_stage1(path: str | Path, *, map_location: str | torch.device = "cpu") -
         if cls not in STAGE1_CLASSES:
             raise TalkfreqError(f"{p}: holds a {cls} model, not a stage-1 generator (FREAK or Wav2Lip)")
         return STAGE1_CLASSES[cls].from_pretrained(p, map_location=map_location)
-    try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle/zip errors of many kinds: all mean "not a readable checkpoint"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TalkfreqError(f"{p}: not a readable checkpoint ({first[:200]})") from exc
-    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    hp = hp if isinstance(hp, dict) else {}
+    from talkfreq.models._io import load_prefixed_state, read_lightning_checkpoint
+
+    ckpt, hp = read_lightning_checkpoint(p, map_location=map_location)
     if hp.get("talkfreq_kind") == "refiner":
         raise _refiner_hint(p)
     kind = hp.get("model")
     if kind not in ("freak", "wav2lip"):
         raise TalkfreqError(f"{p}: not a stage-1 checkpoint (no freak/wav2lip model in its config)")
-    from talkfreq.models._io import check_state_dict
-
     model = FREAK(config=hp.get(kind)) if kind == "freak" else Wav2Lip(config=hp.get(kind))
-    state = {k[len("generator."):]: v for k, v in ckpt.get("state_dict", {}).items() if k.startswith("generator.")}
-    check_state_dict(model, state, source=str(p))
-    model.load_state_dict(state, strict=True)
-    return model
+    return load_prefixed_state(model, ckpt, prefix="generator.", source=str(p))
 
 
 def check_speech_config(spec: AudioSpec, speech: SpeechFeatureConfig, *, source: str) -> None:

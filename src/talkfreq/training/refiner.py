@@ -321,26 +321,17 @@ def load_refiner(path: str | Path, *, map_location: str | torch.device = "cpu") 
         raise TalkfreqError(f"{p}: refiner not found (expected a model folder or a .ckpt file)")
     if p.is_dir():
         return SOVQAE.from_pretrained(p, map_location=map_location)
-    try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as exc:  # pickle/zip errors of many kinds: all mean "not a readable checkpoint"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TalkfreqError(f"{p}: not a readable checkpoint ({first[:200]})") from exc
-    hp = ckpt.get("hyper_parameters", {}) if isinstance(ckpt, dict) else {}
-    if not isinstance(hp, dict) or hp.get("talkfreq_kind") != "refiner":
+    from talkfreq.models._io import build_config, load_prefixed_state, read_lightning_checkpoint
+
+    ckpt, hp = read_lightning_checkpoint(p, map_location=map_location)
+    if hp.get("talkfreq_kind") != "refiner":
         kind = "another kind of model"
-        if isinstance(hp, dict) and isinstance(hp.get("model"), str):
+        if isinstance(hp.get("model"), str):
             kind = f"a stage-1 {hp['model']} generator"  # stage 1's config names its model kind at the top
         raise TalkfreqError(f"{p}: not a refiner checkpoint (it holds {kind}); pass a refiner run's model/ "
                             f"folder or checkpoints/*.ckpt")
-    from talkfreq.models._io import build_config, check_state_dict
-
     sov = build_config(SOVQAEConfig, hp["config"].get("sovqae"), source=f"{p} (sovqae config)")
-    model = SOVQAE(config=sov)
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    check_state_dict(model, state, source=str(p))
-    model.load_state_dict(state, strict=True)
-    return model
+    return load_prefixed_state(SOVQAE(config=sov), ckpt, prefix="model.", source=str(p))
 
 
 def inference_defaults(path: str | Path) -> dict[str, Any]:
