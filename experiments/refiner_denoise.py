@@ -233,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="continue the runs in --out from their last checkpoint to --steps (instead of starting over)")
     ap.add_argument("rest", nargs="*", help="dotted overrides of the experiment config")
     args = ap.parse_args(argv)
-    _, overrides = split_overrides(args.rest)
+    stray, overrides = split_overrides(args.rest)
+    if stray:
+        ap.error(f"not a key=value override: {stray[0]!r}")
     if args.steps is not None:
         overrides.append(f"refiner.trainer.max_steps={args.steps}")
     cfg = load_config(ExperimentConfig, args.config, overrides)
