@@ -76,9 +76,11 @@ def test_exact_resume_two_plus_two_equals_four(refiner_data, tmp_path):
 
 def test_gan_path_counts_one_step_per_batch(refiner_data, tmp_path):
     assert train(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=gan", "loss.gan=0.1",
-                 "loss.gan_start_step=1", "trainer.log_every_n_steps=1", "trainer.gradient_clip_val=1.0") == 0
+                 "loss.gan_start_step=1", "trainer.log_every_n_steps=1", "trainer.gradient_clip_val=1.0",
+                 "optim.schedule=cosine") == 0
     ckpt = torch.load(tmp_path / "gan" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2
+    assert ckpt["lr_schedulers"][0]["last_epoch"] == 2  # the module steps the G scheduler under manual optimisation
     assert len(ckpt["optimizer_states"]) == 2 and ckpt["optimizer_states"][1]["state"]  # D took a step
     rows = run_metrics(tmp_path / "gan")
     assert any(r.get("train/d_loss") for r in rows) and any(r.get("train/g_adv") for r in rows)

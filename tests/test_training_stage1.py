@@ -210,7 +210,7 @@ def test_gan_path_with_sync_expert_runs_manual_optimisation(prepared_dir, tmp_pa
     assert train("stage1", "tiny_freak.yaml", prepared_dir, tmp_path, "trainer.max_steps=2",
                  "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "trainer.gradient_clip_val=1.0",
                  "loss.gan=0.1", "loss.sync=0.03", f"loss.syncnet={expert}", "disc.base_channels=8",
-                 "disc.num_layers=2") == 0
+                 "disc.num_layers=2", "optim.schedule=cosine", "optim.warmup_steps=1") == 0
     run = tmp_path / "tiny_freak"
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     # One batch = one step (the discriminator's optimiser step is not counted), and two optimiser states.
@@ -231,6 +231,7 @@ def test_hubert_audio_sets_freak_input_from_the_data(prepared_dir, tmp_path):
     rng = np.random.default_rng(0)
     for row in index:
         row["speech_dim"] = 24
+        row["speech_model"], row["speech_layer"] = "/models/tiny-hubert", 5  # as prepare records it
         feats = rng.normal(size=(row["n_frames"], 24)).astype(np.float16)
         np.save(data / "clips" / row["clip_id"] / "speech.npy", feats)
     (data / "index.json").write_text(json.dumps(index))
@@ -238,6 +239,19 @@ def test_hubert_audio_sets_freak_input_from_the_data(prepared_dir, tmp_path):
                  "trainer.max_steps=1", "trainer.val_check_interval=1") == 0
     model = FREAK.from_pretrained(tmp_path / "tiny_freak" / "model")
     assert (model.config.audio_len, model.config.audio_dim) == (7, 24)
+    # The encoder that made the features travels with the model, so infer needs no --speech-model.
+    from talkfreq.audio.features import SpeechFeatureConfig
+    from talkfreq.pipeline.inputs import resolve_speech
+
+    speech = resolve_speech(tmp_path / "tiny_freak" / "model", SpeechFeatureConfig(model=""))
+    assert (speech.model, speech.layer) == ("/models/tiny-hubert", 5)
+    given = resolve_speech(tmp_path / "tiny_freak" / "model", SpeechFeatureConfig(model="mine", layer=2))
+    assert (given.model, given.layer) == ("mine", 2)  # the user's choice wins
+    # Clips from two different encoders cannot train one model: a start-up error.
+    index[0]["speech_model"] = "/models/other"
+    (data / "index.json").write_text(json.dumps(index))
+    assert train("stage1", "tiny_freak.yaml", data, tmp_path, "data.audio=hubert", "run.name=mixed",
+                 "trainer.max_steps=1") == 2
 
 
 def test_perceptual_term_with_user_vgg16_file(prepared_dir, tmp_path):
@@ -308,3 +322,18 @@ def test_image_loggers_wandb_offline_and_tensorboard(prepared_dir, tmp_path, mon
         assert wandb.run is None  # fit() finished its run: the next fit in this process gets a new one
     else:
         assert any((run / "tb").glob("version_*/events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize(("start", "on"), [(100.0, True), (1e-6, False)])
+def test_sync_term_switches_on_below_sync_start(prepared_dir, tmp_path, start, on):
+    # Wav2Lip's warm-up: the sync term joins the loss after a validation whose sync loss is below loss.sync_start.
+    expert = SyncNet(config=SyncNetConfig(image_size=48)).save_pretrained(tmp_path / "expert")
+    assert train("stage1", "tiny_freak.yaml", prepared_dir, tmp_path, "trainer.max_steps=3",
+                 "trainer.val_check_interval=1", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=1",
+                 "loss.sync=0.03", f"loss.syncnet={expert}", f"loss.sync_start={start}") == 0
+    run = tmp_path / "tiny_freak"
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert bool(ckpt["state_dict"]["sync_on"]) is on  # saved, so a resumed run keeps the switch
+    rows = run_metrics(run)
+    assert len(column(rows, "val/sync")) >= 1  # validation measures it either way
+    assert (len(column(rows, "train/sync")) >= 1) is on  # training pays for the expert only once it is on

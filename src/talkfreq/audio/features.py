@@ -118,6 +118,30 @@ def load_speech_model(name_or_path: str, *, device: str = "cpu") -> tuple[Any, A
     return model.eval(), feature_extractor
 
 
+SPEECH_RECORD = "speech.json"  # beside a stage-1 model/: the speech encoder its features came from
+
+
+def save_speech_record(folder: str | Path, *, model: str, layer: int) -> None:
+    """Write ``speech.json`` into a model folder, so inference makes the features training used without being told."""
+    import json
+
+    (Path(folder) / SPEECH_RECORD).write_text(json.dumps({"model": model, "layer": int(layer)}, indent=1))
+
+
+def read_speech_record(folder: str | Path) -> dict[str, Any] | None:
+    """``{"model": ..., "layer": ...}`` from a model folder's ``speech.json``; None when there is none."""
+    import json
+
+    f = Path(folder) / SPEECH_RECORD
+    if not f.is_file():
+        return None
+    try:
+        rec = json.loads(f.read_text())
+        return {"model": str(rec["model"]), "layer": int(rec["layer"])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise TalkfreqError(f"{f}: unreadable speech record ({exc}); delete it and pass --speech-model") from exc
+
+
 def _conv_geometry(config: Any) -> tuple[int, int]:
     """(total stride, receptive field) in samples of the convolutional front end: (320, 400) for HuBERT."""
     stride, field = 1, 1

@@ -381,6 +381,18 @@ class Stage1DataModule(StreamLoaders, _LightningDataModule):
         """D of the dataset's speech features (0 when it has none)."""
         return max((m.speech_dim for m in self.data.metas), default=0)
 
+    @property
+    def speech_source(self) -> tuple[str, int] | None:
+        """(speech model, layer) that made the clips' ``speech.npy``; None when no clip recorded one.
+
+        Clips made by different encoders or layers cannot train one model: that is a one-line error."""
+        sources = {(m.speech_model, m.speech_layer) for m in self.data.metas if m.speech_dim and m.speech_model}
+        if len(sources) > 1:
+            raise TalkfreqError(f"{self.data.root}: clips hold speech features from different encoders/layers "
+                                f"({', '.join(f'{n} layer {k}' for n, k in sorted(sources))}); re-prepare them "
+                                f"with one --speech-model")
+        return next(iter(sources), None)
+
 
 
 class SyncNetDataModule(Stage1DataModule):

@@ -187,6 +187,8 @@ def prepare_clip(src: Source, *, root: Path, cfg: PrepareConfig, on_frames: Call
             hop_length=cfg.mel.hop_length, source_width=w, source_height=h, face_found=int(found.sum()),
             valid=int(valid.sum()), split=assign_split(src.clip_id, cfg.val_fraction),
             speech_dim=int(speech.shape[1]) if speech is not None else 0,
+            speech_model=cfg.speech.model if speech is not None else "",
+            speech_layer=cfg.speech.layer if speech is not None else -1,
         )
         return_path = writer.commit(meta)
     except BaseException:

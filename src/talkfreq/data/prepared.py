@@ -58,6 +58,8 @@ class ClipMeta:
     valid: int  # frames with a usable box after the miss policy
     split: str = "train"
     speech_dim: int = 0
+    speech_model: str = ""  # the speech encoder (HF id or folder) and hidden-state layer that made speech.npy
+    speech_layer: int = -1
     extra: dict = field(default_factory=dict)
 
     @property

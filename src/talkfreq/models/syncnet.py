@@ -11,7 +11,8 @@ Ours:
   conversion is made — pass [-1, 1] images consistently.
 - Other face sizes: the lower half of an S×S face is (S/2)×S. Extra stride-2 blocks (32 channels) are inserted
   after the first conv until the map before the last valid conv is at most 4×4, and that valid conv's kernel is the
-  remaining size (3×3 at 96 px, 4×4 at 128 and 256), so the embedding stays 512×1×1.
+  remaining size (3×3 at 96 px, 4×4 at 128 and 256), so the embedding stays width×1×1.
+- ``width`` scales every layer (the original is 512), so tiny experts for tests and CPU experiments train fast.
 - :class:`SyncNetOutput` is a NamedTuple, so ``audio_emb, video_emb = model(...)`` still unpacks.
 """
 
@@ -31,7 +32,6 @@ from talkfreq.models._io import PretrainedMixin, build_config
 from talkfreq.models.wav2lip import Conv2d, mel_audio_encoder, res_blocks
 
 SYNC_FRAMES = 5  # frames per window (Wav2Lip's syncnet_T)
-EMBED_DIM = 512
 
 
 @dataclass
@@ -39,10 +39,11 @@ class SyncNetConfig:
     """Settings of :class:`SyncNet`."""
 
     image_size: int = 96  # face side S; the network sees the lower half, (S/2)×S
+    width: int = 512  # embedding size; every layer's channels scale by width/512 (ours: 128 makes a 1 M tiny expert)
 
 
 class SyncNetOutput(NamedTuple):
-    """Both embeddings, (B,512) each, unit L2 norm, non-negative (they come out of a ReLU)."""
+    """Both embeddings, (B,width) each (512 by default), unit L2 norm, non-negative (they come out of a ReLU)."""
 
     audio_emb: torch.Tensor
     video_emb: torch.Tensor
@@ -74,7 +75,7 @@ def face_layout(image_size: int) -> tuple[int, tuple[int, int]]:
 
 
 class SyncNet(PretrainedMixin, nn.Module):
-    """``forward(faces (B,15,S/2,S), mel (B,1,80,16)) -> SyncNetOutput(audio_emb (B,512), video_emb (B,512))``.
+    """``forward(faces (B,15,S/2,S), mel (B,1,80,16)) -> SyncNetOutput(audio_emb (B,W), video_emb (B,W))`` with W = ``width``.
 
     ``faces`` stacks the lower halves of 5 consecutive frames along channels (frame-major: frame 0 RGB, frame 1
     RGB, ...), see :func:`stack_lower_halves`.
@@ -90,19 +91,23 @@ class SyncNet(PretrainedMixin, nn.Module):
         extra, kernel = face_layout(cfg.image_size)
         self.config = cfg
 
+        if not 8 <= cfg.width <= 4096:
+            raise ConfigError(f"SyncNet: width must be in [8, 4096], got {cfg.width}")
+        w = cfg.width
+        c = [max(4, k * w // 512) for k in (32, 64, 128, 256)]
         self.face_encoder = nn.Sequential(
-            Conv2d(3 * SYNC_FRAMES, 32, 7, 1, 3),
-            *[m for _ in range(extra) for m in (Conv2d(32, 32, 3, 2, 1), *res_blocks(32, 1))],  # ours, for S > 96
+            Conv2d(3 * SYNC_FRAMES, c[0], 7, 1, 3),
+            *[m for _ in range(extra) for m in (Conv2d(c[0], c[0], 3, 2, 1), *res_blocks(c[0], 1))],  # ours, S > 96
 
-            Conv2d(32, 64, 5, (1, 2), 1), *res_blocks(64, 2),
-            Conv2d(64, 128, 3, 2, 1), *res_blocks(128, 3),
-            Conv2d(128, 256, 3, 2, 1), *res_blocks(256, 2),
-            Conv2d(256, 512, 3, 2, 1), *res_blocks(512, 2),
-            Conv2d(512, 512, 3, 2, 1),
-            Conv2d(512, 512, kernel, 1, 0),  # 3×3 at 96 px
-            Conv2d(512, 512, 1, 1, 0),
+            Conv2d(c[0], c[1], 5, (1, 2), 1), *res_blocks(c[1], 2),
+            Conv2d(c[1], c[2], 3, 2, 1), *res_blocks(c[2], 3),
+            Conv2d(c[2], c[3], 3, 2, 1), *res_blocks(c[3], 2),
+            Conv2d(c[3], w, 3, 2, 1), *res_blocks(w, 2),
+            Conv2d(w, w, 3, 2, 1),
+            Conv2d(w, w, kernel, 1, 0),  # 3×3 at 96 px
+            Conv2d(w, w, 1, 1, 0),
         )
-        self.audio_encoder = mel_audio_encoder(residual_at_256=2)
+        self.audio_encoder = mel_audio_encoder(residual_at_256=2, width=w)
 
     def forward(self, faces: torch.Tensor, mel: torch.Tensor) -> SyncNetOutput:
         s = self.config.image_size

@@ -66,18 +66,20 @@ def res_blocks(c: int, n: int) -> list[nn.Module]:
     return [Conv2d(c, c, 3, 1, 1, residual=True) for _ in range(n)]
 
 
-def mel_audio_encoder(*, residual_at_256: int) -> nn.Sequential:
-    """Wav2Lip's audio encoder: (B,1,80,16) -> (B,512,1,1) (80×16 -> 27×16 -> 9×6 -> 3×3 -> 1×1).
+def mel_audio_encoder(*, residual_at_256: int, width: int = 512) -> nn.Sequential:
+    """Wav2Lip's audio encoder: (B,1,80,16) -> (B,width,1,1) (80×16 -> 27×16 -> 9×6 -> 3×3 -> 1×1).
 
-    The generator's has 1 residual block at width 256, SyncNet's has 2; otherwise they are the same.
+    The generator's has 1 residual block at width 256, SyncNet's has 2; otherwise they are the same. ``width``
+    (ours; the original is 512) scales every layer's channels by width/512, for tiny experts.
     """
+    c = [max(4, k * width // 512) for k in (32, 64, 128, 256)]
     return nn.Sequential(
-        Conv2d(1, 32, 3, 1, 1), *res_blocks(32, 2),
-        Conv2d(32, 64, 3, (3, 1), 1), *res_blocks(64, 2),
-        Conv2d(64, 128, 3, 3, 1), *res_blocks(128, 2),
-        Conv2d(128, 256, 3, (3, 2), 1), *res_blocks(256, residual_at_256),
-        Conv2d(256, 512, 3, 1, 0),
-        Conv2d(512, 512, 1, 1, 0),
+        Conv2d(1, c[0], 3, 1, 1), *res_blocks(c[0], 2),
+        Conv2d(c[0], c[1], 3, (3, 1), 1), *res_blocks(c[1], 2),
+        Conv2d(c[1], c[2], 3, 3, 1), *res_blocks(c[2], 2),
+        Conv2d(c[2], c[3], 3, (3, 2), 1), *res_blocks(c[3], residual_at_256),
+        Conv2d(c[3], width, 3, 1, 0),
+        Conv2d(width, width, 1, 1, 0),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -19,6 +20,12 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     weight_decay: float = 0.0
     disc_lr: float = 1e-4
+    # constant | cosine: cosine decays lr to lr·final_lr_ratio at trainer.max_steps (after warmup_steps of linear
+    # ramp). Ours, for short CPU runs: BatchNorm's running statistics trail weights that still move fast at the end
+    # of a constant-lr run, so eval-mode outputs lag train-mode ones; a decayed lr lets them settle.
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_ratio: float = 0.0
 
 
 def adam(params: Iterable[torch.nn.Parameter], *, cfg: OptimConfig, lr: float | None = None) -> torch.optim.Adam:
@@ -27,6 +34,51 @@ def adam(params: Iterable[torch.nn.Parameter], *, cfg: OptimConfig, lr: float | 
         raise ConfigError(f"optim.betas must have two values, got {cfg.betas}")
     return torch.optim.Adam(params, lr=cfg.lr if lr is None else lr, betas=(cfg.betas[0], cfg.betas[1]),
                             weight_decay=cfg.weight_decay)
+
+
+SCHEDULES = ("constant", "cosine")
+
+
+def lr_factor(step: int, *, cfg: OptimConfig, total_steps: int) -> float:
+    """The multiplier of ``cfg.lr`` at optimiser step ``step`` of ``total_steps`` (see ``OptimConfig.schedule``)."""
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant" or total_steps <= cfg.warmup_steps:
+        return 1.0
+    t = min(1.0, (step - cfg.warmup_steps) / (total_steps - cfg.warmup_steps))
+    return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def lr_scheduler(opt: torch.optim.Optimizer, *, cfg: OptimConfig, total_steps: int):
+    """A per-step LambdaLR of ``opt`` under ``cfg.schedule``, or None for a constant lr without warm-up."""
+    if cfg.schedule not in SCHEDULES:
+        raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
+    if cfg.warmup_steps < 0 or not 0.0 <= cfg.final_lr_ratio <= 1.0:
+        raise ConfigError("optim.warmup_steps must be >= 0 and optim.final_lr_ratio in [0, 1]")
+    if cfg.schedule == "constant" and cfg.warmup_steps == 0:
+        return None
+    if total_steps <= 0:
+        raise ConfigError(f"optim.schedule={cfg.schedule} needs trainer.max_steps > 0 (its length)")
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg=cfg, total_steps=total_steps))
+
+
+def with_schedule(opts: torch.optim.Optimizer | list, *, cfg: OptimConfig, total_steps: int):
+    """What ``configure_optimizers`` returns: ``opts`` (one optimiser, or [generator, discriminator]) with a per-step
+    scheduler on the first (the generator's) when ``cfg`` asks for one. Manual optimisation steps it with
+    :func:`step_scheduler`."""
+    first = opts[0] if isinstance(opts, list) else opts
+    sched = lr_scheduler(first, cfg=cfg, total_steps=total_steps)
+    if sched is None:
+        return opts
+    entry = {"scheduler": sched, "interval": "step", "frequency": 1}
+    return (opts, [entry]) if isinstance(opts, list) else {"optimizer": opts, "lr_scheduler": entry}
+
+
+def step_scheduler(module) -> None:
+    """Under manual optimisation Lightning does not step schedulers: the module calls this after its G step."""
+    sched = module.lr_schedulers()
+    if sched is not None:
+        sched.step()
 
 
 def step_without_counting(opt) -> None:

@@ -49,7 +49,7 @@ from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import OptimConfig, adam, step_without_counting
+from talkfreq.training.optim import OptimConfig, adam, step_scheduler, step_without_counting, with_schedule
 
 INFERENCE_FILE = "inference.json"  # beside the saved model: defaults `talkfreq refine` reads (latent_smoothing)
 
@@ -252,6 +252,7 @@ class RefinerModule(L.LightningModule):
         self.manual_backward(loss)
         self._clip(opt_g)
         opt_g.step()
+        step_scheduler(self)
         self.untoggle_optimizer(opt_g)
         if active:
             self.toggle_optimizer(opt_d)
@@ -296,10 +297,10 @@ class RefinerModule(L.LightningModule):
 
     def configure_optimizers(self):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        opt_g = adam(params, cfg=self.cfg.optim)
-        if not self.gan_on:
-            return opt_g
-        return [opt_g, adam(self.disc.parameters(), cfg=self.cfg.optim, lr=self.cfg.optim.disc_lr)]
+        opts = adam(params, cfg=self.cfg.optim)
+        if self.gan_on:
+            opts = [opts, adam(self.disc.parameters(), cfg=self.cfg.optim, lr=self.cfg.optim.disc_lr)]
+        return with_schedule(opts, cfg=self.cfg.optim, total_steps=self.cfg.trainer.max_steps)
 
 
 def _config_from_dict(values: dict) -> Config:

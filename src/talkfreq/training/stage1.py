@@ -9,8 +9,10 @@ Generator loss (ours: a plain weighted sum of the terms each paper names)::
 
 FREAK names L_rec, L_percep and L_freq (the defaults: unit weights, ours). Wav2Lip's
 ``(1 - sw - dw)·L1 + sw·sync + dw·GAN`` with sw = 0.03, dw = 0.07 is rec 0.9, sync 0.03, gan 0.07 with the other
-terms off (configs/stage1/wav2lip_96.yaml); Wav2Lip switches its sync term on only once the expert loss on
-validation falls below 0.75 — here it is on from the start.
+terms off (configs/stage1/wav2lip_96.yaml). Wav2Lip switches its sync term on only once the generator's
+validation sync loss falls below 0.75: ``loss.sync_start`` does that (the wav2lip_96 config sets 0.75; unset, the
+term is on from step 0). The switch is a buffer of the module, so it is saved in ``.ckpt`` files and resumes exactly;
+until it flips, the training step skips the expert's forward pass.
 
 With the sync term on, each sample carries 5 consecutive frames (same reference and mask kind); the generator
 makes all 5, every loss is taken over all 5, and the frozen expert sees their lower halves (resized to its own
@@ -37,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange, repeat
 
+from talkfreq.audio.features import save_speech_record
 from talkfreq.audio.mel import MelConfig
 from talkfreq.config import to_dict
 from talkfreq.data.datasets import DataConfig, Stage1DataModule
@@ -49,7 +52,7 @@ from talkfreq.models.syncnet import SyncNet, expert_loss, stack_lower_halves
 from talkfreq.models.wav2lip import Wav2Lip, Wav2LipConfig, wav2lip_input
 from talkfreq.training.callbacks import Preview, SamplePreview, finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import OptimConfig, adam, step_without_counting
+from talkfreq.training.optim import OptimConfig, adam, step_scheduler, step_without_counting, with_schedule
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ class LossConfig:
     freq_alpha: float = 1.0
     sync: float = 0.0  # needs a trained expert
     syncnet: Optional[str] = None  # the model/ folder of a `talkfreq train syncnet` run
+    sync_start: Optional[float] = None  # switch the sync term on once val/sync < this (Wav2Lip: 0.75); None: at once
     gan: float = 0.0  # > 0: manual optimisation with a PatchDiscriminator
     gan_kind: str = "hinge"  # hinge | bce
     gan_warmup_steps: int = 0  # no adversarial term for G before this step (D trains from step 0)
@@ -100,6 +104,8 @@ def check_config(cfg: Config) -> None:
             raise ConfigError(f"loss.{name} must be >= 0, got {getattr(lw, name)}")
     if lw.gan_kind not in GAN_LOSSES:
         raise ConfigError(f"loss.gan_kind must be one of {', '.join(GAN_LOSSES)}, got {lw.gan_kind!r}")
+    if lw.sync_start is not None and not lw.sync_start > 0:
+        raise ConfigError(f"loss.sync_start must be > 0 (a validation sync loss), got {lw.sync_start}")
     if lw.sync > 0 and not lw.syncnet:
         raise ConfigError(f"loss.sync={lw.sync} needs a trained SyncNet expert: set loss.syncnet=RUN/model "
                           f"(from `talkfreq train syncnet`) or loss.sync=0")
@@ -148,6 +154,7 @@ class Stage1Module(L.LightningModule):
         self.sync_expert = load_expert(cfg.loss.syncnet) if cfg.loss.sync > 0 else None
         self.disc = PatchDiscriminator(config=cfg.disc) if cfg.loss.gan > 0 else None
         self.automatic_optimization = self.disc is None
+        self.register_buffer("sync_on", torch.tensor(cfg.loss.sync_start is None))
 
     def train(self, mode: bool = True) -> Stage1Module:
         super().train(mode)
@@ -197,9 +204,10 @@ class Stage1Module(L.LightningModule):
         if self.percep is not None:
             parts["percep"] = self.percep(fake, target)
             total = total + lw.percep * parts["percep"]
-        if self.sync_expert is not None:
-            parts["sync"] = self.sync_loss(fake, batch["sync_mel"])
-            total = total + lw.sync * parts["sync"]
+        if self.sync_expert is not None and (bool(self.sync_on) or not self.training):
+            parts["sync"] = self.sync_loss(fake, batch["sync_mel"])  # validation always measures it
+            if bool(self.sync_on):
+                total = total + lw.sync * parts["sync"]
         parts["loss"] = total
         return parts
 
@@ -236,6 +244,7 @@ class Stage1Module(L.LightningModule):
         self.manual_backward(parts["loss"])
         self._clip(opt_g)
         opt_g.step()
+        step_scheduler(self)
         self.untoggle_optimizer(opt_g)
         self.log_dict({f"train/{k}": v for k, v in parts.items()} | {"train/d_loss": d_loss}, batch_size=n)
 
@@ -253,6 +262,15 @@ class Stage1Module(L.LightningModule):
         self.log_dict({f"val/{k}": v for k, v in parts.items() if k != "loss"} | {"val/total": parts["loss"]},
                       batch_size=n, sync_dist=True)
 
+    def on_validation_epoch_end(self) -> None:
+        start = self.cfg.loss.sync_start
+        if start is None or bool(self.sync_on) or self.sync_expert is None or self.trainer.sanity_checking:
+            return
+        val = self.trainer.callback_metrics.get("val/sync")  # averaged over ranks (sync_dist), so all agree
+        if val is not None and float(val) < start:
+            self.sync_on.fill_(True)
+            log.info("step %d: val/sync %.3f < %.3f, the sync term is on", self.global_step, float(val), start)
+
     def preview(self, batch: dict) -> Preview:
         """reference | masked | generated | target for the first frame of each sample (see callbacks)."""
         fake = self.generate(reference=batch["reference"], masked=batch["masked"], audio=batch["audio"],
@@ -262,10 +280,10 @@ class Stage1Module(L.LightningModule):
         return Preview(columns=cols, generated=fake, real=batch["target"])
 
     def configure_optimizers(self):
-        opt_g = adam(self.generator.parameters(), cfg=self.cfg.optim)
-        if self.disc is None:
-            return opt_g
-        return [opt_g, adam(self.disc.parameters(), cfg=self.cfg.optim, lr=self.cfg.optim.disc_lr)]
+        opts = adam(self.generator.parameters(), cfg=self.cfg.optim)
+        if self.disc is not None:
+            opts = [opts, adam(self.disc.parameters(), cfg=self.cfg.optim, lr=self.cfg.optim.disc_lr)]
+        return with_schedule(opts, cfg=self.cfg.optim, total_steps=self.cfg.trainer.max_steps)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(_FROZEN)}
@@ -283,6 +301,7 @@ def fit(cfg: Config) -> Path:
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     data = Stage1DataModule(cfg.data, image_size=image_size(cfg), seed=cfg.trainer.seed, sync=cfg.loss.sync > 0)
     cfg = resolve_audio(cfg, speech_dim=data.speech_dim)
+    speech_source = data.speech_source if cfg.data.audio == "hubert" else None  # mixed encoders fail here
     module = Stage1Module(cfg=cfg)
     trainer_cfg = cfg.trainer
     if not module.automatic_optimization:
@@ -299,4 +318,6 @@ def fit(cfg: Config) -> Path:
     finish_logger(trainer)
     if trainer.is_global_zero:
         module.generator.save_pretrained(out / "model")
+        if speech_source is not None:  # inference then makes the same features without --speech-model
+            save_speech_record(out / "model", model=speech_source[0], layer=speech_source[1])
     return out

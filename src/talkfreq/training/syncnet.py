@@ -24,7 +24,7 @@ from talkfreq.data.datasets import DataConfig, SyncNetDataModule
 from talkfreq.models.syncnet import SyncNet, SyncNetConfig, expert_loss, sync_probability
 from talkfreq.training.callbacks import finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import OptimConfig, adam
+from talkfreq.training.optim import OptimConfig, adam, with_schedule
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ class SyncNetModule(L.LightningModule):
                       prog_bar=True)
 
     def configure_optimizers(self):
-        return adam(self.model.parameters(), cfg=self.cfg.optim)
+        return with_schedule(adam(self.model.parameters(), cfg=self.cfg.optim), cfg=self.cfg.optim,
+                             total_steps=self.cfg.trainer.max_steps)
 
 
 def fit(cfg: Config) -> Path:
