@@ -1,14 +1,17 @@
 """Cost of the talkfreq networks per frame: parameters, GFLOPs and forward frames/s (issues 3 and 4).
 
-Models are built from the training configs, so the benchmark measures exactly what those configs train:
-FREAK-256 / FREAK-512 (configs/stage1/freak_*.yaml), Wav2Lip-96 (wav2lip_96.yaml), SyncNet-96 (syncnet.yaml) and the
-SOVQAE-256 refiner (configs/refiner/sovqae_256.yaml); ``--tiny`` uses the tiny test configs instead (a smoke run).
+Models are built from the training configs, so the benchmark measures exactly what those configs train: the models
+of :data:`talkfreq.model_cost.MODELS` - FREAK-256 / FREAK-512 (configs/stage1/freak_*.yaml), Wav2Lip-96
+(wav2lip_96.yaml), SyncNet-96 (syncnet.yaml) and the SOVQAE refiners at 256, 512 and 96 px (configs/refiner/
+sovqae_*.yaml); ``--tiny`` uses the tiny test configs instead (a smoke run). Building, FLOP counting and timing are
+:mod:`talkfreq.model_cost`'s, shared with ``talkfreq bench`` (which adds end-to-end runs and the targets).
 
-- **FLOPs** are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one batch-1 forward, in its convention:
+- **FLOPs** are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one batch-1 call, in its convention:
   one multiply-add = 2 FLOPs (FLOPs = 2 x MACs). It counts matmuls, convolutions and attention only; element-wise
   ops, norms and FFTs (FREAK's VEFM/AVFM) are not counted, so those numbers are lower bounds.
-- **frames/s**: ``batch x iterations / seconds`` of ``forward`` under ``torch.inference_mode`` in eval mode, after
-  a warm-up, at each batch size, on the CPU (with ``torch.get_num_threads()`` threads) and on CUDA when available.
+- **frames/s**: ``batch x iterations / seconds`` of the call the pipeline makes (stage 1 on a half mask, the
+  refiner's ``refine_tensor``; SyncNet's forward) under ``torch.inference_mode`` in eval mode, after a warm-up, at
+  each batch size, on the CPU (with ``torch.get_num_threads()`` threads) and on CUDA when available.
   A measurement stops after ``--max-iters`` iterations or ``--max-seconds`` (at least one iteration), and a batch
   whose single iteration is predicted (from batch 1) to take longer than ``--max-iter-seconds`` is skipped; the
   table says which.
@@ -22,137 +25,26 @@ from __future__ import annotations
 
 import json
 import platform
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+from talkfreq.model_cost import MODELS, build, count_flops, sweep
 
-# name -> (kind, config file, tiny config file, tiny overrides): kind says how to build the model and its inputs
-MODELS: dict[str, tuple[str, str, str, list[str]]] = {
-    "FREAK-256": ("freak", "configs/stage1/freak_256.yaml", "configs/stage1/tiny_freak.yaml", []),
-    "FREAK-512": ("freak", "configs/stage1/freak_512.yaml", "configs/stage1/tiny_freak.yaml",
-                  ["freak.image_size=128"]),
-    "Wav2Lip-96": ("wav2lip", "configs/stage1/wav2lip_96.yaml", "configs/stage1/tiny_wav2lip.yaml", []),
-    "SyncNet-96": ("syncnet", "configs/stage1/syncnet.yaml", "configs/stage1/tiny_syncnet.yaml", []),
-    "SOVQAE-256": ("sovqae", "configs/refiner/sovqae_256.yaml", "configs/refiner/tiny.yaml", []),
-}
 RATIOS = (("FREAK-256", "Wav2Lip-96"), ("SOVQAE-256", "FREAK-256"))
 
 
-@dataclass
-class Bench:
-    """A model in eval mode and a function making its forward inputs for a batch size on a device."""
-
-    name: str
-    size: int
-    model: Any
-    inputs: Callable[[int, Any], tuple]
-
-
-def build(name: str, *, tiny: bool = False) -> Bench:
-    """The model ``name`` of :data:`MODELS`, built from its training config (random weights: cost only)."""
-    import torch
-
-    from talkfreq.training.registry import load_run_config
-
-    kind, file, tiny_file, tiny_over = MODELS[name]
-    path = REPO / (tiny_file if tiny else file)
-    over = tiny_over if tiny else []
-
-    def rand(*shape):
-        return lambda b, dev: torch.rand(b, *shape, device=dev) * 2 - 1
-
-    if kind in ("freak", "wav2lip"):
-        from talkfreq.models import FREAK, Wav2Lip
-        from talkfreq.training.stage1 import resolve_audio
-
-        cfg = resolve_audio(load_run_config("stage1", path, over), speech_dim=0)  # mel audio, as trained
-        if kind == "freak":
-            f = cfg.freak
-            s, img, audio = f.image_size, rand(3, f.image_size, f.image_size), rand(f.audio_len, f.audio_dim)
-            mask = lambda b, dev: torch.ones(b, 1, s, s, device=dev)  # noqa: E731 - one-shot; the cost is the same
-            return Bench(name, s, FREAK(config=f).eval(),
-                         lambda b, dev: (img(b, dev), img(b, dev), audio(b, dev), mask(b, dev)))
-        s = cfg.wav2lip.image_size
-        return Bench(name, s, Wav2Lip(config=cfg.wav2lip).eval(),
-                     lambda b, dev: (rand(6, s, s)(b, dev), rand(1, 80, 16)(b, dev)))
-    if kind == "syncnet":
-        from talkfreq.models import SyncNet
-
-        cfg = load_run_config("syncnet", path, over).model
-        s = cfg.image_size
-        return Bench(name, s, SyncNet(config=cfg).eval(),
-                     lambda b, dev: (rand(15, s // 2, s)(b, dev), rand(1, 80, 16)(b, dev)))
-    from talkfreq.models import SOVQAE
-
-    cfg = load_run_config("refiner", path, over).sovqae
-    s = cfg.image_size
-    return Bench(name, s, SOVQAE(config=cfg).eval(), lambda b, dev: (rand(3, s, s)(b, dev),))
-
-
-def count_flops(bench: Bench) -> int:
-    """FLOPs (2 x MACs) of one batch-1 forward on the CPU, as counted by FlopCounterMode."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    x = bench.inputs(1, "cpu")
-    counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        bench.model(*x)
-    return int(counter.get_total_flops())
-
-
-def frames_per_second(bench: Bench, *, batch: int, device: str, warmup: int, max_iters: int,
-                      max_seconds: float) -> dict[str, Any]:
-    """Forward throughput at ``batch`` on ``device``: {fps, iters, seconds, capped (stopped by the time cap)}."""
-    import torch
-
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    x = bench.inputs(batch, device)
-    with torch.inference_mode():
-        for _ in range(warmup):
-            bench.model(*x)
-        sync()
-        t0, iters = time.perf_counter(), 0
-        while iters < max_iters:
-            bench.model(*x)
-            sync()
-            iters += 1
-            if time.perf_counter() - t0 >= max_seconds:
-                break
-        seconds = time.perf_counter() - t0
-    return {"fps": batch * iters / seconds, "iters": iters, "seconds": seconds,
-            "capped": iters < max_iters}
-
-
-def measure(bench: Bench, *, devices: list[str], batches: list[int], quick: bool, max_seconds: float,
+def measure(bench, *, devices: list[str], batches: list[int], quick: bool, max_seconds: float,
             max_iter_seconds: float, progress=None) -> dict[str, Any]:
     """Parameters, GFLOPs/frame and frames/s per (device, batch) of one model."""
     params = sum(p.numel() for p in bench.model.parameters())
-    flops = count_flops(bench)
     row: dict[str, Any] = {"model": bench.name, "size": bench.size, "params": params,
-                           "gflops_per_frame": flops / 1e9, "speed": {}}
+                           "gflops_per_frame": count_flops(bench) / 1e9, "speed": {}}
     for device in devices:
-        model = bench.model.to(device)
-        b1_seconds: Optional[float] = None
-        for batch in sorted(batches):
-            key = f"{device.split(':')[0]}_b{batch}"
-            if progress is not None:
-                progress(f"{bench.name} {key}")
-            predicted = None if b1_seconds is None else b1_seconds * batch
-            if predicted is not None and predicted > max_iter_seconds:
-                row["speed"][key] = {"fps": None, "skipped": f"one iteration predicted at ~{predicted:.0f} s"}
-                continue
-            # a slow model gets one warm-up iteration; fast ones a few (first calls pay allocation and kernel setup)
-            warmup = 1 if quick or (predicted or 0) > 1.0 else 3
-            r = frames_per_second(bench, batch=batch, device=device, warmup=warmup,
-                                  max_iters=5 if quick else 50, max_seconds=max_seconds)
-            row["speed"][key] = r
-            if b1_seconds is None:
-                b1_seconds = r["seconds"] / r["iters"] / batch  # per-frame seconds of the smallest batch
+        bench.model.to(device)
+        speed = sweep(bench, device=device, batches=batches, quick=quick, max_iters=5 if quick else 50,
+                      max_seconds=max_seconds, max_iter_seconds=max_iter_seconds,
+                      progress=None if progress is None else (lambda d, dev=device: progress(f"{d} {dev}")))
+        row["speed"] |= {f"{device.split(':')[0]}_b{b}": r for b, r in speed.items()}
         bench.model.to("cpu")
     return row
 

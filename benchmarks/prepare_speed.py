@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from talkfreq.model_cost import clip_head as head
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VIDEO = REPO.parent / "shared" / "media" / "video" / "edtalk_pose_source2.mp4"
 
@@ -30,21 +32,6 @@ dt = time.perf_counter() - t
 frames = sum(m.n_frames for m in res.prepared)
 print(json.dumps({"frames": frames, "seconds": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
-
-
-def head(video: Path, seconds: float, out: Path) -> Path:
-    """The first ``seconds`` of ``video`` (re-encoded on the 25 fps timeline, with its audio)."""
-    from talkfreq.io import VideoReader, VideoWriter, load_video_audio
-
-    reader = VideoReader(video, fps=25.0)
-    n = int(round(seconds * 25))
-    wav = load_video_audio(video, duration=seconds)
-    with VideoWriter(out, fps=25.0, width=reader.width, height=reader.height, audio=wav, sample_rate=16000) as w:
-        for i, frame in enumerate(reader):
-            if i >= n:
-                break
-            w.write(frame)
-    return out
 
 
 def run(video: Path, out: Path, size: int) -> dict:

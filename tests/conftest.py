@@ -23,6 +23,22 @@ def media(rel: str) -> Path:
     return p
 
 
+def rewrite_video(src: Path, dst: Path, *, fn=lambda f: f, frames: int | None = None, audio=True,
+                  crf: int = 18) -> Path:
+    """Write ``fn(frame)`` for the first ``frames`` frames of ``src`` to ``dst`` (25 fps h264 at ``crf``; 0 =
+    lossless) with ``src``'s audio (``audio=True``), none (``False``) or the given 16 kHz mono array."""
+    from talkfreq.io import VideoReader, VideoWriter, load_video_audio
+
+    r = VideoReader(src)
+    wav = load_video_audio(src, sample_rate=16000) if audio is True else (None if audio is False else audio)
+    with VideoWriter(dst, fps=25, width=r.source_width, height=r.source_height, audio=wav, crf=crf) as w:
+        for i, f in enumerate(r):
+            if frames is not None and i >= frames:
+                break
+            w.write(fn(f))
+    return dst
+
+
 def run_metrics(run: Path) -> list[dict[str, str]]:
     """Rows of the CSV logger's metrics.csv of a training run folder (its latest version, i.e. after any resume)."""
     import csv

@@ -63,8 +63,9 @@ def test_frame_split_keeps_the_test_tail_unseen(rd):
         rd.frame_split(175, 25.0, train_seconds=6.0, test_seconds=2.0)
 
 
-def test_quality_row_target_and_table(rd):
+def test_quality_row_target_and_table():
     from talkfreq.data.degradations import apply_kind
+    from talkfreq.report import denoise_eval as rd
 
     clean = crops()
     blurred = np.stack([apply_kind(f, kind="gaussian_blur", strength=1.5) for f in clean])
@@ -86,7 +87,9 @@ def test_quality_row_target_and_table(rd):
     assert f"{good['psnr_refined']:.2f}" in lines[2] and "nan" in lines[3]  # no recon number given
 
 
-def test_strip_image_layout(rd):
+def test_strip_image_layout():
+    from talkfreq.report import denoise_eval as rd
+
     clean = crops(t=5, s=16)
     img = rd.strip_image([("a", clean, clean, clean), ("b", clean, clean, clean)], frames=3)
     assert img.shape == (2 * 16, 3 * 3 * 16, 3) and img.dtype == np.uint8
@@ -218,3 +221,168 @@ def test_synthetic_sync_table_marks_each_target(ss):
     lines = ss.format_table(res, t).splitlines()
     assert sum("PASS" in x for x in lines) == 3 and sum("FAIL" in x for x in lines) == 1
     assert any("0.500 -> 0.850" in x for x in lines) and any("40.0%" in x for x in lines)
+
+
+# ---------------------------------------------------------------- experiments/e2e_vs_postprocessed.py (issue 6)
+
+
+@pytest.fixture(scope="module")
+def e2e():
+    return load_script("experiments/e2e_vs_postprocessed.py")
+
+
+def test_e2e_configs_compose_one_face_size_and_quick(e2e, tmp_path, monkeypatch):
+    """Both configs load; the tiny one runs every network at one face size (so one refiner serves both
+    generators); --quick shrinks it."""
+    from talkfreq.config import load_config
+    from talkfreq.demo import run_config
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, e2e.__name__, e2e)
+    cfg = load_config(e2e.ExperimentConfig, e2e.DEFAULT_CONFIG)
+    assert list(cfg.stage1) == ["Wav2Lip", "FREAK"] and cfg.crop_size == 96
+    runs = {n: run_config("stage1", REPO / s.config, data=tmp_path, runs=tmp_path, name=e2e.run_name(n),
+                          overrides=s.overrides) for n, s in cfg.stage1.items()}
+    assert runs["Wav2Lip"].model == "wav2lip" and runs["FREAK"].model == "freak"
+    assert runs["Wav2Lip"].wav2lip.image_size == runs["FREAK"].freak.image_size == 96
+    assert runs["FREAK"].run.name == "freak" and runs["FREAK"].trainer.max_steps > 100
+    full = load_config(e2e.ExperimentConfig, REPO / "configs/experiments/e2e_vs_postprocessed_full.yaml")
+    assert set(full.stage1) == {"Wav2Lip", "FREAK"} and full.steps is None
+    for n, s in full.stage1.items():
+        assert (REPO / s.config).is_file(), n
+    quick = load_config(e2e.ExperimentConfig, e2e.DEFAULT_CONFIG, cfg.quick)
+    assert quick.steps is not None and quick.steps < 10 and quick.synth.seconds < cfg.synth.seconds
+    assert not any(tmp_path.iterdir())  # loading the script and its configs wrote nothing
+
+
+def test_e2e_refiner_effect_and_table(e2e):
+    values = {"real": {"psnr": 100.0, "lse_d": 7.0, "hf_ratio": 0.10, "lpips": None, "lse_offset": 0.0},
+              "FREAK": {"psnr": 25.0, "lse_d": 8.0, "hf_ratio": 0.05, "lpips": None, "lse_offset": 1.0},
+              "FREAK+SOVQAE": {"psnr": 24.0, "lse_d": 7.5, "hf_ratio": 0.09, "lpips": None, "lse_offset": 1.0}}
+    effect = e2e.refiner_effect(values, plain="FREAK")
+    # PSNR went down (worse), LSE-D down (better), HF ratio closer to the real one's (better)
+    assert effect["psnr"] is False and effect["lse_d"] is True and effect["hf_ratio"] is True
+    assert effect["lpips"] is None and effect["lse_offset"] is None  # unavailable / no direction
+    assert e2e.candidate_names(["Wav2Lip", "FREAK"]) == ["Wav2Lip", "Wav2Lip+SOVQAE", "FREAK", "FREAK+SOVQAE"]
+    assert e2e.run_name("Wav2Lip+X 2") == "wav2lip_x_2"
+    lines = e2e.format_table(values, stage1=["FREAK"], best={"psnr": ["FREAK"]}).splitlines()
+    psnr = next(x for x in lines if x.startswith("PSNR"))
+    assert "25.00*" in psnr and "-1.00-" in psnr and "100.00" in psnr
+    assert any(x.startswith("LPIPS") and "unavailable" in x for x in lines)
+    assert lines[-1] == "refiner over FREAK: better on 2 of 3 metrics"
+
+
+@pytest.mark.slow
+def test_e2e_quick_run_writes_report_table_and_results(e2e, tmp_path, capsys):
+    out = tmp_path / "e2e"
+    assert e2e.main(["--quick", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "refiner over Wav2Lip" in text and "refiner over FREAK" in text
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["values"]) == ["real", "Wav2Lip", "Wav2Lip+SOVQAE", "FREAK", "FREAK+SOVQAE"]
+    assert res["face_sizes"] == {"Wav2Lip": 96, "FREAK": 96} and list(res["models"]) == [
+        "syncnet", "Wav2Lip", "FREAK", "refiner_96"]  # one refiner serves both generators
+    assert res["values"]["FREAK"]["lse_d"] is not None  # the trained expert scored lip sync
+    assert (out / "report" / "report.html").is_file() and (out / "report" / "compare.mp4").is_file()
+    held = list((out / "heldout").glob("*.mp4"))
+    assert len(held) == 1 and held[0].stem not in (out / "prepared" / "index.json").read_text()
+
+
+# ---------------------------------------------------------------- experiments/ablations.py (issue 6)
+
+
+@pytest.fixture(scope="module")
+def abl():
+    return load_script("experiments/ablations.py")
+
+
+def test_ablation_configs_change_only_the_ablated_keys(abl, tmp_path):
+    from talkfreq.config import load_config
+
+    def runs(study):
+        cfg = load_config(abl.AblationConfig, abl.CONFIGS / f"{study}.yaml")
+        return cfg, abl.variant_configs(cfg, data=tmp_path, runs=tmp_path, identities=["id00"])
+
+    cfg, v = runs("vefm_avfm")
+    assert list(v) == ["both", "no_vefm", "no_avfm", "neither"]
+    assert [(c.freak.use_vefm, c.freak.use_avfm) for c in v.values()] == [(True, True), (False, True),
+                                                                          (True, False), (False, False)]
+    assert all(c.trainer == v["both"].trainer and c.data == v["both"].data for c in v.values())
+    assert abl.needs_speech(v) == []
+
+    cfg, v = runs("hubert_context")
+    assert abl.needs_speech(v) == [n for n in v if n != "mel"] and v["mel"].data.audio == "mel"
+    assert sorted(c.data.context for n, c in v.items() if n != "mel") == [0, 2, 4, 8]
+    assert all(c.freak == v["mel"].freak and c.trainer == v["mel"].trainer for c in v.values())
+
+    cfg, v = runs("codebook_reg")
+    assert v["reg_on"].loss.codebook_reg > 0 and v["reg_off"].loss.codebook_reg == 0.0
+    assert v["reg_on"].sovqae == v["reg_off"].sovqae and v["reg_on"].trainer == v["reg_off"].trainer
+    assert v["reg_on"].data.identities == ["id00"] and v["reg_on"].run.name == "reg_on"
+    for study in abl.STUDIES:
+        quick = load_config(abl.AblationConfig, abl.CONFIGS / f"{study}.yaml",
+                            load_config(abl.AblationConfig, abl.CONFIGS / f"{study}.yaml").quick)
+        assert quick.steps == 1 and quick.threads == 1, study
+
+
+def test_ablation_stage1_table(abl):
+    rows = [{"variant": "both", "val_l1": 0.1234, "psnr": 25.0, "mouth_psnr": 20.0, "lse_d": 7.0, "lse_c": 2.0,
+             "spectrum_gap": 0.2, "mouth_spectrum_gap": 1.0, "train_seconds": 120.0},
+            {"variant": "neither", "val_l1": 0.2, "psnr": 24.0, "mouth_psnr": 19.0, "lse_d": None, "lse_c": None,
+             "spectrum_gap": 0.3, "mouth_spectrum_gap": 1.1, "train_seconds": None}]
+    lines = abl.format_stage1_table(rows).splitlines()
+    assert len(lines) == 4 and "mouth PSNR" in lines[0] and "LSE-C" in lines[0]
+    assert lines[2].split()[:2] == ["both", "0.1234"] and lines[2].endswith("2.0")
+    assert "unavailable" in lines[3] and lines[3].endswith("given")
+
+
+def test_ablation_hubert_without_speech_model_is_one_line_error(abl, tmp_path):
+    from talkfreq.errors import TalkfreqError
+
+    with pytest.raises(TalkfreqError, match="--speech-model"):
+        abl.main(["hubert_context", "--quick", "--out", str(tmp_path / "h")])
+    assert not (tmp_path / "h" / "synth").exists()  # checked before anything is made
+
+
+def test_ablation_codebook_reg_quick(abl, tmp_path, capsys):
+    out = tmp_path / "cb"
+    assert abl.main(["codebook_reg", "--quick", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "reg_on" in text and "reg_off" in text and "PSNR deg" in text
+    res = json.loads((out / "results.json").read_text())
+    assert {(r["run"], r["degradation"]) for r in res["rows"]} == {
+        (v, d) for v in ("reg_on", "reg_off") for d in ("gaussian_blur", "downup")}
+    assert all(r["flips_inside_bound"] == 0 for r in res["rows"])  # the NRoUB bound holds by construction
+    assert (out / "strip.png").is_file()
+
+
+def test_ablation_vefm_avfm_quick(abl, tmp_path, capsys):
+    out = tmp_path / "va"
+    assert abl.main(["vefm_avfm", "--quick", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [r["variant"] for r in res["rows"]] == ["both", "no_vefm", "no_avfm", "neither"]
+    for r in res["rows"]:
+        assert 0 < r["val_l1"] < 2 and r["mouth_psnr"] > 0 and r["lse_d"] is not None and r["spectrum_gap"] > 0
+    assert (out / "report" / "report.html").is_file()
+    assert "val L1" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_ablation_hubert_context_quick_with_a_tiny_hubert(abl, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    torch.manual_seed(0)
+    tiny = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
+                conv_dim=(8,) * 7, conv_stride=(5, 2, 2, 2, 2, 2, 2), conv_kernel=(10, 3, 3, 3, 3, 2, 2),
+                num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2, feat_extract_norm="layer")
+    hubert = tmp_path / "hubert"
+    transformers.HubertModel(transformers.HubertConfig(**tiny)).eval().save_pretrained(hubert)
+    out = tmp_path / "hc"
+    assert abl.main(["hubert_context", "--quick", "--out", str(out), "--speech-model", str(hubert)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert [r["variant"] for r in res["rows"]] == ["mel", "ctx0", "ctx2", "ctx4", "ctx8"]
+    # FREAK's audio window follows the context: 2K+1 rows of the tiny HuBERT's 32-dim features
+    for k in (0, 2, 4, 8):
+        cfg = json.loads((out / "runs" / f"ctx{k}" / "model" / "config.json").read_text())
+        assert (cfg["config"]["audio_len"], cfg["config"]["audio_dim"]) == (2 * k + 1, 32)

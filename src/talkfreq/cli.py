@@ -25,6 +25,15 @@ app = typer.Typer(
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config file (see configs/).")]
 Overrides = Annotated[Optional[list[str]], typer.Argument(help="Dotted overrides, e.g. face.padding=0.3", show_default=False)]
+# how the networks of infer / refine run (talkfreq.pipeline.accel.AccelConfig; accel.overlap=false as an override)
+DtypeOpt = Annotated[Optional[str], typer.Option(help="Compute dtype: auto, fp32, bf16 or fp16 (auto: bf16 on a GPU that has it, else fp32).")]
+CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the networks (default: on for CUDA, off on the CPU).", show_default=False)]
+ChannelsLastOpt = Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format (default: on for CUDA, off on the CPU).", show_default=False)]
+ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads of torch (default: torch's own setting).")]
+
+
+def _accel(dtype: Optional[str], compile_: Optional[bool], channels_last: Optional[bool], threads: Optional[int]) -> dict:
+    return {"accel.dtype": dtype, "accel.compile": compile_, "accel.channels_last": channels_last, "accel.threads": threads}
 
 
 def _console():
@@ -177,6 +186,10 @@ def refine(
     temporal_smoothing: Annotated[Optional[float], typer.Option("--temporal-smoothing", help="Latent smoothing alpha in [0, 1) (default: the model's, else 0).")] = None,
     feather: Annotated[Optional[float], typer.Option(help="Mask edge sigma, fraction of the crop side.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    dtype: DtypeOpt = None,
+    compile_: CompileOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    threads: ThreadsOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Refine the face of any talking-head video with a trained SOVQAE refiner; keeps fps, duration and audio."""
@@ -192,7 +205,7 @@ def refine(
         raise TalkfreqError(f"refine: expected one input video, got {len(paths)}")
     cfg = load_config(RefineConfig, config, overrides, extra={
         "batch_size": batch, "region": region, "temporal_smoothing": temporal_smoothing, "feather": feather,
-        "device": device})
+        "device": device, **_accel(dtype, compile_, channels_last, threads)})
     require_file(paths[0], "video")  # before loading the model: the cheapest check first
     model = load_refiner(refiner)
     alpha = cfg.temporal_smoothing
@@ -250,6 +263,10 @@ def infer(
     box: Annotated[Optional[str], typer.Option(help="Face box x0,y0,x1,y1 in frame pixels instead of detection.")] = None,
     reference: Annotated[Optional[str], typer.Option(help="Dubbing reference: same (each frame), first, or a frame index.")] = None,
     speech_model: Annotated[Optional[str], typer.Option("--speech-model", help="HuBERT/wav2vec2 model a speech-feature FREAK was trained with.")] = None,
+    dtype: DtypeOpt = None,
+    compile_: CompileOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    threads: ThreadsOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Make a talking-head video: FREAK/Wav2Lip stage 1, SOVQAE refiner, feathered paste-back, the audio muxed in."""
@@ -262,7 +279,7 @@ def infer(
 
     cfg = load_config(InferConfig, config, overrides or [], extra={
         "mode": mode, "batch_size": batch, "device": device, "face.face_index": face_index, "box": _parse_box(box),
-        "reference": reference, "speech.model": speech_model})
+        "reference": reference, "speech.model": speech_model, **_accel(dtype, compile_, channels_last, threads)})
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _frames_per_second_column(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
     with Progress(*columns, disable=quiet) as bar:
@@ -337,7 +354,7 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: metrics.csv/json, figures/, compare.mp4, report.html.")],
     overrides: Overrides = None,
     config: ConfigOpt = None,
-    syncnet: Annotated[Optional[Path], typer.Option("--syncnet", help="A `talkfreq train syncnet` model/ folder: adds LSE-D/LSE-C.")] = None,
+    syncnet: Annotated[Optional[Path], typer.Option("--syncnet", help="A `talkfreq train syncnet` model/ folder, or the original syncnet_v2.model file: adds LSE-D/LSE-C.")] = None,
     vgg16: Annotated[Optional[Path], typer.Option("--vgg16", help="torchvision VGG16 weights: adds LPIPS (else $TALKFREQ_VGG16).")] = None,
     refiner: Annotated[Optional[Path], typer.Option(help="A refiner model/ folder or .ckpt: adds its NRoUB numbers.")] = None,
     video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write the side-by-side compare.mp4 (default: on).")] = None,
@@ -414,6 +431,54 @@ def compare_video(
         + (f"; note: {res.note}" if res.note else ""),
         soft_wrap=True,
     )
+
+
+@app.command()
+def bench(
+    overrides: Overrides = None,
+    config: ConfigOpt = None,
+    video: Annotated[Optional[Path], typer.Option(help="End-to-end input, dubbed with its own audio (default: a shared sample clip).")] = None,
+    seconds: Annotated[Optional[float], typer.Option(help="Seconds of the video (from its start) per end-to-end run.")] = None,
+    pipelines: Annotated[Optional[str], typer.Option(help="Comma-separated: FREAK-256, FREAK-512, Wav2Lip-96 (default: all).")] = None,
+    batches: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes of the per-stage sweep.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    dtype: DtypeOpt = None,
+    compile_: CompileOpt = None,
+    channels_last: ChannelsLastOpt = None,
+    threads: ThreadsOpt = None,
+    quick: Annotated[bool, typer.Option("--quick", help="A short run: 1 s clips, batches 1 and 8, end to end at the best batch only.")] = False,
+    tiny: Annotated[bool, typer.Option("--tiny", help="The tiny test configs instead of the default models (a smoke run).")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="Also write the numbers to this JSON file.")] = None,
+) -> None:
+    """Per-stage and end-to-end frames/s, latency, peak memory, GFLOPs and fraction of peak of the default models."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from talkfreq.bench import bench_config, report, run_bench, write_json
+    from talkfreq.errors import require_writable_dir
+
+    def listed(text: Optional[str], kind=str):
+        return None if text is None else [kind(t.strip()) for t in text.split(",") if t.strip()]
+
+    try:
+        batch_list = listed(batches, int)
+    except ValueError as exc:
+        raise TalkfreqError(f"--batches: comma-separated integers, got {batches!r}") from exc
+    cfg = bench_config(config, overrides or [], quick=quick, video=str(video) if video else None, seconds=seconds,
+                       pipelines=listed(pipelines), batches=batch_list, device=device, tiny=tiny or None,
+                       **_accel(dtype, compile_, channels_last, threads))
+    if json_path is not None:
+        require_writable_dir(json_path.parent)  # before minutes of measuring, not after
+    con = _console()
+    if not con.is_terminal:
+        con.width = max(con.width, 120)  # a log or RESULTS.md gets the table unwrapped
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=con,
+                  transient=True) as bar:
+        task = bar.add_task("bench", total=None)
+        result = run_bench(cfg, progress=lambda text: bar.update(task, description=text))
+    report(result, con)
+    if json_path is not None:
+        write_json(result, json_path)
+        con.print(f"wrote {json_path}", soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

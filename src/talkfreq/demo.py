@@ -7,19 +7,31 @@ evaluate both against the real clip → ``<out>/report/report.html`` and the sid
 The held-out clip is set aside before ``prepare``, so no network sees it in training. ``video`` runs the same on a
 user's own talking-head clip: its first 80% trains, its last 20% is dubbed and evaluated. The network settings live
 in ``configs/demo/*.yaml``; ``steps`` (if set) overrides every stage's ``trainer.max_steps`` (``--quick`` for a smoke
-run). Re-running reuses finished steps (prepared clips, trained ``model/`` folders), so an interrupted demo resumes.
+run). Re-running reuses finished steps (prepared clips, runs trained with the same config), so an interrupted demo
+resumes.
+
+The steps are public functions (:func:`make_split` = :func:`synth_with_heldout` or :func:`split_user_video`,
+:func:`prepare_inputs`, :func:`run_config` + :func:`train_or_reuse` (or :func:`trained_model` for a
+:class:`RunSpec`), :func:`dub`, :func:`evaluate_dubs`), with the command line the experiment scripts share
+(:func:`experiment_parser`, :func:`experiment_config`, :func:`run_script`): ``experiments/e2e_vs_postprocessed.py``
+and ``experiments/ablations.py`` run the same pipeline with more models. A library module never imports them.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from talkfreq.data.synth import SynthConfig
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
+HELD_OUT_FRACTION = 0.2  # of a user's clip: the tail that is dubbed and evaluated, never trained on
+FINISHED_FILE = "finished.json"  # in a run folder, written last: the requested config and the training seconds
 
 
 @dataclass
@@ -32,95 +44,69 @@ class DemoConfig:
     configs: str = str(REPO_CONFIGS)  # folder with syncnet.yaml, freak.yaml, refiner.yaml
 
 
-def _say(msg: str) -> None:
+@dataclass
+class Split:
+    """What a pipeline run trains on and what it dubs."""
+
+    target: Path  # the held-out clip (video with its own audio): dubbed and evaluated, never prepared
+    inputs: list[Path]  # what ``prepare`` reads
+    identities: list[str]  # whose clean frames the refiner learns
+
+
+@dataclass
+class RunSpec:
+    """One network of an experiment: a run config file (relative to the repository root) and dotted overrides of
+    it, or ``model``, a finished ``model/`` folder used as it is (nothing is trained)."""
+
+    config: str = ""
+    overrides: list[str] = field(default_factory=list)
+    model: Optional[str] = None
+
+
+@dataclass
+class Trained:
+    model: Path  # the run's model/ folder
+    seconds: Optional[float]  # wall seconds the training took (also for a reused run); None: a given model
+    reused: bool
+
+
+def say(msg: str, *, who: str = "demo") -> None:
     from rich.console import Console
 
-    Console().print(f"[bold cyan]demo[/bold cyan] {msg}")
+    Console().print(f"[bold cyan]{who}[/bold cyan] {msg}")
 
 
-def _train(kind: str, cfg: DemoConfig, config_name: str, *, data: Path, runs: Path, extra: list[str]) -> Path:
-    from talkfreq.training.registry import train
+def synth_with_heldout(cfg: SynthConfig, *, identity: str, out: Path, quiet: bool = False,
+                       who: str = "demo") -> Split:
+    """Synthesise into ``out/synth`` (once) and move ``identity``'s last clip (and its ground truth) to
+    ``out/heldout``."""
+    from talkfreq.cli import run_synth
+    from talkfreq.errors import TalkfreqError
 
-    model = runs / Path(config_name).stem / "model"
-    if (model / "config.json").is_file():
-        _say(f"{kind}: reusing {model}")
-        return model
-    overrides = [f"run.out_dir={runs}", f"run.name={Path(config_name).stem}", *extra]
-    if cfg.steps is not None:
-        overrides += [f"trainer.max_steps={cfg.steps}", f"trainer.val_check_interval={max(1, cfg.steps)}",
-                      f"run.checkpoint_every_n_steps={max(1, cfg.steps)}"]
-    _say(f"training {kind} ({config_name})")
-    run = train(kind, Path(cfg.configs) / config_name, overrides, extra={"data.root": str(data)})
-    return run / "model"
-
-
-def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet: bool = False) -> Path:
-    """Run the whole demo into ``out``; returns the report's path."""
-    from talkfreq.config import load_config
-    from talkfreq.data.prepare import PrepareConfig, prepare_dataset
-    from talkfreq.errors import require_writable_dir
-    from talkfreq.pipeline.infer import InferConfig, infer
-    from talkfreq.report.evaluate import EvalConfig, evaluate
-
-    out = require_writable_dir(out)
-    runs = out / "runs"
-    if video is None:
-        from talkfreq.cli import run_synth
-
-        synth = out / "synth"
-        held = out / "heldout"
-        if not (synth / "synth.json").is_file():
-            _say("synthesising the built-in data")
-            run_synth(cfg.synth, out=synth, quiet=quiet)
-        clips = sorted((synth / cfg.identity).glob("*.mp4")) if (synth / cfg.identity).is_dir() else []
-        target = held / clips[-1].name if clips else held / f"{cfg.identity}_heldout.mp4"
-        if not target.is_file():
-            held.mkdir(parents=True, exist_ok=True)
-            if len(clips) < 2:
-                from talkfreq.errors import TalkfreqError
-
-                raise TalkfreqError(f"{synth}: identity {cfg.identity} needs at least 2 clips (one is held out)")
-            for f in clips[-1].parent.glob(clips[-1].stem + ".*"):  # the clip and its ground truth
-                shutil.move(str(f), held / f.name)
-        inputs, identities = [synth], [cfg.identity]
-    else:
-        target, inputs, identities = _split_user_video(video, out=out)
-    _say(f"preparing {', '.join(map(str, inputs))}")
-    prep = out / "prepared"
-    pcfg = load_config(PrepareConfig, None, [f"face.crop_size={cfg.crop_size}"])
-    prepare_dataset(inputs, out=prep, cfg=pcfg, show_progress=not quiet)
-
-    expert = _train("syncnet", cfg, "syncnet.yaml", data=prep, runs=runs, extra=[])
-    freak = _train("stage1", cfg, "freak.yaml", data=prep, runs=runs, extra=[])
-    refiner = _train("refiner", cfg, "refiner.yaml", data=prep, runs=runs,
-                     extra=[f"data.identities=[{','.join(identities)}]"])
-
-    _say(f"dubbing the held-out clip {target.name} with its own audio")
-    dubbed = out / "dubbed"
-    dubbed.mkdir(exist_ok=True)
-    infer(target, audio=target, stage1=freak, refiner=refiner, out=dubbed / "freak_sovqae.mp4",
-          save_stage1=dubbed / "freak.mp4", cfg=load_config(InferConfig))
-
-    _say("evaluating stage 1 and stage 1 + refiner against the real clip")
-    ecfg = load_config(EvalConfig, None, [f"syncnet={expert}", f"refiner={refiner}", f"face.crop_size={cfg.crop_size}"])
-    result = evaluate(target, {"FREAK": dubbed / "freak.mp4", "FREAK+SOVQAE": dubbed / "freak_sovqae.mp4"},
-                      out=out / "report", cfg=ecfg)
-    if not quiet:
-        from rich.console import Console
-
-        Console().print(result.table())
-    report = out / "report" / "report.html"
-    _say(f"report: {report}")
-    return report
+    synth, held = out / "synth", out / "heldout"
+    if not (synth / "synth.json").is_file():
+        say("synthesising the built-in data", who=who)
+        run_synth(cfg, out=synth, quiet=quiet)
+    done = sorted(held.glob("*.mp4"))  # a re-run: the clip held out before (the identity now has one less)
+    if done:
+        return Split(target=done[0], inputs=[synth], identities=[identity])
+    clips = sorted((synth / identity).glob("*.mp4")) if (synth / identity).is_dir() else []
+    if len(clips) < 2:
+        raise TalkfreqError(f"{synth}: identity {identity} needs at least 2 clips (one is held out)")
+    held.mkdir(parents=True, exist_ok=True)
+    for f in clips[-1].parent.glob(clips[-1].stem + ".*"):  # the clip and its ground truth
+        shutil.move(str(f), held / f.name)
+    return Split(target=held / clips[-1].name, inputs=[synth], identities=[identity])
 
 
-def _split_user_video(video: Path, *, out: Path) -> tuple[Path, list[Path], list[str]]:
-    """A user's clip → (held-out last 20% as its own file, [training part], [identity])."""
+def split_user_video(video: Path, *, out: Path) -> Split:
+    """A user's clip → its first 80% (``out/user``, the training data and the refiner's identity) and its last 20%
+    (``out/heldout``), each its own file with its own audio."""
     from talkfreq.io import VideoReader, VideoWriter, load_video_audio
 
     reader = VideoReader(video, fps=25.0)
     n = sum(1 for _ in VideoReader(video, fps=25.0, max_side=32))
-    cut = int(n * 0.8)
+    cut = int(n * (1.0 - HELD_OUT_FRACTION))
     wav = load_video_audio(video, sample_rate=16000, duration=n / 25.0)
     parts = {"train": (0, cut), "heldout": (cut, n)}
     paths = {}
@@ -138,4 +124,202 @@ def _split_user_video(video: Path, *, out: Path) -> tuple[Path, list[Path], list
                     break
                 if i >= a:
                     w.write(frame)
-    return paths["heldout"], [paths["train"]], [paths["train"].stem]
+    return Split(target=paths["heldout"], inputs=[paths["train"]], identities=[paths["train"].stem])
+
+
+def make_split(*, video: Optional[Path], synth: SynthConfig, identity: str, out: Path, quiet: bool = False,
+               who: str = "demo") -> Split:
+    """:func:`split_user_video` of ``video`` when given, else :func:`synth_with_heldout`."""
+    if video is None:
+        return synth_with_heldout(synth, identity=identity, out=out, quiet=quiet, who=who)
+    from talkfreq.errors import require_file
+
+    return split_user_video(require_file(video, "video"), out=out)
+
+
+def prepare_inputs(inputs: Sequence[Path], *, out: Path, crop_size: int, overrides: Sequence[str] = (),
+                   quiet: bool = False, who: str = "demo") -> Path:
+    """``talkfreq prepare`` of ``inputs`` into ``out`` at ``crop_size`` px (finished clips are skipped)."""
+    from talkfreq.config import load_config
+    from talkfreq.data.prepare import PrepareConfig, prepare_dataset
+
+    say(f"preparing {', '.join(map(str, inputs))}", who=who)
+    cfg = load_config(PrepareConfig, None, [*overrides], extra={"face.crop_size": crop_size})
+    prepare_dataset(list(inputs), out=out, cfg=cfg, show_progress=not quiet)
+    return out
+
+
+def run_config(kind: str, file: str | Path, *, data: Path, runs: Path, name: str, steps: Optional[int] = None,
+               overrides: Sequence[str] = ()) -> Any:
+    """The run config of one training: ``file`` + ``overrides``, then the data, the run folder and (if given) the
+    step count with validation and a checkpoint at the end."""
+    from talkfreq.training.registry import load_run_config
+
+    fixed = [f"data.root={data}", f"run.out_dir={runs}", f"run.name={name}", "run.resume=null"]
+    if steps is not None:
+        fixed += [f"trainer.max_steps={steps}", f"trainer.val_check_interval={max(1, steps)}",
+                  f"run.checkpoint_every_n_steps={max(1, steps)}"]
+    return load_run_config(kind, file, [*overrides, *fixed])
+
+
+def train_or_reuse(kind: str, cfg: Any, *, who: str = "demo") -> Trained:
+    """Train ``cfg`` (a ``kind`` run config), or reuse its run folder when a run with exactly this config finished
+    there (ours: the requested config is stamped in ``finished.json`` after the model is saved, since the
+    ``config.yaml`` a run writes holds values resolved from the data). A fresh run clears the folder first."""
+    from talkfreq.config import to_yaml
+    from talkfreq.training.common import run_dir
+    from talkfreq.training.registry import kind_module
+
+    out = run_dir(cfg.run)
+    stamp = out / FINISHED_FILE
+    want = to_yaml(cfg)
+    if (out / "model" / "config.json").is_file() and stamp.is_file():
+        done = json.loads(stamp.read_text())
+        if done.get("config") == want:
+            say(f"{kind}: reusing {out / 'model'}", who=who)
+            return Trained(model=out / "model", seconds=float(done["seconds"]), reused=True)
+    shutil.rmtree(out, ignore_errors=True)  # no stale checkpoint, log or model of another config is picked up
+    say(f"training {kind} {cfg.run.name} ({cfg.trainer.max_steps} steps)", who=who)
+    t0 = time.perf_counter()
+    kind_module(kind).fit(cfg)
+    seconds = time.perf_counter() - t0
+    write_json(stamp, {"config": want, "seconds": seconds})
+    return Trained(model=out / "model", seconds=seconds, reused=False)
+
+
+def trained_model(kind: str, spec: RunSpec, *, repo: Path, data: Path, runs: Path, name: str,
+                  steps: Optional[int] = None, extra: Sequence[str] = (), who: str = "demo") -> Trained:
+    """``spec.model`` when given, else :func:`train_or_reuse` of ``spec`` (paths relative to ``repo``) as run
+    ``name``; ``extra`` overrides come after the spec's own."""
+    from talkfreq.errors import TalkfreqError
+
+    if spec.model:
+        model = repo / spec.model  # an absolute path stays as it is
+        if not (model / "config.json").is_file():
+            raise TalkfreqError(f"{model}: not a model/ folder (no config.json) for the {name} network")
+        say(f"{name}: using the given model {model}", who=who)
+        return Trained(model=model, seconds=None, reused=True)
+    cfg = run_config(kind, repo / spec.config, data=data, runs=runs, name=name, steps=steps,
+                     overrides=[*spec.overrides, *extra])
+    return train_or_reuse(kind, cfg, who=who)
+
+
+def write_json(path: Path, obj: Any) -> Path:
+    """``obj`` as indented JSON, atomically (a temporary file renamed into place)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def dub(target: Path, *, stage1, refiner, out_dir: Path, name: str, overrides: Sequence[str] = ()
+        ) -> tuple[Path, Optional[Path]]:
+    """Dub ``target`` with its own audio: ``out_dir/<name>.mp4`` (stage 1) and, with a refiner,
+    ``out_dir/<name>_sovqae.mp4`` (stage 1 + refiner, from the same stage-1 frames)."""
+    from talkfreq.config import load_config
+    from talkfreq.pipeline.infer import InferConfig, infer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plain, refined = out_dir / f"{name}.mp4", (out_dir / f"{name}_sovqae.mp4" if refiner is not None else None)
+    infer(target, audio=target, stage1=stage1, refiner=refiner, out=refined or plain,
+          save_stage1=plain if refined else None, cfg=load_config(InferConfig, None, [*overrides]))
+    return plain, refined
+
+
+def evaluate_dubs(target: Path, candidates: Mapping[str, Path], *, out: Path, syncnet: Optional[Path],
+                  refiner: Optional[Path], crop_size: int, overrides: Sequence[str] = (), quiet: bool = False):
+    """``talkfreq evaluate`` of ``candidates`` against the real ``target`` into ``out`` (report.html, metrics,
+    figures, compare.mp4); LSE with the ``syncnet`` expert, NRoUB of the ``refiner``. Returns the EvalResult."""
+    from talkfreq.config import load_config
+    from talkfreq.report.evaluate import EvalConfig, evaluate
+
+    extra = {"syncnet": str(syncnet) if syncnet else None, "refiner": str(refiner) if refiner else None,
+             "face.crop_size": crop_size}
+    result = evaluate(target, dict(candidates), out=out, cfg=load_config(EvalConfig, None, [*overrides], extra=extra))
+    if not quiet:
+        from rich.console import Console
+
+        Console().print(result.table())
+    return result
+
+
+def experiment_parser(description: str):
+    """The command line every experiment script built on these steps takes (it may add its own options): ``-c``,
+    ``--out``, ``--video``, ``--steps``, ``--quick`` and dotted overrides of the experiment config."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("-c", "--config", type=Path, default=None, help="experiment config (default: the script's)")
+    ap.add_argument("--out", type=Path, default=None, help="work folder (data, runs, dubbed videos, report, results)")
+    ap.add_argument("--video", type=Path, default=None, help="your own talking-head clip instead of synth data")
+    ap.add_argument("--steps", type=int, default=None, help="training steps of every network (steps)")
+    ap.add_argument("--quick", action="store_true", help="a smoke run (the config's `quick` list)")
+    ap.add_argument("rest", nargs="*", help="dotted overrides of the experiment config")
+    return ap
+
+
+def experiment_config(schema: type, ap, argv: Optional[Sequence[str]], *, default_config: Any,
+                      extra: Any = None) -> tuple[Any, Any]:
+    """(config, parsed args) of an :func:`experiment_parser` command line: the config file (``default_config``, a
+    path or a function of the args), its ``quick`` list with ``--quick``, the overrides, ``--steps`` and ``extra``
+    dotted values (a dict or a function of the args; None = not given); sets the torch threads to the config's
+    ``threads`` (0 leaves them)."""
+    import torch
+
+    from talkfreq.config import load_config, split_overrides
+
+    args = ap.parse_args(argv)
+    stray, overrides = split_overrides(args.rest)
+    if stray:
+        ap.error(f"not a key=value override: {stray[0]!r}")
+    file = args.config or (default_config(args) if callable(default_config) else default_config)
+    if args.quick:
+        overrides = [*load_config(schema, file).quick, *overrides]
+    more = extra(args) if callable(extra) else extra
+    cfg = load_config(schema, file, overrides, extra={"steps": args.steps, **(more or {})})
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    return cfg, args
+
+
+def run_script(main) -> None:
+    """``SystemExit(main())`` for an experiment script, a user error (TalkfreqError) being one line on stderr with
+    status 2, as the ``talkfreq`` command does."""
+    import sys
+
+    from talkfreq.errors import TalkfreqError
+
+    try:
+        code = main()
+    except TalkfreqError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = 2
+    raise SystemExit(code)
+
+
+def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet: bool = False) -> Path:
+    """Run the whole demo into ``out``; returns the report's path."""
+    from talkfreq.errors import require_writable_dir
+
+    out = require_writable_dir(out)
+    runs, configs = out / "runs", Path(cfg.configs)
+    split = make_split(video=video, synth=cfg.synth, identity=cfg.identity, out=out, quiet=quiet)
+    prep = prepare_inputs(split.inputs, out=out / "prepared", crop_size=cfg.crop_size, quiet=quiet)
+
+    def trained(kind: str, file: str, *overrides: str) -> Path:
+        return train_or_reuse(kind, run_config(kind, configs / file, data=prep, runs=runs, name=Path(file).stem,
+                                               steps=cfg.steps, overrides=overrides)).model
+
+    expert = trained("syncnet", "syncnet.yaml")
+    freak = trained("stage1", "freak.yaml")
+    refiner = trained("refiner", "refiner.yaml", f"data.identities=[{','.join(split.identities)}]")
+
+    say(f"dubbing the held-out clip {split.target.name} with its own audio")
+    plain, refined = dub(split.target, stage1=freak, refiner=refiner, out_dir=out / "dubbed", name="freak")
+
+    say("evaluating stage 1 and stage 1 + refiner against the real clip")
+    evaluate_dubs(split.target, {"FREAK": plain, "FREAK+SOVQAE": refined}, out=out / "report", syncnet=expert,
+                  refiner=refiner, crop_size=cfg.crop_size, quiet=quiet)
+    report = out / "report" / "report.html"
+    say(f"report: {report}")
+    return report

@@ -16,6 +16,11 @@ There is no public code; only the abstract, the first pages and a third-party su
 - The mask as a 4th input channel of the masked encoder, so the network knows which mode it is in.
 - Encoders/decoder: a GroupNorm/SiLU residual U-Net; scale 0 at full resolution, each later scale halves it;
   widths ``base_channels · channel_mult``.
+- ``stem_downsample = f > 1``: a space-to-depth (pixel-unshuffle) stem moves f×f pixel blocks into channels, so
+  scale 0 is at S/f, and the output conv predicts f² sub-pixels per position (pixel shuffle). Every pixel still
+  reaches the network and the output keeps full-resolution detail, but the U-Net runs on f² times fewer
+  positions: the cost-budgeted 256/512 configs use it. The VEFM/AVFM spectra then cover frequencies up to S/(2f)
+  cycles per side; finer ones live across the f² sub-pixel channels.
 - VEFM details: rFFT2 with ``norm="ortho"``, RMS-normalised reference spectrum, residual form, zero-init filter
   (exact identity at step 0) — see :class:`~talkfreq.models.freak_blocks.VEFM`.
 - Skip fusion: ``conv1x1(cat(VEFM(ref, masked), ref))``. The reference is concatenated as well because a purely
@@ -49,10 +54,11 @@ from talkfreq.models.freak_blocks import AVFM, VEFM, AudioEncoder, ResBlock, Vis
 class FREAKConfig:
     """Settings of :class:`FREAK` (all defaults live here)."""
 
-    image_size: int = 256  # face crop side S: 128, 256 or 512 (any multiple of 2^(num_scales-1))
+    image_size: int = 256  # face crop side S: 128, 256 or 512 (any multiple of stem_downsample·2^(num_scales-1))
     base_channels: int = 32
     channel_mult: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 8])  # one entry per scale
-    num_scales: int = 5  # must equal len(channel_mult); scale i is at S / 2^i
+    num_scales: int = 5  # must equal len(channel_mult); scale i is at S / (stem_downsample · 2^i)
+    stem_downsample: int = 1  # space-to-depth factor f of the stem and output (1: scale 0 at full resolution)
     use_vefm: bool = True  # False: plain fusion conv1x1(cat(masked, ref)) at every scale
     use_avfm: bool = True  # False: FiLM-only audio conditioning at the same places
     use_mask_channel: bool = True  # the mask (B,1,S,S) is a 4th input channel of the masked encoder
@@ -69,9 +75,12 @@ def _validate(cfg: FREAKConfig) -> None:
         raise ConfigError(f"FREAK: channel_mult has {len(cfg.channel_mult)} entries but num_scales is {cfg.num_scales}")
     if cfg.num_scales < 2:
         raise ConfigError("FREAK: num_scales must be at least 2")
-    if cfg.image_size % (2 ** (cfg.num_scales - 1)) != 0:
-        raise ConfigError(f"FREAK: image_size {cfg.image_size} must be divisible by 2^(num_scales-1) = "
-                          f"{2 ** (cfg.num_scales - 1)}")
+    if cfg.stem_downsample < 1:
+        raise ConfigError(f"FREAK: stem_downsample must be >= 1, got {cfg.stem_downsample}")
+    factor = cfg.stem_downsample * 2 ** (cfg.num_scales - 1)
+    if cfg.image_size % factor != 0:
+        raise ConfigError(f"FREAK: image_size {cfg.image_size} must be divisible by stem_downsample·2^(num_scales-1)"
+                          f" = {factor}")
     if not 0 <= cfg.avfm_decoder_scales <= cfg.num_scales - 1:
         raise ConfigError(f"FREAK: avfm_decoder_scales must be in 0..{cfg.num_scales - 1}")
     if min(cfg.base_channels, cfg.audio_dim, cfg.audio_len, cfg.avfm_bands, *cfg.channel_mult) < 1:
@@ -97,8 +106,10 @@ class FREAK(PretrainedMixin, nn.Module):
         ch = [cfg.base_channels * m for m in cfg.channel_mult]
         self.channels = ch
 
-        self.ref_encoder = VisualEncoder(in_channels=3, channels=ch)
-        self.masked_encoder = VisualEncoder(in_channels=4 if cfg.use_mask_channel else 3, channels=ch)
+        f = cfg.stem_downsample
+        self.ref_encoder = VisualEncoder(in_channels=3, channels=ch, stem_downsample=f)
+        self.masked_encoder = VisualEncoder(in_channels=4 if cfg.use_mask_channel else 3, channels=ch,
+                                            stem_downsample=f)
         self.vefm = nn.ModuleList([VEFM(channels=c) for c in ch]) if cfg.use_vefm else None
         self.fuse = nn.ModuleList([nn.Conv2d(2 * c, c, 1) for c in ch])
 
@@ -120,7 +131,8 @@ class FREAK(PretrainedMixin, nn.Module):
         self.dec_avfm = nn.ModuleDict({str(i): avfm(ch[i]) for i in range(n - 2, n - 2 - cfg.avfm_decoder_scales, -1)})
 
         self.out_norm = nn.GroupNorm(group_count(ch[0]), ch[0])
-        self.out_conv = nn.Conv2d(ch[0], 3, 3, padding=1)
+        self.out_conv = nn.Conv2d(ch[0], 3 * f * f, 3, padding=1)
+        self.out_shuffle = nn.PixelShuffle(f) if f > 1 else nn.Identity()  # no parameters: f=1 keeps old files
 
     def _check(self, reference: torch.Tensor, masked: torch.Tensor, audio: torch.Tensor,
                mask: torch.Tensor | None) -> torch.Tensor:
@@ -166,7 +178,7 @@ class FREAK(PretrainedMixin, nn.Module):
             x = self.dec[i](torch.cat([x, fused[i]], dim=1))
             if str(i) in self.dec_avfm:
                 x = self.dec_avfm[str(i)](x, a)
-        return torch.tanh(self.out_conv(F.silu(self.out_norm(x))))
+        return torch.tanh(self.out_shuffle(self.out_conv(F.silu(self.out_norm(x)))))
 
 
 MaskKind = Literal["half", "full"]

@@ -44,15 +44,19 @@ class ResBlock(nn.Module):
 
 
 class VisualEncoder(nn.Module):
-    """Multi-scale image encoder. (B,Cin,S,S) -> [ (B,ch[i],S/2^i,S/2^i) for i in range(len(ch)) ]. Ours.
+    """Multi-scale image encoder. (B,Cin,S,S) -> [ (B,ch[i],S/(f·2^i),S/(f·2^i)) for i in range(len(ch)) ]. Ours.
 
-    Scale 0 is at full resolution (VEFM there sees the finest detail, which is FREAK's point); each later scale
-    halves the resolution with a stride-2 convolution.
+    Scale 0 is at full resolution (VEFM there sees the finest detail, which is FREAK's point), or at S/f with a
+    space-to-depth stem (``stem_downsample = f``, see :mod:`talkfreq.models.freak`); each later scale halves the
+    resolution with a stride-2 convolution.
     """
 
-    def __init__(self, *, in_channels: int, channels: list[int]):
+    def __init__(self, *, in_channels: int, channels: list[int], stem_downsample: int = 1):
         super().__init__()
-        self.stem = nn.Conv2d(in_channels, channels[0], 3, padding=1)
+        f = stem_downsample
+        conv = nn.Conv2d(in_channels * f * f, channels[0], 3, padding=1)
+        # f=1 keeps the plain conv (and its state-dict keys) so files saved before the option still load
+        self.stem = conv if f == 1 else nn.Sequential(nn.PixelUnshuffle(f), conv)
         stages = [ResBlock(in_channels=channels[0], out_channels=channels[0])]
         for prev, cur in zip(channels[:-1], channels[1:]):
             stages.append(nn.Sequential(nn.Conv2d(prev, cur, 3, stride=2, padding=1),

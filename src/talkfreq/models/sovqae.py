@@ -9,7 +9,11 @@ What is LaDTalk's (Yang et al., arXiv 2410.00990; only the abstract and first pa
 
 What is ours (the paper gives no architecture):
 - the VQGAN-style encoder/decoder (GroupNorm + SiLU residual blocks, stride-2 downsampling, nearest upsampling,
-  optional single-head attention at the lowest resolution), downsampling factor ``2 ** (len(channel_mult) - 1)``;
+  optional single-head attention at the lowest resolution), downsampling factor
+  ``stem_downsample * 2 ** (len(channel_mult) - 1)``;
+- ``stem_downsample = f > 1``: a space-to-depth (pixel-unshuffle) stem before the first conv and a pixel-shuffle
+  after the last one, so the first level runs at S/f with f² sub-pixels per position. The cost-budgeted 256/512
+  configs use it; a permutation of pixels does not change the encoder's Lipschitz bound;
 - the quantisers, all from vector-quantize-pytorch: ``VectorQuantize`` (euclidean or cosine codebook, EMA updates,
   k-means init, the library's rotation-trick straight-through), ``FSQ`` and ``ResidualVQ`` for ablations;
 - ``spectral_norm=True``: every encoder conv is wrapped in ``torch.nn.utils.parametrizations.spectral_norm`` *and*
@@ -60,6 +64,7 @@ class SOVQAEConfig:
     rvq_num_quantizers: int = 2
     spectral_norm: bool = False  # Lipschitz control of the encoder (see module docstring)
     skip_connection: bool = False  # encoder->decoder path around the quantiser; off: it carries blur through
+    stem_downsample: int = 1  # space-to-depth factor f of the stem and output (1: first level at full resolution)
 
     def __post_init__(self) -> None:
         if self.quantizer not in ("vq", "fsq", "rvq"):
@@ -68,6 +73,8 @@ class SOVQAEConfig:
             raise ConfigError(f"sovqae.codebook_kind: {self.codebook_kind!r} is not one of euclidean, cosine")
         if not self.channel_mult:
             raise ConfigError("sovqae.channel_mult: needs at least one level")
+        if self.stem_downsample < 1:
+            raise ConfigError(f"sovqae.stem_downsample: must be >= 1, got {self.stem_downsample}")
         if self.image_size % self.downsample_factor:
             raise ConfigError(
                 f"sovqae.image_size: {self.image_size} is not divisible by the downsampling factor "
@@ -78,7 +85,7 @@ class SOVQAEConfig:
 
     @property
     def downsample_factor(self) -> int:
-        return 2 ** (len(self.channel_mult) - 1)
+        return self.stem_downsample * 2 ** (len(self.channel_mult) - 1)
 
     @property
     def latent_size(self) -> int:
@@ -167,7 +174,9 @@ class Encoder(nn.Module):
         lipschitz = cfg.spectral_norm
         conv, norm = _ConvFactory(spectral=lipschitz), not lipschitz
         chs = [cfg.base_channels * m for m in cfg.channel_mult]
-        layers: list[nn.Module] = [conv(cfg.in_channels, chs[0], 3)]
+        f = cfg.stem_downsample
+        # f=1 adds no layer, so the layer indices (state-dict keys) of files saved before the option still match
+        layers: list[nn.Module] = ([nn.PixelUnshuffle(f)] if f > 1 else []) + [conv(cfg.in_channels * f * f, chs[0], 3)]
         cin = chs[0]
         for level, ch in enumerate(chs):
             for _ in range(cfg.num_res_blocks):
@@ -210,7 +219,10 @@ class Decoder(nn.Module):
                 cin = chs[level]
             if level != 0:
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), conv(cin, cin, 3)]
-        layers += [_norm(cin, True), nn.SiLU(), conv(cin, cfg.in_channels, 3)]
+        f = cfg.stem_downsample
+        layers += [_norm(cin, True), nn.SiLU(), conv(cin, cfg.in_channels * f * f, 3)]
+        if f > 1:
+            layers.append(nn.PixelShuffle(f))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, *, skip: Tensor | None = None) -> Tensor:

@@ -5,12 +5,15 @@ Reference: class ``S`` in ``SyncNetModel.py`` and its use in ``SyncNetInstance.p
 loads strictly with :meth:`SyncNetV2.load_original` (13,631,616 parameters).
 
 Inputs, as in the original evaluation code (nothing here is ours except the value-range helper):
-- video: ``(B,3,5,224,224)`` — 5 consecutive 224×224 face crops from ``run_pipeline.py`` (the box from face-centre
-  height minus half the box size down to 1.8 box sizes below, 2.8 box sizes wide, grey-padded with 110), **BGR,
-  float values 0..255, no normalisation**; a 3-D conv with temporal kernel 5 collapses the 5 frames;
-- audio: ``(B,1,13,20)`` — 13 MFCCs (``python_speech_features.mfcc`` at 16 kHz, 100 frames/s) over 20 frames
-  (0.2 s = 5 video frames at 25 fps).
-Outputs are 1024-d, **not** normalised: LSE uses Euclidean distances between them.
+- video: ``(B,3,5,224,224)`` — 5 consecutive 224×224 face crops from ``run_pipeline.py``: with ``s`` half the
+  longer side of the (S3FD) face box and ``(x, y)`` its centre, rows ``y - s .. y + 1.8 s`` and columns
+  ``x - 1.4 s .. x + 1.4 s`` (the face box at the top, chin and neck below), grey 110 outside the frame, resized
+  to 224×224; **BGR, float values 0..255, no normalisation**; a 3-D conv with temporal kernel 5 collapses the 5
+  frames. :func:`talkfreq.metrics.sync_v2.crop_syncnet_v2` cuts it;
+- audio: ``(B,1,13,20)`` — 13 MFCCs (``python_speech_features.mfcc`` of the int16 audio at 16 kHz, 100 frames/s)
+  over 20 frames (0.2 s = 5 video frames at 25 fps): :func:`talkfreq.audio.mfcc.syncnet_mfcc`.
+Outputs are 1024-d, **not** normalised: LSE uses Euclidean distances between them. LSE end to end with these
+weights: :mod:`talkfreq.metrics.sync_v2` (and ``talkfreq evaluate --syncnet syncnet_v2.model``).
 """
 
 from __future__ import annotations

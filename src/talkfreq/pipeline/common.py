@@ -4,12 +4,14 @@
   device, encoder quality, faces), each default written once, here;
 - :func:`resolve_device`, :func:`check_output`: one-line errors before any work starts;
 - :func:`detect_boxes`: the face-box pass (detection on small frames, then tracking, miss filling, smoothing);
-- :class:`StageTimer`: wall-time accumulators per pipeline stage, for the summary and the benchmark.
+- :class:`StageTimer`: wall-time accumulators per pipeline stage, for the summary and the benchmark (thread-safe: with
+  overlap the stages are timed inside the worker threads, so their seconds can add up to more than the wall time).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -22,6 +24,7 @@ import torch
 
 from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.face import FaceConfig, make_detector, track_faces
+from talkfreq.pipeline.accel import AccelConfig
 from talkfreq.pipeline.paste import REGIONS
 
 Progress = Callable[[str, int, Optional[int]], None]  # (stage, frames done, total or None)
@@ -41,6 +44,7 @@ class StreamConfig:
     # max_gap 5 (prepare: 25): a face gone for more than 0.2 s is not guessed at, because pasting a generated crop
     # over a frame without the face would draw one there
     face: FaceConfig = field(default_factory=lambda: FaceConfig(max_gap=5))
+    accel: AccelConfig = field(default_factory=AccelConfig)  # dtype, channels-last, compile, threads, overlap
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -88,6 +92,7 @@ class StageTimer:
 
     def __init__(self, stages: Iterable[str]):
         self.seconds: dict[str, float] = dict.fromkeys(stages, 0.0)
+        self._lock = threading.Lock()
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -95,7 +100,9 @@ class StageTimer:
         try:
             yield
         finally:
-            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t
+            dt = time.perf_counter() - t
+            with self._lock:
+                self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
 
     def iterate(self, items: Iterable[T], stage: str) -> Iterator[T]:
         """``items`` with the time spent producing each one (decoding, for a reader) added to ``stage``."""

@@ -20,9 +20,14 @@ a frame.
 
 **Streaming.** Two passes for a video, as ``refine``: face boxes on small frames (the whole track is needed for
 miss filling and centred smoothing; N x 4 floats), then decode -> crop -> stage 1 -> refiner -> paste -> encode in
-batches of ``batch_size`` frames. Memory is one batch of frames plus the audio features, whatever the length.
-Frames without a face are written unchanged and counted. ``InferResult.timings`` holds the wall seconds of each
-stage (decode, detect, audio, stage1, refiner, paste, encode) for the benchmark.
+batches of ``batch_size`` frames, through :func:`talkfreq.pipeline.stream.run_stream`: with ``accel.overlap``
+decode + crop run in one background thread and paste + encode in another while the networks run (bit-identical
+output either way). Stage 1 and the refiner run back to back on the device (the stage-1 faces are made 8-bit there,
+as the saved stage-1 video holds them, and go to the host only for ``save_stage1``), in the dtype, memory format and
+compilation of :mod:`talkfreq.pipeline.accel`. Memory is a few batches of frames plus the audio features, whatever
+the length. Frames without a face are written unchanged and counted. ``InferResult.timings`` holds the seconds of
+each stage (``STAGES``: decode, detect, audio, crop, stage1, refiner, paste, encode, measured where each runs, so
+with overlap they can add up to more than ``wall``, the whole call) for the benchmark.
 
 **Errors.** Every input is checked before any frame is processed — files, image face, silent or empty audio, model
 kinds (a refiner given as stage 1 and the reverse), face sizes (stage 1 and refiner must share ``image_size``),
@@ -39,23 +44,23 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-import torch
 
 from talkfreq.audio.features import SpeechFeatureConfig
 from talkfreq.audio.mel import MelConfig
-from talkfreq.data.refiner_data import tensor_to_uint8
 from talkfreq.errors import ConfigError, MediaError, TalkfreqError, require_file
 from talkfreq.face import crop_face
 from talkfreq.io import VideoReader, VideoWriter, fit_length, is_silent, load_audio, probe
 from talkfreq.models.sovqae import SOVQAE
 from talkfreq.pipeline import inputs as mi
+from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
 from talkfreq.pipeline.common import Progress, StageTimer, StreamConfig, check_output, detect_boxes, resolve_device
-from talkfreq.pipeline.paste import feather_mask, paste_back
-from talkfreq.pipeline.refine import LatentSmoother, refine_crops
+from talkfreq.pipeline.paste import feather_mask, paste_many
+from talkfreq.pipeline.refine import LatentSmoother, refine_tensor
+from talkfreq.pipeline.stream import batched, run_stream
 from talkfreq.pipeline.sources import image_face_box, is_image, read_image, video_frames
 
 MODES = ("dubbing", "one-shot")
-STAGES = ("decode", "detect", "audio", "stage1", "refiner", "paste", "encode")
+STAGES = ("decode", "detect", "audio", "crop", "stage1", "refiner", "paste", "encode", "wall")
 # sample rates ffmpeg's AAC encoder takes; others are resampled to 48 kHz
 AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 _MODE_DEFAULTS = {"dubbing": ("half", "lower"), "one-shot": ("full", "face")}  # mask kind, paste region
@@ -111,7 +116,7 @@ class InferResult:
     source_frames: int  # frames of the face video on the output timeline (1 for a still)
     pingpong: bool  # the video was shorter than the audio and played forward-backward
     refined: bool
-    timings: dict[str, float]  # wall seconds per stage (STAGES)
+    timings: dict[str, float]  # seconds per stage (STAGES; see the module docstring)
     seconds: float  # whole call, checks included
 
     @property
@@ -120,8 +125,45 @@ class InferResult:
         return self.frames / max(self.seconds, 1e-9)
 
 
-def _load_models(stage1, refiner, cfg: InferConfig, device: torch.device):
-    """(stage-1 model, refiner or None, latent smoothing alpha), kinds and sizes checked."""
+@dataclass
+class _Batch:
+    """One batch on its way through the stream: frames in, face crops and audio windows, then generated crops."""
+
+    items: list[tuple[int, int, np.ndarray]]  # (output index, source index, full frame)
+    face_ids: list[int]  # positions in ``items`` with a face box
+    starts: list[bool] = field(default_factory=list)  # per face: the refiner's latent smoothing restarts
+    targets: Optional[np.ndarray] = None  # (F, S, S, 3) uint8 crops
+    windows: Optional[np.ndarray] = None  # (F, *window) float32 audio
+    crops: list[Optional[np.ndarray]] = field(default_factory=list)  # per writer (final, stage 1): (F, S, S, 3) uint8
+
+
+def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.ndarray, mask: mi.MaskKind,
+             reference: np.ndarray | None = None, smoother: LatentSmoother | None = None, starts=None,
+             keep_stage1: bool = False, timer: StageTimer | None = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The networks of one batch as ``infer`` runs them (also what the benchmarks time).
+
+    ``targets`` (B, S, S, 3) uint8 face crops, ``audio`` (B, *window), ``reference`` one (S, S, 3) crop for every
+    frame or None (each target is its own reference) -> (final faces (B, S, S, 3) uint8: refined, or stage 1's when
+    ``refiner`` is None; stage-1 faces when ``keep_stage1``, else None). Stage 1 and the refiner run back to back
+    on ``accel.device``; ``timer`` gets ``stage1`` and ``refiner`` seconds (the device synchronised in each).
+    """
+    timer = timer or StageTimer(())
+    with timer("stage1"), inference(accel):
+        target = accel.images(targets)
+        ref = target if reference is None else accel.images(np.broadcast_to(reference, targets.shape))
+        gen = accel.to_u8(mi.stage1_forward(stage1, target=target, reference=ref, mask=mask,
+                                            audio=accel.to_device(audio)))
+        gen_host = accel.host(gen) if refiner is None or keep_stage1 else None
+        accel.sync()
+    if refiner is None:
+        return gen_host, gen_host if keep_stage1 else None
+    with timer("refiner"), inference(accel):
+        x_hat, _ = refine_tensor(refiner, accel.images(gen), smoother=smoother, starts=starts)
+        return accel.host(accel.to_u8(x_hat)), gen_host
+
+
+def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
+    """(stage-1 model, refiner or None, latent smoothing alpha), kinds and sizes checked, prepared for ``accel``."""
     from talkfreq.training.refiner import inference_defaults, load_refiner
 
     if isinstance(stage1, (str, Path)):
@@ -145,8 +187,7 @@ def _load_models(stage1, refiner, cfg: InferConfig, device: torch.device):
     if refiner is not None and int(refiner.config.image_size) != s1:
         raise TalkfreqError(f"face size mismatch: the stage-1 model makes {s1} px faces but the refiner was built "
                             f"for {int(refiner.config.image_size)} px; use checkpoints trained at the same size")
-    stage1 = stage1.to(device).eval()
-    refiner = refiner.to(device).eval() if refiner is not None else None
+    stage1, refiner = prepare_models(stage1, refiner, accel=accel)
     return stage1, refiner, float(alpha or 0.0)
 
 
@@ -212,8 +253,8 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
         if stage1_out.resolve() == out.resolve():
             raise TalkfreqError(f"{stage1_out}: --save-stage1 must differ from --out")
     wav16, n_frames, seconds, mux, mux_rate = _driving_audio(audio, fps=cfg.fps)
-    device = resolve_device(cfg.device)
-    stage1, refiner, alpha = _load_models(stage1, refiner, cfg, device)
+    accel = resolve_accel(cfg.accel, resolve_device(cfg.device))
+    stage1, refiner, alpha = _load_models(stage1, refiner, cfg, accel)
     if mode == "one-shot" and isinstance(stage1, mi.Wav2Lip):
         raise TalkfreqError("one-shot needs a FREAK stage-1 model: Wav2Lip is a dubbing model (trained on half "
                             "masks only); use --mode dubbing with a video")
@@ -259,43 +300,47 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
     paste_mask = feather_mask(size, region=region, feather=cfg.feather)
     smoother = LatentSmoother(alpha)
     counts = {"written": 0, "generated": 0}
-    prev_face = [False]  # did the previous output frame have a face (restarts the refiner's smoothing)
-    pending: list[tuple[int, int, np.ndarray]] = []
 
-    def flush(writers: list[VideoWriter]) -> None:
-        face_ids = [j for j, (_, src, _) in enumerate(pending) if valid[src]]
-        starts = []  # per face frame: the refiner's latent smoothing restarts after a frame without a face
-        for _, src, _ in pending:
-            if valid[src]:
-                starts.append(not prev_face[0])
-            prev_face[0] = bool(valid[src])
-        crops: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        if face_ids:
-            with timer("stage1"), torch.no_grad():
-                if still_crop is not None:
-                    targets = np.broadcast_to(still_crop, (len(face_ids), *still_crop.shape))
-                else:
-                    targets = np.stack([crop_face(pending[j][2], boxes[pending[j][1]], size=size) for j in face_ids])
-                refs = targets if ref_crop is None else np.broadcast_to(ref_crop, targets.shape)
-                windows = np.stack([mi.audio_window(track, pending[j][0], fps=cfg.fps, spec=spec) for j in face_ids])
-                gen = tensor_to_uint8(mi.stage1_batch(stage1, targets=targets, references=refs, audio=windows,
-                                                      mask=mask_kind))
-            final = gen
-            if refiner is not None:
-                with timer("refiner"):
-                    final, _ = refine_crops(refiner, gen, smoother=smoother, starts=starts)
-            crops = {j: (final[i], gen[i]) for i, j in enumerate(face_ids)}
-        for j, (_, src, frame) in enumerate(pending):
-            outs = [frame] * len(writers)
-            if j in crops:
-                with timer("paste"):
-                    outs = [paste_back(frame, c, boxes[src], mask=paste_mask) for c in crops[j][:len(writers)]]
-                counts["generated"] += 1
-            with timer("encode"):
-                for w, f in zip(writers, outs):
-                    w.write(f)
-            counts["written"] += 1
-        pending.clear()
+    def batches():  # the producer: decode, crop, audio windows
+        prev_face = False  # did the previous output frame have a face (restarts the refiner's smoothing)
+        for items in batched(timer.iterate(frames, "decode"), cfg.batch_size):
+            b = _Batch(items=items, face_ids=[j for j, (_, src, _) in enumerate(items) if valid[src]])
+            for _, src, _ in items:
+                if valid[src]:
+                    b.starts.append(not prev_face)
+                prev_face = bool(valid[src])
+            if b.face_ids:
+                with timer("crop"):
+                    b.targets = (np.broadcast_to(still_crop, (len(b.face_ids), *still_crop.shape))
+                                 if still_crop is not None else
+                                 np.stack([crop_face(items[j][2], boxes[items[j][1]], size=size) for j in b.face_ids]))
+                with timer("audio"):
+                    b.windows = np.stack([mi.audio_window(track, items[j][0], fps=cfg.fps, spec=spec)
+                                          for j in b.face_ids])
+            yield b
+
+    def compute(b: _Batch) -> _Batch:  # this thread: the networks
+        if b.face_ids:
+            b.crops = list(generate(stage1, refiner, accel=accel, targets=b.targets, audio=b.windows, mask=mask_kind,
+                                    reference=ref_crop, smoother=smoother, starts=b.starts,
+                                    keep_stage1=stage1_out is not None, timer=timer))
+        return b
+
+    def consume(b: _Batch, writers: list[VideoWriter]) -> None:  # the consumer: paste, encode
+        outs = [[f for _, _, f in b.items] for _ in writers]
+        if b.face_ids:
+            with timer("paste"):
+                for w, crops in enumerate(b.crops[:len(writers)]):
+                    pasted = paste_many([outs[w][j] for j in b.face_ids], crops,
+                                        [boxes[b.items[j][1]] for j in b.face_ids], mask=paste_mask)
+                    for j, frame in zip(b.face_ids, pasted):
+                        outs[w][j] = frame
+        with timer("encode"):
+            for writer, frames_out in zip(writers, outs):
+                for frame in frames_out:
+                    writer.write(frame)
+        counts["written"] += len(b.items)
+        counts["generated"] += len(b.face_ids)
         if progress:
             progress("infer", counts["written"], n_frames)
 
@@ -304,19 +349,15 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
             writers = [stack.enter_context(VideoWriter(p, fps=cfg.fps, width=width, height=height, audio=mux,
                                                        sample_rate=mux_rate, crf=cfg.crf))
                        for p in ([out] if stage1_out is None else [out, stage1_out])]
-            for item in timer.iterate(frames, "decode"):
-                pending.append(item)
-                if len(pending) == cfg.batch_size:
-                    flush(writers)
-            if pending:
-                flush(writers)
+            run_stream(batches(), compute, lambda b: consume(b, writers), overlap=accel.overlap)
     finally:
         if hasattr(frames, "close"):
             frames.close()  # removes a ping-pong frame cache at once, also on error
     written = counts["written"]
+    wall = time.perf_counter() - t_start
     return InferResult(
         out=out, stage1_out=stage1_out, mode=mode, frames=written, generated=counts["generated"],
         no_face=written - counts["generated"], fps=cfg.fps, width=width, height=height, audio_seconds=seconds,
         source_frames=n_src, pingpong=n_frames > n_src and not still, refined=refiner is not None,
-        timings=dict(timer.seconds), seconds=time.perf_counter() - t_start,
+        timings={**timer.seconds, "wall": wall}, seconds=wall,
     )

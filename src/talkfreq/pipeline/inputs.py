@@ -13,21 +13,23 @@ datasets module takes a clip; :func:`audio_window` is its array form).
 
 Which audio a checkpoint wants is read from its own config: FREAK's ``(audio_len, audio_dim)`` is (16, 80) for mel
 windows and (2·context+1, D) for speech features (``resolve_audio`` in stage-1 training sets it; the window length is
-odd, so the two never collide); Wav2Lip always takes mel. The checkpoint does not record *which* speech model made
-the features (``fit`` saves only the generator), so a speech-feature model needs ``speech.model`` from the user, and
-its hidden size is checked against ``audio_dim``.
+odd, so the two never collide); Wav2Lip always takes mel. *Which* speech encoder made the features is recorded by
+``prepare`` per clip and written by stage-1 ``fit`` into ``model/speech.json``; :func:`resolve_speech` reads it, so
+only a ``.ckpt`` (or a folder without the record) needs ``speech.model`` from the user. The encoder's hidden size is
+checked against ``audio_dim`` either way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Union
 
 import numpy as np
 import torch
 
-from talkfreq.audio.features import SpeechFeatureConfig, feature_window, load_speech_model, speech_features
+from talkfreq.audio.features import (SpeechFeatureConfig, feature_window, load_speech_model, read_speech_record,
+                                     speech_features)
 from talkfreq.audio.mel import MelConfig, mel_window, melspectrogram
 from talkfreq.data.datasets import frames_to_tensor
 from talkfreq.errors import TalkfreqError
@@ -94,8 +96,17 @@ def load_stage1(path: str | Path, *, map_location: str | torch.device = "cpu") -
     return load_prefixed_state(model, ckpt, prefix="generator.", source=str(p))
 
 
+def resolve_speech(stage1: object, speech: SpeechFeatureConfig) -> SpeechFeatureConfig:
+    """``speech`` with the model and layer recorded beside a stage-1 ``model/`` folder filled in, unless the user
+    gave ``speech.model`` (the user's choice wins). ``stage1`` may be a path or an already loaded model."""
+    if speech.model or not isinstance(stage1, (str, Path)) or not Path(stage1).is_dir():
+        return speech
+    rec = read_speech_record(stage1)
+    return speech if rec is None else replace(speech, model=rec["model"], layer=rec["layer"])
+
+
 def check_speech_config(spec: AudioSpec, speech: SpeechFeatureConfig, *, source: str) -> None:
-    """One-line error when a speech-feature model is used without ``speech.model`` (nothing records it)."""
+    """One-line error when a speech-feature model is used without ``speech.model`` (given or recorded)."""
     if spec.kind == "speech" and not speech.model:  # InferConfig's default is "" = not given
         raise TalkfreqError(f"{source}: this FREAK takes speech features ({2 * spec.context + 1}x{spec.dim}); "
                             f"pass --speech-model with the HuBERT/wav2vec2 model it was trained with")
@@ -139,10 +150,17 @@ def stage1_batch(model: Stage1Model, *, targets: np.ndarray, references: np.ndar
     s = int(model.config.image_size)
     target = frames_to_tensor(targets, size=s).to(device)
     reference = frames_to_tensor(references, size=s).to(device)
-    m = make_mask(mask, batch=len(targets), size=s, device=device)
+    return stage1_forward(model, target=target, reference=reference, mask=mask,
+                          audio=torch.from_numpy(np.ascontiguousarray(audio)).to(device))
+
+
+def stage1_forward(model: Stage1Model, *, target: torch.Tensor, reference: torch.Tensor, audio: torch.Tensor,
+                   mask: MaskKind) -> torch.Tensor:
+    """:func:`stage1_batch` on tensors already on the model's device: ``target``, ``reference`` (B, 3, S, S) in
+    [-1, 1] (any memory format), ``audio`` (B, *window) -> (B, 3, S, S) (in the autocast dtype, if any)."""
+    m = make_mask(mask, batch=len(target), size=target.shape[-1], device=target.device)
     masked = apply_mask(target, m)
-    a = torch.from_numpy(np.ascontiguousarray(audio)).to(device)
     # the dispatch of Stage1Module.generate (training), on the bare generator
     if isinstance(model, Wav2Lip):
-        return model(wav2lip_input(masked, reference), a)
-    return model(reference, masked, a, m)
+        return model(wav2lip_input(masked, reference), audio)
+    return model(reference, masked, audio, m)

@@ -10,6 +10,10 @@ The mask geometry is ours, fitted to the crop boxes of :func:`talkfreq.face.squa
 nose, mouth and chin - the region a dubbing model changes. The edge is a Gaussian blur of the hard ellipse with a
 truncated kernel; the ellipse is shrunk, when needed, so that the kernel never reaches the crop border, which
 makes the mask exactly 0 on the border and the paste seamless however the crop sits in the frame.
+
+Speed (issue 7): only the frame rectangle the mask can reach (its support's bounding box, mapped into the frame,
+plus the bilinear reach) is warped and blended — a quarter of the box for ``lower`` — and :func:`paste_many` warps
+the mask once for consecutive frames with the same box (a still, a fixed ``--box``).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import numpy as np
 
 from talkfreq.face.crop import crop_to_frame_affine
 
-__all__ = ["REGIONS", "feather_mask", "paste_back"]
+__all__ = ["REGIONS", "feather_mask", "paste_back", "paste_many"]
 
 # (centre x, centre y, semi-axis x, semi-axis y) as fractions of the crop side (see the module docstring)
 REGIONS: dict[str, tuple[float, float, float, float]] = {
@@ -75,6 +79,63 @@ def _prefilter(crop: np.ndarray, scale: float) -> np.ndarray:
     return cv2.GaussianBlur(crop, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
 
 
+def _support(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1), end exclusive: the bounding box of ``mask > 0`` in crop pixels."""
+    x, y, w, h = cv2.boundingRect((mask > 0).astype(np.uint8))
+    return x, y, x + w, y + h
+
+
+def _placement(box, *, shape: tuple[int, int], mask: np.ndarray
+               ) -> tuple[tuple[int, int, int, int], np.ndarray, float, np.ndarray] | None:
+    """Where ``mask`` lands for ``box`` on an (H, W) frame: (frame rectangle x0, y0, x1, y1, the crop->rectangle
+    affine, the crop's scale, the warped alpha (h, w, 1)), or None when it lands nowhere."""
+    h, w = shape
+    s = mask.shape[0]
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, np.float64).reshape(4))
+    m = crop_to_frame_affine(box, size=s)
+    sx0, sy0, sx1, sy1 = _support(mask)
+    if sx1 <= sx0:
+        return None  # an empty mask
+    corners = np.array([[sx0, sy0, 1], [sx1, sy0, 1], [sx0, sy1, 1], [sx1, sy1, 1]], np.float64) @ m.T
+    # +-2 px: the bilinear warp spreads a mask pixel over its neighbours; also within the box's own pixels
+    rx0 = max(0, int(math.floor(max(corners[:, 0].min(), x0))) - 2)
+    ry0 = max(0, int(math.floor(max(corners[:, 1].min(), y0))) - 2)
+    rx1 = min(w, int(math.ceil(min(corners[:, 0].max(), x1))) + 2)
+    ry1 = min(h, int(math.ceil(min(corners[:, 1].max(), y1))) + 2)
+    if rx1 <= rx0 or ry1 <= ry0:
+        return None  # the mask lies wholly outside the frame
+    m[0, 2] -= rx0  # into the rectangle's own coordinates
+    m[1, 2] -= ry0
+    alpha = cv2.warpAffine(np.ascontiguousarray(mask, np.float32), m, (rx1 - rx0, ry1 - ry0), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    return (rx0, ry0, rx1, ry1), m, min((x1 - x0) / s, (y1 - y0) / s), np.clip(alpha, 0.0, 1.0)[..., None]
+
+
+def _blend(out: np.ndarray, crop: np.ndarray, place) -> np.ndarray:
+    (rx0, ry0, rx1, ry1), m, scale, alpha = place
+    warped = cv2.warpAffine(_prefilter(crop, scale), m, (rx1 - rx0, ry1 - ry0), flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE)
+    region = out[ry0:ry1, rx0:rx1]
+    # region + alpha (crop - region), in place: alpha 0 gives the integer region back exactly (no np.where pass),
+    # and a convex combination cannot leave [0, 255]
+    blended = warped.astype(np.float32)
+    blended -= region
+    blended *= alpha
+    blended += region
+    region[...] = np.rint(blended, out=blended)
+    return out
+
+
+def _check(frame: np.ndarray, crop: np.ndarray, mask: np.ndarray) -> None:
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
+    s = crop.shape[0]
+    if crop.shape != (s, s, 3) or crop.dtype != np.uint8:
+        raise ValueError(f"expected an (S, S, 3) uint8 crop, got {crop.shape} {crop.dtype}")
+    if mask.shape != (s, s):
+        raise ValueError(f"mask is {mask.shape}, crop is {crop.shape[:2]}")
+
+
 def paste_back(
     frame: np.ndarray,
     crop: np.ndarray,
@@ -89,31 +150,19 @@ def paste_back(
     in [0, 1] (:func:`feather_mask`). Only the box's pixel region is touched; where the warped mask is 0 the output
     equals ``frame`` bit for bit.
     """
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
-    s = crop.shape[0]
-    if crop.shape != (s, s, 3) or crop.dtype != np.uint8:
-        raise ValueError(f"expected an (S, S, 3) uint8 crop, got {crop.shape} {crop.dtype}")
-    if mask.shape != (s, s):
-        raise ValueError(f"mask is {mask.shape}, crop is {crop.shape[:2]}")
-    out = frame.copy()
-    h, w = frame.shape[:2]
-    x0, y0, x1, y1 = (float(v) for v in np.asarray(box, np.float64).reshape(4))
-    rx0, ry0 = max(0, int(math.floor(x0)) - 1), max(0, int(math.floor(y0)) - 1)
-    rx1, ry1 = min(w, int(math.ceil(x1)) + 1), min(h, int(math.ceil(y1)) + 1)
-    if rx1 <= rx0 or ry1 <= ry0:
-        return out  # the box lies wholly outside the frame
-    m = crop_to_frame_affine(box, size=s)
-    m[0, 2] -= rx0  # into the region's own coordinates
-    m[1, 2] -= ry0
-    size = (rx1 - rx0, ry1 - ry0)
-    scale = min((x1 - x0) / s, (y1 - y0) / s)
-    warped = cv2.warpAffine(_prefilter(crop, scale), m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    alpha = cv2.warpAffine(np.ascontiguousarray(mask, np.float32), m, size, flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    alpha = np.clip(alpha, 0.0, 1.0)[..., None]
-    region = out[ry0:ry1, rx0:rx1]
-    blended = region.astype(np.float32) * (1.0 - alpha) + warped.astype(np.float32) * alpha
-    # np.where: mask 0 keeps the input exactly (no float round trip), whatever the crop holds there
-    out[ry0:ry1, rx0:rx1] = np.where(alpha > 0, np.clip(np.rint(blended), 0, 255), region).astype(np.uint8)
-    return out
+    return paste_many([frame], [crop], [box], mask=mask)[0]
+
+
+def paste_many(frames: Sequence[np.ndarray], crops: Sequence[np.ndarray], boxes: Sequence, *,
+               mask: np.ndarray) -> list[np.ndarray]:
+    """:func:`paste_back` of each (frame, crop, box), the mask warped once per run of equal consecutive boxes."""
+    outs: list[np.ndarray] = []
+    key = place = None
+    for frame, crop, box in zip(frames, crops, boxes):
+        _check(frame, crop, mask)
+        b = tuple(float(v) for v in np.asarray(box, np.float64).reshape(4))
+        if (b, frame.shape[:2]) != key:
+            key, place = (b, frame.shape[:2]), _placement(b, shape=frame.shape[:2], mask=mask)
+        out = frame.copy()
+        outs.append(out if place is None else _blend(out, crop, place))
+    return outs

@@ -9,7 +9,9 @@ given; so a 25 fps FREAK/Wav2Lip output stays 25 fps and a VFR phone clip comes 
 2. the refine pass at full size: crop each face directly at the refiner's ``image_size`` (:func:`crop_face`),
    refine the crops in batches, paste them back through a feathered mask (:mod:`talkfreq.pipeline.paste`), write.
 
-Memory is bounded by one batch of frames, whatever the video's length. The audio track is decoded once, put on the
+Memory is bounded by a few batches of frames, whatever the video's length: the pass runs the three-stage loop of
+:mod:`talkfreq.pipeline.stream` (decode + crop and paste + encode overlapped with the network when
+``accel.overlap``), and the network runs as ``accel`` says (:mod:`talkfreq.pipeline.accel`). The audio track is decoded once, put on the
 video's timeline and muxed into the output (mono, at its own sample rate); the writer is atomic, so a failed run
 leaves no output file. Frames without a face are written unchanged and counted.
 
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -32,11 +34,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from talkfreq.data.refiner_data import tensor_to_uint8, uint8_to_tensor
 from talkfreq.errors import MediaError, TalkfreqError
 from talkfreq.face import crop_face
-from talkfreq.pipeline.common import Progress, StreamConfig, check_output, detect_boxes, resolve_device
-from talkfreq.pipeline.paste import feather_mask, paste_back
+from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
+from talkfreq.pipeline.common import Progress, StageTimer, StreamConfig, check_output, detect_boxes, resolve_device
+from talkfreq.pipeline.paste import feather_mask, paste_many
+from talkfreq.pipeline.stream import batched, run_stream
+
+# seconds per stage, each measured where it runs (with overlap they add up to more than wall, the whole call)
+STAGES = ("decode", "detect", "crop", "refiner", "paste", "encode", "wall")
 
 
 @dataclass
@@ -60,6 +66,7 @@ class RefineResult:
     temporal_flip_rate: float  # code flips between consecutive refined frames (NaN with fewer than 2)
     seconds_boxes: float  # wall time of the box pass
     seconds_refine: float  # wall time of the refine pass (decode + crop + network + paste + encode)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES; overlapped: sum > wall)
 
     @property
     def frames_per_second(self) -> float:
@@ -88,19 +95,33 @@ class LatentSmoother:
         return out
 
 
-@torch.no_grad()
-def refine_crops(model, crops: np.ndarray, *, smoother: LatentSmoother | None = None,
-                 starts: Sequence[bool] | None = None) -> tuple[np.ndarray, Tensor]:
-    """Refine (B, S, S, 3) uint8 crops (S = ``model.config.image_size``) -> (refined (B, S, S, 3) uint8,
-    primary code indices (B, h, w) on the CPU). ``smoother`` with ``starts`` smooths latents over the batch."""
-    device = next(model.parameters()).device
-    x = uint8_to_tensor(crops).to(device)
-    z = model.encode(x)
-    if smoother is not None:
-        z = smoother(z, starts=starts if starts is not None else [False] * len(z))
-    q = model.quantize(z)
+def refine_tensor(model, x: Tensor, *, smoother: LatentSmoother | None = None,
+                  starts: Sequence[bool] | None = None) -> tuple[Tensor, Tensor]:
+    """(B, 3, S, S) in [-1, 1] on the model's device -> (refined (B, 3, S, S), primary code indices (B, h, w)).
+
+    Run it under an :class:`~talkfreq.pipeline.accel.Accel`'s autocast: encoder and decoder take the compute dtype,
+    while the latent smoothing and the nearest-code search run in float32 with autocast off (ours: a compute-dtype
+    rounding of the latent is a small shift the quantiser snaps back inside the NRoUB, but only if the distances
+    that pick the code are themselves exact).
+    """
+    z = model.encode(x).float()
+    with torch.autocast(x.device.type, enabled=False):
+        if smoother is not None:
+            z = smoother(z, starts=starts if starts is not None else [False] * len(z))
+        q = model.quantize(z)
     x_hat = model.decode(q.z_q, skip=z if model.config.skip_connection else None)
-    return tensor_to_uint8(x_hat), model.primary_indices(q.indices).cpu()
+    return x_hat, model.primary_indices(q.indices)
+
+
+def refine_crops(model, crops: np.ndarray, *, smoother: LatentSmoother | None = None,
+                 starts: Sequence[bool] | None = None, accel: Accel | None = None) -> tuple[np.ndarray, Tensor]:
+    """Refine (B, S, S, 3) uint8 crops (S = ``model.config.image_size``) -> (refined (B, S, S, 3) uint8,
+    primary code indices (B, h, w) on the CPU). ``smoother`` with ``starts`` smooths latents over the batch;
+    ``accel`` (default: plain fp32 on the model's device) says how the networks run."""
+    accel = accel or Accel.plain(next(model.parameters()).device)
+    with inference(accel):
+        x_hat, idx = refine_tensor(model, accel.images(crops), smoother=smoother, starts=starts)
+        return accel.host(accel.to_u8(x_hat)), idx.cpu()
 
 
 def refine_sequence(model, crops: np.ndarray, *, alpha: float = 0.0, batch_size: int = 8
@@ -136,14 +157,16 @@ def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig
     docstring. ``alpha`` is the temporal smoothing actually used (the caller resolves ``cfg.temporal_smoothing``)."""
     from talkfreq.io import VideoReader, VideoWriter, load_video_audio, probe
 
+    t_start = time.perf_counter()
     video, out = Path(video), Path(out)
     info = probe(video)  # a missing or unreadable file fails here, in one line
     if not info.has_video:
         raise MediaError(f"{video}: no video stream")
     check_output(out, inputs=[video])
-    device = resolve_device(cfg.device)
-    model = model.to(device).eval()
+    accel = resolve_accel(cfg.accel, resolve_device(cfg.device))
+    prepare_models(model, accel=accel)
     size = int(model.config.image_size)
+    timer = StageTimer(STAGES)
 
     t0 = time.perf_counter()
     fps = float(cfg.fps or info.fps or 25.0)
@@ -155,7 +178,7 @@ def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig
             raise TalkfreqError(f"{boxes_from}: holds boxes for {n} frames, but {video} has about {expected} "
                                 f"frames at {fps:g} fps; was it prepared from this video?")
     else:
-        boxes, valid, n = detect_boxes(video, cfg=cfg.face, fps=fps, progress=progress)
+        boxes, valid, n = detect_boxes(video, cfg=cfg.face, fps=fps, progress=progress, timer=timer)
     seconds_boxes = time.perf_counter() - t0
 
     t1 = time.perf_counter()
@@ -165,50 +188,58 @@ def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig
         audio = load_video_audio(video, sample_rate=rate, duration=n / fps)
     mask = feather_mask(size, region=cfg.region, feather=cfg.feather)
     smoother = LatentSmoother(alpha)
-    written = refined = 0
-    flips = pairs = 0
-    prev_idx: Optional[Tensor] = None  # codes of the previous frame when it was refined
-    pending: list[tuple[int, np.ndarray]] = []
+    counts = {"written": 0, "refined": 0, "flips": 0, "pairs": 0}
+    prev_idx: list[Optional[Tensor]] = [None]  # codes of the previous frame when it was refined
 
     def has_face(i: int) -> bool:
         return i < n and bool(valid[i])
 
-    def flush(writer) -> None:
-        nonlocal written, refined, flips, pairs, prev_idx
-        face_ids = [k for k, (i, _) in enumerate(pending) if has_face(i)]
-        results: dict[int, tuple[np.ndarray, Tensor]] = {}
+    def batches():  # the producer: decode, crop
+        for items in batched(enumerate(timer.iterate(reader, "decode")), cfg.batch_size):
+            face_ids = [k for k, (i, _) in enumerate(items) if has_face(i)]
+            with timer("crop"):
+                crops = np.stack([crop_face(items[k][1], boxes[items[k][0]], size=size) for k in face_ids]) \
+                    if face_ids else None
+            yield items, face_ids, crops
+
+    def compute(batch):  # this thread: the refiner
+        items, face_ids, crops = batch
+        if not face_ids:
+            return items, face_ids, None, None
+        with timer("refiner"):
+            new, idx = refine_crops(model, crops, smoother=smoother, accel=accel,
+                                    starts=[not has_face(items[k][0] - 1) for k in face_ids])
+        return items, face_ids, new, idx
+
+    def consume(result, writer) -> None:  # the consumer: paste, code flips, encode
+        items, face_ids, new, idx = result
+        frames = [f for _, f in items]
         if face_ids:
-            crops = np.stack([crop_face(pending[k][1], boxes[pending[k][0]], size=size) for k in face_ids])
-            starts = [not has_face(pending[k][0] - 1) for k in face_ids]
-            new, idx = refine_crops(model, crops, smoother=smoother, starts=starts)
-            results = {k: (new[j], idx[j]) for j, k in enumerate(face_ids)}
-        for k, (i, frame) in enumerate(pending):
-            if k in results:
-                crop, idx = results[k]
-                frame = paste_back(frame, crop, boxes[i], mask=mask)
-                if prev_idx is not None and has_face(i - 1):
-                    flips += int((idx != prev_idx).sum())
-                    pairs += idx.numel()
-                prev_idx = idx
-                refined += 1
-            writer.write(frame)
-            written += 1
-        pending.clear()
+            with timer("paste"):
+                pasted = paste_many([frames[k] for k in face_ids], new, [boxes[items[k][0]] for k in face_ids],
+                                    mask=mask)
+            for j, k in enumerate(face_ids):
+                frames[k] = pasted[j]
+                if prev_idx[0] is not None and has_face(items[k][0] - 1):
+                    counts["flips"] += int((idx[j] != prev_idx[0]).sum())
+                    counts["pairs"] += idx[j].numel()
+                prev_idx[0] = idx[j]
+        with timer("encode"):
+            for frame in frames:
+                writer.write(frame)
+        counts["written"] += len(items)
+        counts["refined"] += len(face_ids)
         if progress:
-            progress("refine", written, n)
+            progress("refine", counts["written"], n)
 
     with VideoWriter(out, fps=fps, width=reader.source_width, height=reader.source_height, audio=audio,
                      sample_rate=rate, crf=cfg.crf) as writer:
-        for i, frame in enumerate(reader):
-            pending.append((i, frame))
-            if len(pending) == cfg.batch_size:
-                flush(writer)
-        if pending:
-            flush(writer)
+        run_stream(batches(), compute, lambda r: consume(r, writer), overlap=accel.overlap)
     seconds_refine = time.perf_counter() - t1
+    written, refined, pairs = counts["written"], counts["refined"], counts["pairs"]
     return RefineResult(
         out=out, frames=written, refined=refined, no_face=written - refined, fps=fps, width=reader.source_width,
         height=reader.source_height, audio=audio is not None, alpha=alpha,
-        temporal_flip_rate=flips / pairs if pairs else float("nan"), seconds_boxes=seconds_boxes,
-        seconds_refine=seconds_refine,
+        temporal_flip_rate=counts["flips"] / pairs if pairs else float("nan"), seconds_boxes=seconds_boxes,
+        seconds_refine=seconds_refine, timings={**timer.seconds, "wall": time.perf_counter() - t_start},
     )

@@ -2,16 +2,17 @@
 
 :func:`evaluate` (the Python API the experiments call) does, in order:
 
-1. checks every input and loads the optional networks (LPIPS-VGG with ``vgg16``, the talkfreq SyncNet expert with
-   ``syncnet``, a SOVQAE refiner with ``refiner``) - cheap failures first, one line each;
+1. checks every input and loads the optional networks (LPIPS-VGG with ``vgg16``, a lip-sync expert with ``syncnet``
+   - a talkfreq SyncNet or the original syncnet_v2, :mod:`talkfreq.report.sync_scoring` -, a SOVQAE refiner with
+   ``refiner``) - cheap failures first, one line each;
 2. one face-detection pass on the reference (:func:`talkfreq.report.common.reference_track`); no face there is an
    error;
 3. one streaming pass over all videos in lock-step on the 25 fps timeline (cut to the shortest, noted in the report):
    per batch, every video is cropped with the reference's boxes at ``face.crop_size`` and scored by a
    :class:`~talkfreq.report.scoring.VideoScorer` against the reference's crops - the reference itself included, as
    the first row. Frames where the reference has no face are not scored (their count is reported). With a SyncNet,
-   each video's lower-face crops and its own audio (the reference's when it has none) feed a streaming embedder and
-   give LSE-D / LSE-C / the AV offset (syncnet_python's definition, :mod:`talkfreq.metrics.sync`);
+   each video's crops for that expert and its own audio (the reference's when it has none) feed a streaming
+   embedder and give LSE-D / LSE-C / the AV offset (syncnet_python's definition, :mod:`talkfreq.metrics.sync`);
 4. with a refiner, its NRoUB diagnostic on the first ``nroub_frames`` consecutive real face crops
    (:func:`talkfreq.report.refiner_diagnosis.diagnose`);
 5. writes ``metrics.csv``, ``metrics.json``, ``figures/*.png``, ``compare.mp4`` (the side-by-side video, unless
@@ -57,7 +58,7 @@ class EvalConfig:
     closeup_frames: int = 4  # frames shown in the close-up grid (evenly spaced)
     nroub_frames: int = 32  # consecutive real face crops for the refiner's NRoUB diagnostic
     device: str = "auto"
-    syncnet: Optional[str] = None  # a `talkfreq train syncnet` model/ folder (or its run folder): LSE-D/C
+    syncnet: Optional[str] = None  # a `talkfreq train syncnet` model/ (or run) folder, or syncnet_v2.model: LSE-D/C
     vgg16: Optional[str] = None  # torchvision VGG16 weights for LPIPS (or $TALKFREQ_VGG16)
     refiner: Optional[str] = None  # a refiner model/ folder or .ckpt: adds its NRoUB numbers
     write_video: bool = True  # write compare.mp4 and embed it in the report
@@ -118,7 +119,7 @@ class EvalResult:
 
 
 def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]]:
-    """(lpips or None, syncnet or None, refiner or None, {column: why unavailable})."""
+    """(lpips or None, SyncScorer or None, refiner or None, {column: why unavailable})."""
     from talkfreq.losses.perceptual import LPIPS, VGG16_ENV, resolve_vgg16_path
 
     why: dict[str, str] = {}
@@ -129,14 +130,9 @@ def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]
     else:
         lpips = LPIPS.from_path(vgg, normalize=True).to(device)
     if cfg.syncnet:
-        from talkfreq.models import SyncNet
+        from talkfreq.report.sync_scoring import load_sync_scorer
 
-        p = Path(cfg.syncnet)
-        if (p / "model" / "config.json").is_file():  # a run folder: its final expert
-            p = p / "model"
-        if not p.exists():
-            raise TalkfreqError(f"{p}: SyncNet not found (expected a `talkfreq train syncnet` model/ folder)")
-        syncnet = SyncNet.from_pretrained(p, map_location=device).to(device).eval()
+        syncnet = load_sync_scorer(cfg.syncnet, face=cfg.face, fps=cfg.fps, device=device)
     else:
         why["lse_d"] = why["lse_c"] = why["lse_offset"] = "no SyncNet given (--syncnet DIR)"
     if cfg.refiner:
@@ -146,28 +142,14 @@ def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]
     return lpips, syncnet, refiner, why
 
 
-def syncnet_embedder(model):
-    """A :data:`~talkfreq.metrics.sync.SyncEmbedFn` for talkfreq's :class:`~talkfreq.models.SyncNet`: faces
-    (B, 5, 3, S, S) in [0, 1] (S = the model's image_size) -> [-1, 1], lower halves stacked; mel (B, 80, 16)."""
-    from talkfreq.models.syncnet import stack_lower_halves
-
-    def embed(faces, mel):
-        out = model(stack_lower_halves(faces * 2.0 - 1.0), mel[:, None])
-        return out.audio_emb, out.video_emb
-
-    return embed
-
-
 def _sync_streams(names, paths, *, syncnet, fps, batch_size, device, notes) -> dict:
-    """{name: SyncEmbeddingStream} fed with each video's own audio (the reference's when it has none)."""
-    from talkfreq.audio.mel import melspectrogram
+    """{name: (SyncEmbeddingStream, audio samples)} fed with each video's own audio (the reference's when it has
+    none)."""
     from talkfreq.io import load_video_audio, probe
-    from talkfreq.metrics.sync import SyncEmbeddingStream
 
     audio = {n: load_video_audio(paths[n], sample_rate=16000) for n in names if probe(paths[n]).has_audio}
     if REFERENCE_NAME not in audio and len(audio) < len(names):
         notes.append("LSE: some videos have no audio track and neither has the reference; those score nothing")
-    embed = syncnet_embedder(syncnet)
     streams = {}
     for n in names:
         wav = audio.get(n, audio.get(REFERENCE_NAME))
@@ -175,8 +157,7 @@ def _sync_streams(names, paths, *, syncnet, fps, batch_size, device, notes) -> d
             continue
         if n not in audio:
             notes.append(f"LSE: {n} has no audio track; scored with the reference's audio")
-        streams[n] = SyncEmbeddingStream(melspectrogram(wav), embed=embed, fps=fps, batch_size=batch_size,
-                                         device=device)
+        streams[n] = (syncnet.stream(wav, fps=fps, batch_size=batch_size, device=device), len(wav))
     return streams
 
 
@@ -187,7 +168,6 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     ``evaluate``, ``compare``)."""
     import torch
 
-    from talkfreq.metrics.sync import lse_scores
     from talkfreq.pipeline.common import resolve_device
 
     cfg = cfg or EvalConfig()
@@ -215,7 +195,6 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
                              device=device, notes=notes)
         if not sync:
             unavailable.update(dict.fromkeys(("lse_d", "lse_c", "lse_offset"), "no video has an audio track"))
-    sync_size = int(syncnet.config.image_size) if syncnet is not None else 0
     est = stream.estimate()
     picks = set(np.linspace(0, max(est - 1, 0), cfg.closeup_frames + 2).round().astype(int)[1:-1].tolist())
     closeups: dict[str, list[np.ndarray]] = {n: [] for n in stream.names}
@@ -231,8 +210,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
             for n, c in crops.items():
                 scorers[n].add(c[valid], crops[REFERENCE_NAME][valid], index=idx[valid])
                 if n in sync:
-                    sync[n].add(np.stack([crop_face(f, boxes[n][i], size=sync_size)
-                                          for i, f in zip(idx, batch[n])]))
+                    sync[n][0].add(np.stack([syncnet.crop(f, boxes[n][i]) for i, f in zip(idx, batch[n])]))
             for k, i in enumerate(idx):
                 if i in picks and valid[k]:
                     closeup_index.append(int(i))
@@ -259,7 +237,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         values.update(lse_d=None, lse_c=None, lse_offset=None)
         if n in sync:
             try:
-                lse = lse_scores(*sync[n].result())
+                lse = syncnet.scores(sync[n][0], samples=sync[n][1])
                 values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset))
             except ValueError as exc:  # a clip shorter than one window
                 notes.append(f"LSE: {n}: {exc}")

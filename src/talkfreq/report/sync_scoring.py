@@ -1,0 +1,101 @@
+"""The lip-sync expert behind ``talkfreq evaluate``'s LSE columns: a talkfreq SyncNet or the original syncnet_v2.
+
+``--syncnet PATH`` takes either
+
+* a ``talkfreq train syncnet`` ``model/`` folder (or its run folder): Wav2Lip-style expert, fed the lower half of the
+  evaluation's face crop (resized to the expert's ``image_size``) and the Wav2Lip mel windows; or
+* the published ``syncnet_v2.model`` file of joonson/syncnet_python: fed its own 224 px crop, derived from the
+  reference's face boxes, and 13 MFCCs, with the original's window count (:mod:`talkfreq.metrics.sync_v2`).
+
+Either way LSE-D / LSE-C / the offset are syncnet_python's (:func:`talkfreq.metrics.sync.lse_scores`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from talkfreq.errors import ConfigError, TalkfreqError
+from talkfreq.face import FaceConfig
+from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_scores
+
+KINDS = ("talkfreq", "syncnet_v2")
+
+
+def syncnet_embedder(model):
+    """A :data:`~talkfreq.metrics.sync.SyncEmbedFn` for talkfreq's :class:`~talkfreq.models.SyncNet`: faces
+    (B, 5, 3, S, S) in [0, 1] (S = the model's image_size) -> [-1, 1], lower halves stacked; mel (B, 80, 16)."""
+    from talkfreq.models.syncnet import stack_lower_halves
+
+    def embed(faces, mel):
+        out = model(stack_lower_halves(faces * 2.0 - 1.0), mel[:, None])
+        return out.audio_emb, out.video_emb
+
+    return embed
+
+
+@dataclass
+class SyncScorer:
+    """One loaded expert: how to crop a frame for it, embed a video's stream and score the embeddings."""
+
+    kind: str  # one of KINDS
+    model: Any
+    face: FaceConfig  # the settings the crop boxes were made with (syncnet_v2 undoes their padding)
+
+    def crop(self, frame: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
+        """The expert's crop of one (H, W, 3) uint8 frame, from the evaluation's face crop box (frame pixels)."""
+        if self.kind == "syncnet_v2":
+            from talkfreq.metrics.sync_v2 import crop_syncnet_v2, face_boxes_from_crop_boxes
+
+            face_box = face_boxes_from_crop_boxes(crop_box, padding=self.face.padding, shift_y=self.face.shift_y)
+            return crop_syncnet_v2(frame, face_box[0])
+        from talkfreq.face import crop_face
+
+        return crop_face(frame, crop_box, size=int(self.model.config.image_size))
+
+    def stream(self, wav: np.ndarray, *, fps: float, batch_size: int, device) -> SyncEmbeddingStream:
+        """A streaming embedder for one video whose audio is ``wav`` (16 kHz mono float)."""
+        if self.kind == "syncnet_v2":
+            from talkfreq.metrics.sync_v2 import syncnet_v2_stream
+
+            return syncnet_v2_stream(wav, model=self.model, fps=fps, batch_size=batch_size, device=device)
+        from talkfreq.audio.mel import melspectrogram
+
+        return SyncEmbeddingStream(melspectrogram(wav), embed=syncnet_embedder(self.model), fps=fps,
+                                   batch_size=batch_size, device=device)
+
+    def scores(self, stream: SyncEmbeddingStream, *, samples: int) -> LSEResult:
+        """LSE of a finished stream (``samples``: its audio's length; syncnet_v2 scores the original's windows)."""
+        audio, video = stream.result()
+        if self.kind == "syncnet_v2":
+            from talkfreq.metrics.sync_v2 import syncnet_v2_windows
+
+            n = syncnet_v2_windows(stream.frames, samples, fps=stream.fps)
+            if n == 0:
+                raise ValueError(f"too short for one syncnet_v2 window ({stream.frames} frames, {samples} samples)")
+            audio, video = audio[:n], video[:n]
+        return lse_scores(audio, video)
+
+
+def load_sync_scorer(path: str | Path, *, face: FaceConfig, fps: float, device) -> SyncScorer:
+    """A :class:`SyncScorer` for ``path``: a file is the original ``syncnet_v2.model`` (loaded strictly), a folder
+    a talkfreq SyncNet ``model/`` folder or its run folder. One-line errors for anything else."""
+    p = Path(path)
+    if p.is_file():
+        from talkfreq.metrics.sync_v2 import V2_FPS
+        from talkfreq.models import SyncNetV2
+
+        if abs(fps - V2_FPS) > 1e-6:
+            raise ConfigError(f"syncnet_v2 weights score 25 fps video only (4 MFCC frames per frame); got fps={fps}")
+        return SyncScorer("syncnet_v2", SyncNetV2.load_original(p, map_location=device).to(device).eval(), face)
+    from talkfreq.models import SyncNet
+
+    if (p / "model" / "config.json").is_file():  # a run folder: its final expert
+        p = p / "model"
+    if not p.exists():
+        raise TalkfreqError(f"{p}: SyncNet not found (expected a `talkfreq train syncnet` model/ folder or the "
+                            f"original syncnet_v2.model file)")
+    return SyncScorer("talkfreq", SyncNet.from_pretrained(p, map_location=device).to(device).eval(), face)
