@@ -149,6 +149,14 @@ def test_speech_feature_model_needs_and_uses_a_speech_model(clip, models, tmp_pa
     cfg.speech.model = str(hubert)
     res = infer(clip, audio=clip, stage1=models["stage1_speech"], out=tmp_path / "h.mp4", cfg=cfg)
     assert res.frames == 50
+    # A model folder with the speech.json that stage-1 training writes needs no --speech-model.
+    import shutil
+
+    from talkfreq.audio.features import save_speech_record
+
+    recorded = shutil.copytree(models["stage1_speech"], tmp_path / "recorded")
+    save_speech_record(recorded, model=str(hubert), layer=-1)
+    assert infer(clip, audio=clip, stage1=recorded, out=tmp_path / "r.mp4", cfg=InferConfig()).frames == 50
 
 
 # ---------------------------------------------------------------------------------------------- the timeline

@@ -254,19 +254,20 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
             raise TalkfreqError(f"{stage1_out}: --save-stage1 must differ from --out")
     wav16, n_frames, seconds, mux, mux_rate = _driving_audio(audio, fps=cfg.fps)
     accel = resolve_accel(cfg.accel, resolve_device(cfg.device))
+    speech = mi.resolve_speech(stage1, cfg.speech)  # the encoder recorded beside a model/ folder, unless given
     stage1, refiner, alpha = _load_models(stage1, refiner, cfg, accel)
     if mode == "one-shot" and isinstance(stage1, mi.Wav2Lip):
         raise TalkfreqError("one-shot needs a FREAK stage-1 model: Wav2Lip is a dubbing model (trained on half "
                             "masks only); use --mode dubbing with a video")
     spec = mi.audio_spec(stage1)
-    mi.check_speech_config(spec, cfg.speech, source="stage-1 model")
+    mi.check_speech_config(spec, speech, source="stage-1 model")
     size = int(stage1.config.image_size)
     if still:
         boxes = image_face_box(image, cfg=cfg.face, source=str(face), fixed_box=cfg.box)[None]
 
     # ---- audio features, then the face source
     with timer("audio"):
-        track = mi.audio_track(wav16, n_frames=n_frames, fps=cfg.fps, spec=spec, speech=cfg.speech)
+        track = mi.audio_track(wav16, n_frames=n_frames, fps=cfg.fps, spec=spec, speech=speech)
     choice = cfg.reference_choice()
     ref_crop = None
     n_src = 1
