@@ -11,9 +11,10 @@ given; so a 25 fps FREAK/Wav2Lip output stays 25 fps and a VFR phone clip comes 
 
 Memory is bounded by a few batches of frames, whatever the video's length: the pass runs the three-stage loop of
 :mod:`talkfreq.pipeline.stream` (decode + crop and paste + encode overlapped with the network when
-``accel.overlap``), and the network runs as ``accel`` says (:mod:`talkfreq.pipeline.accel`). The audio track is decoded once, put on the
-video's timeline and muxed into the output (mono, at its own sample rate); the writer is atomic, so a failed run
-leaves no output file. Frames without a face are written unchanged and counted.
+``accel.overlap``), and the network runs as ``accel`` says (:mod:`talkfreq.pipeline.accel`). The audio track is
+decoded once, put on the video's timeline and muxed into the output (mono, at its own sample rate); the writer is
+atomic, so a failed run leaves no output file. Frames without a face are written unchanged and counted.
+``RefineResult.timings`` holds the seconds of each stage (``STAGES``).
 
 Temporal stability (ours; LaDTalk claims temporal consistency without saying how): ``temporal_smoothing = alpha``
 smooths the encoder's pre-quantisation latents over consecutive frames, ``z~_t = alpha z~_{t-1} + (1 - alpha) z_t``,

@@ -1,12 +1,13 @@
 """The three-stage batch loop of the streaming pipelines: produce (decode + crop) -> compute (the networks) ->
 consume (paste + encode), with the two CPU sides overlapped with the networks.
 
-With ``overlap`` (ours; the point is that the accelerator never waits for the CPU, and on a CPU that the codec and
-OpenCV work, which release the GIL, fills the cores while torch waits on a batch boundary): batch k+1 is decoded and
-cropped in a producer thread and batch k-1 pasted and encoded in a consumer thread while the calling thread runs
-the networks on batch k. Queues between the sides hold at most ``depth`` batches each, so at most ``2 depth + 3``
-batches of frames are alive whatever the video's length. Every side handles its batches in order, one at a time, so
-the output is bit-identical to the sequential loop (``overlap=False``).
+With ``overlap`` (ours; the point is that a GPU never waits for the CPU): batch k+1 is decoded and cropped in a
+producer thread and batch k-1 pasted and encoded in a consumer thread while the calling thread runs the networks on
+batch k; PyAV, OpenCV and torch release the GIL, so the three really run at once. On a CPU the sides share the
+cores: measured on the 2-core development machine (``benchmarks/RESULTS.md``) it gains 10-30 % with one torch
+thread and is neutral when torch already uses both cores. Queues between the sides hold at most ``depth`` batches
+each, so at most ``2 depth + 3`` batches of frames are alive whatever the video's length. Every side handles its
+batches in order, one at a time, so the output is bit-identical to the sequential loop (``overlap=False``).
 
 Errors: the first exception of any side stops the others (threads blocked on a full or empty queue wake within
 ``_POLL`` seconds), all threads are joined, and the exception object itself is re-raised in the caller, so its type
