@@ -53,13 +53,15 @@ def build(name: str):
     import torch
     from omegaconf import OmegaConf
 
+    from talkfreq.config import load_yaml
+
     from talkfreq.data.refiner_data import uint8_to_tensor
     from talkfreq.models import FREAK, SOVQAE, SOVQAEConfig
 
     s1_yaml, ref_yaml = (REPO / p for p in SETS[name])
     torch.manual_seed(0)
-    freak = FREAK(config={**OmegaConf.to_container(OmegaConf.load(s1_yaml).freak), "image_size": SIZE})
-    refiner = SOVQAE(config=SOVQAEConfig(**{**OmegaConf.to_container(OmegaConf.load(ref_yaml).sovqae),
+    freak = FREAK(config={**OmegaConf.to_container(load_yaml(s1_yaml).freak), "image_size": SIZE})
+    refiner = SOVQAE(config=SOVQAEConfig(**{**OmegaConf.to_container(load_yaml(ref_yaml).sovqae),
                                             "image_size": SIZE}))
     refiner.train()
     with torch.no_grad():

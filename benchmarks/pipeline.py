@@ -43,11 +43,13 @@ def make_models(out: Path, *, size: int) -> tuple[Path, Path]:
     import torch
     from omegaconf import OmegaConf
 
+    from talkfreq.config import load_yaml
+
     from talkfreq.models import FREAK, SOVQAE, SOVQAEConfig
 
     torch.manual_seed(0)
-    freak = OmegaConf.to_container(OmegaConf.load(REPO / "configs/stage1/tiny_freak.yaml").freak)
-    sovqae = OmegaConf.to_container(OmegaConf.load(REPO / "configs/refiner/tiny.yaml").sovqae)
+    freak = OmegaConf.to_container(load_yaml(REPO / "configs/stage1/tiny_freak.yaml").freak)
+    sovqae = OmegaConf.to_container(load_yaml(REPO / "configs/refiner/tiny.yaml").sovqae)
     FREAK(config={**freak, "image_size": size}).save_pretrained(out / "stage1")
     SOVQAE(config=SOVQAEConfig(**{**sovqae, "image_size": size})).save_pretrained(out / "refiner")
     return out / "stage1", out / "refiner"

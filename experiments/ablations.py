@@ -47,7 +47,7 @@ EVAL_KEYS = ("psnr", "mouth_psnr", "lse_d", "lse_c", "spectrum_gap", "mouth_spec
 
 @dataclass
 class Variant:
-    config: Optional[str] = None  # a run config file (relative to the repository root); None: the study's base
+    config: Optional[str] = None  # a run config file (relative to the repository root); None: the study's run_config
     overrides: list[str] = field(default_factory=list)  # after the study's ``common`` overrides
 
 
@@ -64,7 +64,8 @@ class AblationConfig:
     prepare: list[str] = field(default_factory=list)  # overrides of talkfreq.data.prepare.PrepareConfig
     speech_model: Optional[str] = None  # a local HuBERT folder: prepare writes speech.npy with it
     syncnet: RunSpec = field(default_factory=RunSpec)  # stage1 studies: the LSE expert
-    base: str = ""  # the run config file of every variant without its own
+    run_config: str = ""  # the run config file of every variant without its own (not `base`: that key
+                          # makes a YAML file include another, see talkfreq.config.load_yaml)
     common: list[str] = field(default_factory=list)  # overrides of every variant's run config
     variants: dict[str, Variant] = field(default_factory=dict)
     infer: list[str] = field(default_factory=list)  # overrides of talkfreq.pipeline.infer.InferConfig
@@ -78,7 +79,7 @@ class AblationConfig:
 
 
 def variant_configs(cfg: AblationConfig, *, data: Path, runs: Path, identities: list[str]) -> dict[str, Any]:
-    """The run config of every variant: its file (or ``base``), ``common``, its own overrides, then what the study
+    """The run config of every variant: its file (or ``run_config``), ``common``, its own overrides, then what the study
     fixes (data, run folder and name, steps; a refiner's identity)."""
     from talkfreq import demo
     from talkfreq.errors import ConfigError
@@ -88,7 +89,7 @@ def variant_configs(cfg: AblationConfig, *, data: Path, runs: Path, identities: 
     if not cfg.variants:
         raise ConfigError("variants: the study names no variant")
     fixed = [f"data.identities=[{','.join(identities)}]"] if cfg.kind == "refiner" else []
-    return {name: demo.run_config(cfg.kind, REPO / (v.config or cfg.base), data=data, runs=runs, name=name,
+    return {name: demo.run_config(cfg.kind, REPO / (v.config or cfg.run_config), data=data, runs=runs, name=name,
                                   steps=cfg.steps, overrides=[*cfg.common, *v.overrides, *fixed])
             for name, v in cfg.variants.items()}
 

@@ -61,3 +61,56 @@ def test_split_overrides(tmp_path):
     existing.write_text("")
     args, over = split_overrides(["video.mp4", "face.padding=0.3", str(existing), "dir/"])
     assert args == ["video.mp4", str(existing), "dir/"] and over == ["face.padding=0.3"]
+
+
+# -- base: a config file that starts from another -----------------------------------------------------------------
+
+
+def test_base_values_child_overrides_and_a_chain(tmp_path):
+    (tmp_path / "a.yaml").write_text("name: a\ntrainer:\n  max_steps: 1\n  lr: 0.1\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.yaml").write_text("base: ../a.yaml\ntrainer:\n  lr: 0.2\n")
+    (tmp_path / "sub" / "c.yaml").write_text(f"base: {tmp_path / 'sub' / 'b.yaml'}\nname: c\n")  # absolute
+    assert load_config(Cfg, tmp_path / "sub" / "b.yaml") == Cfg(name="a", trainer=Trainer(max_steps=1, lr=0.2))
+    assert load_config(Cfg, tmp_path / "sub" / "c.yaml", ["trainer.max_steps=5"]) == Cfg(
+        name="c", trainer=Trainer(max_steps=5, lr=0.2))
+
+
+def test_base_is_relative_to_the_file_not_the_working_directory(tmp_path, monkeypatch):
+    (tmp_path / "cfg" / "x").mkdir(parents=True)
+    (tmp_path / "cfg" / "a.yaml").write_text("name: a\n")
+    (tmp_path / "cfg" / "x" / "b.yaml").write_text("base: ../a.yaml\n")
+    monkeypatch.chdir(tmp_path / "cfg" / "x")
+    assert load_config(Cfg, "b.yaml").name == "a"
+    monkeypatch.chdir(tmp_path)
+    assert load_config(Cfg, "cfg/x/b.yaml").name == "a"
+
+
+@pytest.mark.parametrize("files, names", [
+    ({"c.yaml": "base: missing.yaml\n"}, ["c.yaml", "missing.yaml"]),
+    ({"c.yaml": "base: c.yaml\n"}, ["c.yaml", "cycle"]),
+    ({"c.yaml": "base: d.yaml\n", "d.yaml": "base: e.yaml\n", "e.yaml": "base: c.yaml\n"}, ["e.yaml", "cycle"]),
+    ({"c.yaml": "base: [a.yaml]\n"}, ["c.yaml", "base must be"]),
+])
+def test_base_errors_are_one_line_naming_the_file(tmp_path, files, names):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(Cfg, tmp_path / "c.yaml")
+    assert all(n in str(e.value) for n in names) and "\n" not in str(e.value), str(e.value)
+
+
+def test_demo_syncnet_is_the_1m_recipe_with_fewer_steps():
+    from pathlib import Path
+
+    from talkfreq.training.registry import load_run_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    demo = load_run_config("syncnet", configs / "demo" / "syncnet.yaml")
+    recipe = load_run_config("syncnet", configs / "stage1" / "tiny_syncnet_1m.yaml")
+    assert (demo.model.image_size, demo.model.width, demo.data.batch_size, demo.data.num_workers) == (48, 128, 32, 0)
+    assert (demo.optim.lr, demo.optim.schedule, demo.optim.warmup_steps) == (1e-3, "cosine", 20)
+    assert (demo.trainer.max_steps, demo.trainer.val_check_interval, demo.trainer.limit_val_batches,
+            demo.trainer.log_every_n_steps) == (300, 150, 4, 10)
+    assert (demo.logging.logger, demo.run.name, demo.run.checkpoint_every_n_steps) == ("csv", "syncnet", 150)
+    assert demo.model == recipe.model and demo.data == recipe.data and demo.logging == recipe.logging

@@ -17,6 +17,7 @@ from talkfreq.face import (
     HaarDetector,
     MediaPipeDetector,
     box_to_affine,
+    bridge_skipped,
     crop_face,
     crop_faces,
     crop_to_frame_affine,
@@ -160,6 +161,78 @@ def test_moving_face_is_followed():
     dets = [_det((50 + 8 * i, 50, 110 + 8 * i, 110), *([BIG] if i > 2 else [])) for i in range(10)]
     boxes, found = select_track(dets, frame_size=FRAME)
     assert found.all() and np.allclose(boxes[:, 0], 50 + 8 * np.arange(10))
+
+
+def test_nested_half_face_box_does_not_take_the_track():
+    # Haar's eyes-and-nose box inside the face (half its side, IoU 0.25) must be a miss, not the face.
+    face, inner = (100, 100, 200, 200), (125, 110, 175, 160)
+    dets = [_det(face), _det(inner), _det(inner), _det(face)]
+    boxes, found = select_track(dets, frame_size=FRAME)
+    assert found.tolist() == [True, False, False, True] and np.allclose(boxes[3], face)
+
+
+class _Counting:
+    def __init__(self):
+        self.seen = []
+
+    def detect(self, frame, *, index=None):
+        self.seen.append(index)
+        return _det((float(frame[0, 0, 0]), 10, float(frame[0, 0, 0]) + 40, 50))
+
+
+@pytest.mark.parametrize("n, every, looked", [(10, 3, [0, 3, 6, 9]), (11, 3, [0, 3, 6, 9, 10]), (1, 4, [0]),
+                                              (5, 1, [0, 1, 2, 3, 4])])
+def test_detect_all_looks_at_every_kth_and_the_last_frame(n, every, looked):
+    frames = (np.full((8, 8, 3), 2 * i, np.uint8) for i in range(n))  # a generator: the clip streams
+    det = _Counting()
+    dets = detect_all(det, frames, every=every, scale=(0.5, 2.0))
+    assert det.seen == looked and [i for i, d in enumerate(dets) if d is not None] == looked
+    for i in looked:  # boxes are brought back to source pixels
+        assert np.allclose(dets[i][0, :4], [2 * i / 0.5, 10 / 2.0, (2 * i + 40) / 0.5, 50 / 2.0])
+
+
+def test_detect_all_looks_between_key_frames_where_the_face_comes_or_goes():
+    class FaceOnly(_Counting):  # frames 5..12 have no face
+        def detect(self, frame, *, index=None):
+            out = super().detect(frame, index=index)
+            return _det() if 5 <= index <= 12 else out
+
+    det = FaceOnly()
+    dets = detect_all(det, [np.zeros((8, 8, 3), np.uint8)] * 17, every=4)
+    assert det.seen == [0, 4, 8, 5, 6, 7, 12, 16, 13, 14, 15]  # 4 -> 8 and 12 -> 16 flip; 8 -> 12 does not
+    assert [i for i, d in enumerate(dets) if d is not None and len(d) == 0] == [5, 6, 7, 8, 12]
+    track = track_faces(dets, cfg=FaceConfig(miss_policy="skip"), frame_size=FRAME)
+    assert track.valid.tolist() == [True] * 5 + [False] * 8 + [True] * 4
+
+
+def test_bridge_interpolates_only_between_found_key_frames():
+    b = np.full((7, 4), np.nan, np.float32)
+    b[0], b[2], b[6] = (0, 0, 10, 10), (20, 0, 30, 10), (60, 0, 70, 10)
+    found = np.array([1, 0, 1, 0, 0, 0, 1], bool)
+    looked = np.array([1, 0, 1, 0, 1, 0, 1], bool)  # frame 4 was looked at and missed
+    out, f = bridge_skipped(b, found, looked)
+    assert f.tolist() == [True, True, True, False, False, False, True]
+    assert np.allclose(out[1], (10, 0, 20, 10)) and np.isnan(out[3:6]).all()
+
+
+@pytest.mark.parametrize("policy", ["interpolate", "hold", "skip"])
+def test_sparse_detection_matches_dense_on_steady_motion(policy):
+    # Linear motion: bridging key frames gives the every-frame boxes exactly, whatever the miss policy.
+    dense = [_det((50 + 3 * i, 40 + i, 150 + 3 * i, 140 + i)) for i in range(13)]
+    sparse = [d if i % 4 == 0 or i == 12 else None for i, d in enumerate(dense)]
+    cfg = FaceConfig(miss_policy=policy, smooth_window=5)
+    a = track_faces(dense, cfg=cfg, frame_size=FRAME)
+    b = track_faces(sparse, cfg=cfg, frame_size=FRAME)
+    assert b.valid.all() and b.found.all() and np.allclose(a.crop_boxes, b.crop_boxes, atol=1e-3)
+
+
+def test_sparse_detection_miss_follows_the_miss_policy():
+    dense = [_det((50 + 3 * i, 40, 150 + 3 * i, 140)) for i in range(9)]
+    sparse = [dense[0], None, _det(), None, dense[4], None, None, None, dense[8]]  # frame 2 looked: no face
+    assert not track_faces(sparse, cfg=FaceConfig(miss_policy="skip"), frame_size=FRAME).valid[1:4].any()
+    t = track_faces(sparse, cfg=FaceConfig(miss_policy="interpolate", smooth_window=1), frame_size=FRAME)
+    assert t.valid.all() and t.found.tolist() == [True, False, False, False] + [True] * 5
+    assert np.allclose(t.boxes[:, 0], 50 + 3 * np.arange(9))
 
 
 def test_gap_is_interpolated_linearly():
@@ -379,6 +452,8 @@ def test_config_defaults_and_validation():
         FaceConfig(crop_size=8)
     with pytest.raises(ConfigError, match="face.backend must be one of haar, mediapipe, boxes"):
         load_config(FaceConfig, overrides=["backend=dlib"])
+    with pytest.raises(ConfigError, match="face.detect_every must be >= 1"):
+        load_config(FaceConfig, overrides=["detect_every=0"])
 
 
 def test_make_detector(tmp_path):

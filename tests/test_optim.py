@@ -39,12 +39,36 @@ def test_with_schedule_steps_the_lr_per_step():
     assert opts is pair and scheds[0]["scheduler"].optimizer is opt
 
 
-@pytest.mark.parametrize(("kwargs", "steps", "message"), [
-    ({"schedule": "linear"}, 10, "optim.schedule must be one of"),
-    ({"schedule": "cosine", "final_lr_ratio": 2.0}, 10, "final_lr_ratio"),
-    ({"schedule": "cosine"}, -1, "needs trainer.max_steps"),
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("schedule", "linear", "optim.schedule must be one of"),
+    ("warmup_steps", -1, "optim.warmup_steps must be >= 0"),
+    ("final_lr_ratio", 2.0, "optim.final_lr_ratio must be in"),
 ])
-def test_schedule_errors(kwargs, steps, message):
-    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+def test_bad_schedule_values_fail_when_the_config_is_loaded(key, value, message):
+    from talkfreq.training.registry import load_run_config
+
     with pytest.raises(ConfigError, match=message):
-        with_schedule(opt, cfg=OptimConfig(**kwargs), total_steps=steps)
+        OptimConfig(**{key: value})
+    for kind in ("syncnet", "stage1", "refiner"):
+        with pytest.raises(ConfigError, match=message) as e:
+            load_run_config(kind, None, [f"optim.{key}={value}"])
+        assert "\n" not in str(e.value)
+
+
+def test_cosine_without_max_steps_fails_in_each_trainers_check(tmp_path):
+    from talkfreq.training import refiner, stage1, syncnet
+    from talkfreq.training.registry import load_run_config
+
+    bad = ["optim.schedule=cosine", "trainer.max_steps=-1", f"run.out_dir={tmp_path}"]
+    with pytest.raises(ConfigError, match="optim.schedule=cosine needs trainer.max_steps > 0"):
+        stage1.check_config(load_run_config("stage1", None, bad))
+    with pytest.raises(ConfigError, match="optim.schedule=cosine needs trainer.max_steps > 0"):
+        syncnet.fit(load_run_config("syncnet", None, bad))  # before any data or folder
+    with pytest.raises(ConfigError, match="trainer.max_steps must be > 0"):  # a refiner always needs max_steps
+        refiner.fit(load_run_config("refiner", None, bad))
+    assert not any(tmp_path.iterdir())
+    # an lr schedule built directly is checked too; a constant lr with warm-up needs no length
+    opt = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    with pytest.raises(ConfigError, match="needs trainer.max_steps"):
+        with_schedule(opt, cfg=OptimConfig(schedule="cosine"), total_steps=-1)
+    assert with_schedule(opt, cfg=OptimConfig(warmup_steps=2), total_steps=-1)["lr_scheduler"]["interval"] == "step"

@@ -198,7 +198,7 @@ def refine(
     from talkfreq.config import load_config, split_overrides
     from talkfreq.errors import require_file
     from talkfreq.pipeline.refine import RefineConfig, refine_video
-    from talkfreq.training.refiner import inference_defaults, load_refiner
+    from talkfreq.pipeline.inputs import inference_defaults, load_refiner
 
     paths, overrides = split_overrides(inputs)
     if len(paths) != 1:

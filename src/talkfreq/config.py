@@ -3,7 +3,9 @@
 Each sub-system owns the dataclass of its own settings (``FaceConfig`` beside the face code, ``MelConfig`` beside
 the mel code ...), so every default is written once, in its dataclass. YAML files under ``configs/`` only select and
 override. :func:`load_config` merges, in order, the schema's defaults, a YAML file, and ``key.sub=value`` overrides,
-and turns OmegaConf's multi-line errors into one :class:`~talkfreq.errors.ConfigError` line.
+and turns OmegaConf's multi-line errors into one :class:`~talkfreq.errors.ConfigError` line. A YAML file may start
+from another with a top-level ``base: PATH`` (relative to the file naming it): it holds only what differs from that
+recipe (:func:`load_yaml`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,34 @@ def _one_line(exc: OmegaConfBaseException, source: str) -> str:
     return f"{source}: {msg}"
 
 
+def load_yaml(file: str | Path, _including: tuple[Path, ...] = ()) -> DictConfig:
+    """The mapping of a YAML config ``file``; when it names ``base: PATH`` (relative to ``file``, or absolute), the
+    base is loaded the same way (so it may have its own base) and the file's keys are merged over it (nested
+    mappings merge key by key; any other value, a list included, replaces the base's). ``base`` is dropped."""
+    path = Path(file)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as exc:  # yaml errors are not OmegaConf exceptions
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{path}: not a valid YAML config ({first})") from exc
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path}: a config file must hold a mapping at the top level")
+    if "base" not in loaded:
+        return loaded
+    ref = loaded.pop("base")
+    if not isinstance(ref, str):
+        raise ConfigError(f"{path}: base must be the path of a YAML config file, got {ref!r}")
+    base, chain = path.parent / ref, (*_including, path.resolve())
+    if base.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, base.resolve()))
+        raise ConfigError(f"{path}: base {ref} makes a cycle ({cycle})")
+    if not base.is_file():
+        raise ConfigError(f"{path}: base file {base} not found")
+    return OmegaConf.merge(load_yaml(base, chain), loaded)  # type: ignore[return-value]
+
+
 def load_config(
     schema: type[T],
     file: str | Path | None = None,
@@ -55,24 +85,15 @@ def load_config(
     """Build a ``schema`` instance from its defaults, an optional YAML ``file`` and dotted ``overrides``.
 
     ``extra`` maps dotted keys to values set by explicit command-line options (``{"face.crop_size": 256}`` from
-    ``--size 256``; None means "not given"); they win over the file and the overrides. Unknown keys and wrong types raise ConfigError.
+    ``--size 256``; None means "not given"); they win over the file and the overrides. The file's ``base:`` chain
+    is resolved first (:func:`load_yaml`). Unknown keys and wrong types raise ConfigError.
     """
     if not is_dataclass(schema):
         raise TypeError(f"{schema!r} is not a dataclass schema")
     base = OmegaConf.structured(schema)
     layers: list[tuple[str, DictConfig]] = []
     if file is not None:
-        path = Path(file)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = OmegaConf.load(path)
-        except Exception as exc:  # yaml errors are not OmegaConf exceptions
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ConfigError(f"{path}: not a valid YAML config ({first})") from exc
-        if not isinstance(loaded, DictConfig):
-            raise ConfigError(f"{path}: a config file must hold a mapping at the top level")
-        layers.append((str(path), loaded))
+        layers.append((str(file), load_yaml(file)))
     if overrides:
         bad = [o for o in overrides if not _OVERRIDE.match(o)]
         if bad:

@@ -32,12 +32,12 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule as _LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
 from talkfreq.audio.features import feature_window
 from talkfreq.audio.mel import MelConfig, mel_window
+from talkfreq.data.frames import frames_to_tensor
 from talkfreq.data.prepared import ClipMeta, PreparedClip, PreparedDataset
 from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.models.freak import apply_mask, make_mask
@@ -67,17 +67,6 @@ class DataConfig:
     # alone - the baseline that shows how much of the mouth motion the audio actually drives. A sync expert, when on,
     # still hears the real audio (sync_mel).
     zero_audio: bool = False
-
-
-def frames_to_tensor(frames: np.ndarray, *, size: int) -> torch.Tensor:
-    """(..., H, W, 3) uint8 RGB -> (..., 3, size, size) float32 in [-1, 1] (antialiased resize when H != size)."""
-    x = torch.from_numpy(np.array(frames, copy=True)).float().div_(127.5).sub_(1.0)  # copy: memmaps are read-only
-    x = x.movedim(-1, -3)
-    if x.shape[-1] != size or x.shape[-2] != size:
-        lead = x.shape[:-3]
-        x = F.interpolate(x.reshape(-1, *x.shape[-3:]), size=(size, size), mode="bilinear", align_corners=False,
-                          antialias=True).reshape(*lead, 3, size, size)
-    return x
 
 
 def _mel_cfg(meta: ClipMeta) -> MelConfig:

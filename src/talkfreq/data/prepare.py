@@ -25,7 +25,7 @@ from talkfreq.audio.mel import MelConfig, melspectrogram
 from talkfreq.config import to_yaml
 from talkfreq.data.prepared import ClipMeta, ClipWriter, assign_split, finished_clip_ids, write_index
 from talkfreq.errors import MediaError, TalkfreqError, require_writable_dir
-from talkfreq.face import FaceConfig, crop_face, make_detector, track_faces
+from talkfreq.face import FaceConfig, crop_face, detect_all, make_detector, track_faces
 from talkfreq.io.audio import load_video_audio
 from talkfreq.io.media import probe
 from talkfreq.io.video import VideoReader
@@ -113,14 +113,8 @@ def _track(src: Source, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray, np.
     detector = make_detector(cfg.face)
     user_boxes = cfg.face.backend == "boxes"  # given in source pixels: decode small anyway, scale nothing
     reader = VideoReader(src.path, fps=cfg.fps, max_side=cfg.face.detect_max_side)
-    sx, sy = reader.scale
-    dets = []
-    for i, frame in enumerate(reader):
-        d = detector.detect(frame, index=i).astype(np.float32, copy=True)
-        if len(d) and not user_boxes:
-            d[:, [0, 2]] /= sx
-            d[:, [1, 3]] /= sy
-        dets.append(d)
+    dets = detect_all(detector, reader, every=1 if user_boxes else cfg.face.detect_every,
+                      scale=(1.0, 1.0) if user_boxes else reader.scale)
     size = (reader.source_width, reader.source_height)
     track = track_faces(dets, cfg=cfg.face, frame_size=size)
     if not track.valid.any():

@@ -10,7 +10,7 @@ from talkfreq.face.detect import (
     detect_all,
     make_detector,
 )
-from talkfreq.face.track import FaceTrack, fill_and_smooth, select_track, square_boxes, track_faces
+from talkfreq.face.track import FaceTrack, bridge_skipped, fill_and_smooth, select_track, square_boxes, track_faces
 
 __all__ = [
     "BoxesDetector",
@@ -20,6 +20,7 @@ __all__ = [
     "HaarDetector",
     "MediaPipeDetector",
     "box_to_affine",
+    "bridge_skipped",
     "crop_face",
     "crop_faces",
     "crop_to_frame_affine",

@@ -9,7 +9,7 @@ Detectors find candidates only; choosing and following one face is :mod:`talkfre
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Optional, Protocol
 
@@ -266,6 +266,56 @@ def make_detector(cfg: FaceConfig) -> FaceDetector:
     raise TalkfreqError(f"face.backend must be haar, mediapipe or boxes, got {cfg.backend!r}")
 
 
-def detect_all(detector: FaceDetector, frames: Iterable[np.ndarray]) -> list[np.ndarray]:
-    """Run ``detector`` over ``frames`` (an iterable, so a decoder can stream) -> one (K, 5) array per frame."""
-    return [detector.detect(frame, index=i) for i, frame in enumerate(frames)]
+def detect_all(
+    detector: FaceDetector,
+    frames: Iterable[np.ndarray],
+    *,
+    every: int = 1,
+    scale: tuple[float, float] = (1.0, 1.0),
+    on_frame: Optional[Callable[[int], None]] = None,
+) -> list[Optional[np.ndarray]]:
+    """Run ``detector`` over ``frames`` (an iterable, so a decoder can stream) -> one (K, 5) array per frame.
+
+    ``every`` = k > 1 runs it on frames 0, k, 2k, ... and on the last frame; the other entries are None (not
+    looked at, which :func:`talkfreq.face.track_faces` bridges, unlike an empty array = looked, no face). Where the
+    detector's answer flips between "no face" and "some face" from one key frame to the next (a face leaving or
+    entering), the frames between are looked at too, so where a face starts and stops is exact, not +-k frames;
+    the last k - 1 frames are kept for that (small detection frames).
+    ``scale`` (sx, sy): the frames were resized by this from the source, so boxes are divided by it (user boxes,
+    already in source pixels, pass (1, 1)). ``on_frame(i)`` is called after each frame (progress).
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    sx, sy = scale
+
+    def run(frame: np.ndarray, i: int) -> np.ndarray:
+        d = detector.detect(frame, index=i).astype(np.float32, copy=True)
+        if len(d) and (sx, sy) != (1.0, 1.0):
+            d[:, [0, 2]] /= sx
+            d[:, [1, 3]] /= sy
+        return d
+
+    dets: list[Optional[np.ndarray]] = []
+    skipped: list[tuple[int, np.ndarray]] = []  # frames since the last key frame
+
+    def key(i: int, frame: np.ndarray) -> None:
+        d = run(frame, i)
+        prev = next((dets[j] for j in range(i - 1, -1, -1) if dets[j] is not None), None)
+        if prev is not None and (len(prev) == 0) != (len(d) == 0):
+            for j, f in skipped:
+                dets[j] = run(f, j)
+        skipped.clear()
+        dets[i] = d
+
+    for i, frame in enumerate(frames):
+        dets.append(None)
+        if i % every == 0:
+            key(i, frame)
+        else:
+            skipped.append((i, frame))
+        if on_frame is not None:
+            on_frame(i)
+    if skipped:  # the last frame is always looked at: only the loop's end says which it is
+        i, frame = skipped.pop()
+        key(i, frame)
+    return dets

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from talkfreq.errors import ConfigError, TalkfreqError
-from talkfreq.face import FaceConfig, make_detector, track_faces
+from talkfreq.face import FaceConfig, detect_all, make_detector, track_faces
 from talkfreq.pipeline.accel import AccelConfig
 from talkfreq.pipeline.paste import REGIONS
 
@@ -116,6 +116,27 @@ class StageTimer:
             yield item
 
 
+class _FixedBox:
+    """A detector that finds the user's one box on every frame (``infer --box``)."""
+
+    def __init__(self, box: Sequence[float]):
+        self.box = np.append(np.asarray(box, np.float32).reshape(4), np.float32(1.0)).reshape(1, 5)
+
+    def detect(self, frame: np.ndarray, *, index: int | None = None) -> np.ndarray:
+        return self.box.copy()
+
+
+class _Timed:
+    """``detector`` whose calls count as the timer's ``detect`` seconds."""
+
+    def __init__(self, detector, timer: StageTimer):
+        self.detector, self.timer = detector, timer
+
+    def detect(self, frame: np.ndarray, *, index: int | None = None) -> np.ndarray:
+        with self.timer("detect"):
+            return self.detector.detect(frame, index=index)
+
+
 def detect_boxes(video: Path, *, cfg: FaceConfig, fps: float, progress: Progress | None = None,
                  fixed_box: Sequence[float] | None = None, timer: StageTimer | None = None
                  ) -> tuple[np.ndarray, np.ndarray, int]:
@@ -130,26 +151,20 @@ def detect_boxes(video: Path, *, cfg: FaceConfig, fps: float, progress: Progress
     timer = timer or StageTimer(("decode", "detect"))
     if fixed_box is not None:
         cfg = replace(cfg, backend="boxes")  # user boxes are taken as given by the tracker
-        box = np.asarray(fixed_box, np.float32).reshape(1, 4)
+        detector = _FixedBox(fixed_box)
     else:
         detector = make_detector(cfg)
     user_boxes = cfg.backend == "boxes"
     reader = VideoReader(video, fps=fps, max_side=cfg.detect_max_side)
-    sx, sy = reader.scale
     total = len(reader) or None
-    dets = []
-    for i, frame in enumerate(timer.iterate(reader, "decode")):
-        with timer("detect"):
-            if fixed_box is not None:
-                d = box.copy()
-            else:
-                d = detector.detect(frame, index=i).astype(np.float32, copy=True)
-            if len(d) and not user_boxes:
-                d[:, [0, 2]] /= sx
-                d[:, [1, 3]] /= sy
-        dets.append(d)
+
+    def on_frame(i: int) -> None:
         if progress and i % 10 == 9:
             progress("boxes", i + 1, total)
+
+    dets = detect_all(_Timed(detector, timer), timer.iterate(reader, "decode"),
+                      every=1 if user_boxes else cfg.detect_every, scale=(1.0, 1.0) if user_boxes else reader.scale,
+                      on_frame=on_frame)
     with timer("detect"):
         track = track_faces(dets, cfg=cfg, frame_size=(reader.source_width, reader.source_height))
     return track.crop_boxes.astype(np.float64), track.valid, len(dets)

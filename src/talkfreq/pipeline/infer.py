@@ -164,7 +164,7 @@ def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.nd
 
 def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
     """(stage-1 model, refiner or None, latent smoothing alpha), kinds and sizes checked, prepared for ``accel``."""
-    from talkfreq.training.refiner import inference_defaults, load_refiner
+    from talkfreq.pipeline.inputs import inference_defaults, load_refiner
 
     if isinstance(stage1, (str, Path)):
         stage1 = mi.load_stage1(stage1)

@@ -1,4 +1,5 @@
-"""Stage-1 model loading and model inputs at inference, built exactly as training builds them.
+"""Model loading at inference (stage 1 and the refiner, without importing Lightning) and stage-1 inputs, built
+exactly as training builds them.
 
 Training (:class:`talkfreq.data.datasets.Stage1Dataset` on a prepared clip) feeds the generator:
 
@@ -21,9 +22,10 @@ checked against ``audio_dim`` either way.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 import numpy as np
 import torch
@@ -31,13 +33,15 @@ import torch
 from talkfreq.audio.features import (SpeechFeatureConfig, feature_window, load_speech_model, read_speech_record,
                                      speech_features)
 from talkfreq.audio.mel import MelConfig, mel_window, melspectrogram
-from talkfreq.data.datasets import frames_to_tensor
+from talkfreq.data.frames import frames_to_tensor
 from talkfreq.errors import TalkfreqError
 from talkfreq.models._io import peek_model_class
 from talkfreq.models.freak import FREAK, apply_mask, make_mask
+from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 from talkfreq.models.wav2lip import Wav2Lip, wav2lip_input
 
 Stage1Model = Union[FREAK, Wav2Lip]
+INFERENCE_FILE = "inference.json"  # beside a saved refiner: the defaults `infer`/`refine` read (latent_smoothing)
 STAGE1_CLASSES = {"FREAK": FREAK, "Wav2Lip": Wav2Lip}
 MaskKind = Literal["half", "full"]
 
@@ -164,3 +168,38 @@ def stage1_forward(model: Stage1Model, *, target: torch.Tensor, reference: torch
     if isinstance(model, Wav2Lip):
         return model(wav2lip_input(masked, reference), audio)
     return model(reference, masked, audio, m)
+
+
+def load_refiner(path: str | Path, *, map_location: str | torch.device = "cpu") -> SOVQAE:
+    """A trained :class:`SOVQAE` from a ``model/`` folder (``save_pretrained``) or a refiner Lightning ``.ckpt``.
+
+    Anything else (a stage-1 model folder or checkpoint, a missing path) is a one-line TalkfreqError.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise TalkfreqError(f"{p}: refiner not found (expected a model folder or a .ckpt file)")
+    if p.is_dir():
+        return SOVQAE.from_pretrained(p, map_location=map_location)
+    from talkfreq.models._io import build_config, load_prefixed_state, read_lightning_checkpoint
+
+    ckpt, hp = read_lightning_checkpoint(p, map_location=map_location)
+    if hp.get("talkfreq_kind") != "refiner":
+        kind = "another kind of model"
+        if isinstance(hp.get("model"), str):
+            kind = f"a stage-1 {hp['model']} generator"  # stage 1's config names its model kind at the top
+        raise TalkfreqError(f"{p}: not a refiner checkpoint (it holds {kind}); pass a refiner run's model/ "
+                            f"folder or checkpoints/*.ckpt")
+    sov = build_config(SOVQAEConfig, hp["config"].get("sovqae"), source=f"{p} (sovqae config)")
+    return load_prefixed_state(SOVQAE(config=sov), ckpt, prefix="model.", source=str(p))
+
+
+def inference_defaults(path: str | Path) -> dict[str, Any]:
+    """The ``inference.json`` saved beside a model folder (or the config in a .ckpt): ``{"latent_smoothing": a}``."""
+    p = Path(path)
+    f = p / INFERENCE_FILE
+    if p.is_dir() and f.is_file():
+        try:
+            return dict(json.loads(f.read_text()))
+        except (OSError, ValueError):
+            return {}
+    return {}

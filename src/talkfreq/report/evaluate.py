@@ -136,7 +136,7 @@ def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]
     else:
         why["lse_d"] = why["lse_c"] = why["lse_offset"] = "no SyncNet given (--syncnet DIR)"
     if cfg.refiner:
-        from talkfreq.training.refiner import load_refiner
+        from talkfreq.pipeline.inputs import load_refiner
 
         refiner = load_refiner(cfg.refiner, map_location=device).to(device).eval()
     return lpips, syncnet, refiner, why

@@ -10,6 +10,8 @@ import torch
 
 from talkfreq.errors import ConfigError
 
+SCHEDULES = ("constant", "cosine")
+
 
 @dataclass
 class OptimConfig:
@@ -27,6 +29,22 @@ class OptimConfig:
     warmup_steps: int = 0
     final_lr_ratio: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Runs when OmegaConf builds the object too, so a bad value fails at config time, not after the Trainer.
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"optim.warmup_steps must be >= 0, got {self.warmup_steps}")
+        if not 0.0 <= self.final_lr_ratio <= 1.0:
+            raise ConfigError(f"optim.final_lr_ratio must be in [0, 1], got {self.final_lr_ratio}")
+
+
+def check_schedule(cfg: OptimConfig, *, max_steps: int) -> None:
+    """The ``optim`` check that needs the ``trainer`` section (each trainer's start-up check calls it): a cosine
+    decay ends at ``trainer.max_steps``, so it needs one."""
+    if cfg.schedule == "cosine" and max_steps <= 0:
+        raise ConfigError(f"optim.schedule=cosine needs trainer.max_steps > 0 (its length), got {max_steps}")
+
 
 def adam(params: Iterable[torch.nn.Parameter], *, cfg: OptimConfig, lr: float | None = None) -> torch.optim.Adam:
     """Adam over ``params`` with ``cfg`` (``lr`` overrides ``cfg.lr``, e.g. with ``cfg.disc_lr``)."""
@@ -34,9 +52,6 @@ def adam(params: Iterable[torch.nn.Parameter], *, cfg: OptimConfig, lr: float | 
         raise ConfigError(f"optim.betas must have two values, got {cfg.betas}")
     return torch.optim.Adam(params, lr=cfg.lr if lr is None else lr, betas=(cfg.betas[0], cfg.betas[1]),
                             weight_decay=cfg.weight_decay)
-
-
-SCHEDULES = ("constant", "cosine")
 
 
 def lr_factor(step: int, *, cfg: OptimConfig, total_steps: int) -> float:
@@ -51,14 +66,9 @@ def lr_factor(step: int, *, cfg: OptimConfig, total_steps: int) -> float:
 
 def lr_scheduler(opt: torch.optim.Optimizer, *, cfg: OptimConfig, total_steps: int):
     """A per-step LambdaLR of ``opt`` under ``cfg.schedule``, or None for a constant lr without warm-up."""
-    if cfg.schedule not in SCHEDULES:
-        raise ConfigError(f"optim.schedule must be one of {', '.join(SCHEDULES)}, got {cfg.schedule!r}")
-    if cfg.warmup_steps < 0 or not 0.0 <= cfg.final_lr_ratio <= 1.0:
-        raise ConfigError("optim.warmup_steps must be >= 0 and optim.final_lr_ratio in [0, 1]")
+    check_schedule(cfg, max_steps=total_steps)
     if cfg.schedule == "constant" and cfg.warmup_steps == 0:
         return None
-    if total_steps <= 0:
-        raise ConfigError(f"optim.schedule={cfg.schedule} needs trainer.max_steps > 0 (its length)")
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg=cfg, total_steps=total_steps))
 
 

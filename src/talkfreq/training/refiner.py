@@ -48,10 +48,11 @@ from talkfreq.losses.frequency import focal_frequency_loss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
+from talkfreq.pipeline.inputs import INFERENCE_FILE, load_refiner
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import OptimConfig, adam, step_scheduler, step_without_counting, with_schedule
+from talkfreq.training.optim import (OptimConfig, adam, check_schedule, step_scheduler, step_without_counting,
+                                     with_schedule)
 
-INFERENCE_FILE = "inference.json"  # beside the saved model: defaults `talkfreq refine` reads (latent_smoothing)
 
 
 @dataclass
@@ -312,47 +313,13 @@ def _config_from_dict(values: dict) -> Config:
 # -- loading a trained refiner ----------------------------------------------------------------------------------
 
 
-def load_refiner(path: str | Path, *, map_location: str | torch.device = "cpu") -> SOVQAE:
-    """A trained :class:`SOVQAE` from a ``model/`` folder (``save_pretrained``) or a refiner Lightning ``.ckpt``.
-
-    Anything else (a stage-1 model folder or checkpoint, a missing path) is a one-line TalkfreqError.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise TalkfreqError(f"{p}: refiner not found (expected a model folder or a .ckpt file)")
-    if p.is_dir():
-        return SOVQAE.from_pretrained(p, map_location=map_location)
-    from talkfreq.models._io import build_config, load_prefixed_state, read_lightning_checkpoint
-
-    ckpt, hp = read_lightning_checkpoint(p, map_location=map_location)
-    if hp.get("talkfreq_kind") != "refiner":
-        kind = "another kind of model"
-        if isinstance(hp.get("model"), str):
-            kind = f"a stage-1 {hp['model']} generator"  # stage 1's config names its model kind at the top
-        raise TalkfreqError(f"{p}: not a refiner checkpoint (it holds {kind}); pass a refiner run's model/ "
-                            f"folder or checkpoints/*.ckpt")
-    sov = build_config(SOVQAEConfig, hp["config"].get("sovqae"), source=f"{p} (sovqae config)")
-    return load_prefixed_state(SOVQAE(config=sov), ckpt, prefix="model.", source=str(p))
-
-
-def inference_defaults(path: str | Path) -> dict[str, Any]:
-    """The ``inference.json`` saved beside a model folder (or the config in a .ckpt): ``{"latent_smoothing": a}``."""
-    p = Path(path)
-    f = p / INFERENCE_FILE
-    if p.is_dir() and f.is_file():
-        try:
-            return dict(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            return {}
-    return {}
-
-
 # -- fit --------------------------------------------------------------------------------------------------------
 
 
 def _check(cfg: Config) -> Config:
     if cfg.trainer.max_steps <= 0:
         raise ConfigError(f"trainer.max_steps must be > 0 for a refiner run, got {cfg.trainer.max_steps}")
+    check_schedule(cfg.optim, max_steps=cfg.trainer.max_steps)
     if cfg.data.image_size is not None and cfg.data.image_size != cfg.sovqae.image_size:
         cfg = replace(cfg, sovqae=replace(cfg.sovqae, image_size=cfg.data.image_size))  # re-validates the size
     if cfg.loss.gan > 0 and cfg.trainer.accumulate_grad_batches != 1:
@@ -399,5 +366,4 @@ def fit(cfg: Config) -> Path:
     return out
 
 
-__all__ = ["Config", "DenoiseConfig", "RefinerLossConfig", "RefinerModule", "fit", "inference_defaults",
-           "load_refiner"]
+__all__ = ["Config", "DenoiseConfig", "RefinerLossConfig", "RefinerModule", "fit"]

@@ -52,7 +52,8 @@ from talkfreq.models.syncnet import SyncNet, expert_loss, stack_lower_halves
 from talkfreq.models.wav2lip import Wav2Lip, Wav2LipConfig, wav2lip_input
 from talkfreq.training.callbacks import Preview, SamplePreview, finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import OptimConfig, adam, step_scheduler, step_without_counting, with_schedule
+from talkfreq.training.optim import (OptimConfig, adam, check_schedule, step_scheduler, step_without_counting,
+                                     with_schedule)
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ def check_config(cfg: Config) -> None:
         if cfg.data.p_half != 1.0:
             raise ConfigError("model=wav2lip is the dubbing baseline and trains on half masks only; "
                               "set data.p_half=1.0 (configs/stage1/wav2lip_96.yaml does)")
+    check_schedule(cfg.optim, max_steps=cfg.trainer.max_steps)
 
 
 def resolve_audio(cfg: Config, *, speech_dim: int) -> Config:

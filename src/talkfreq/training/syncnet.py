@@ -24,7 +24,7 @@ from talkfreq.data.datasets import DataConfig, SyncNetDataModule
 from talkfreq.models.syncnet import SyncNet, SyncNetConfig, expert_loss, sync_probability
 from talkfreq.training.callbacks import finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import OptimConfig, adam, with_schedule
+from talkfreq.training.optim import OptimConfig, adam, check_schedule, with_schedule
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,7 @@ class SyncNetModule(L.LightningModule):
 
 def fit(cfg: Config) -> Path:
     """Train the expert as ``cfg`` says; returns the run folder (``model/`` holds the expert)."""
+    check_schedule(cfg.optim, max_steps=cfg.trainer.max_steps)
     resume = resolve_resume(cfg.run)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)  # same initial weights for the same seed
     data = SyncNetDataModule(cfg.data, image_size=cfg.model.image_size, seed=cfg.trainer.seed)
