@@ -21,7 +21,9 @@ from talkfreq.face import (
     crop_face,
     crop_faces,
     crop_to_frame_affine,
+    Follower,
     detect_all,
+    detect_clip,
     fill_and_smooth,
     make_detector,
     select_track,
@@ -98,6 +100,40 @@ def test_haar_finds_face_in_real_images(haar, name):
     h, w = img.shape[:2]
     big = det[np.argmax((det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1]))]
     assert 0 <= big[0] < big[2] <= w and 0 <= big[1] < big[3] <= h
+
+
+@pytest.mark.media
+def test_haar_near_finds_the_same_face_and_falls_back_to_the_whole_frame(haar):
+    frame = _frames(_media("video/videoretalking_face4.mp4"), step=1, count=1)[0]  # 700x700, detected at 320
+    whole = haar.detect(frame)
+    face = whole[np.argmax(whole[:, 2] - whole[:, 0])]
+    near = haar.detect(frame, near=face[:4] + 7)  # where it was a few frames ago
+    best = near[np.argmax(near[:, 2] - near[:, 0])]
+    iou = _iou_1(best[:4], face[:4])
+    assert iou > 0.8, (best, face)
+    assert all(_iou_1(b[:4], face[:4]) > 0.1 for b in near)  # only what is near the face
+    nowhere = haar.detect(frame, near=np.array([0, 0, 60, 60], np.float32))  # no face there: the whole frame
+    assert np.allclose(nowhere, whole)
+
+
+def _iou_1(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.media
+def test_detect_clip_defaults_follow_the_face_like_the_whole_frame_pass():
+    frames = _frames(_media("video/sadtalker_WDA_KatieHill_000.mp4"), step=1, count=40)
+    h, w = frames[0].shape[:2]
+    cfg, ref_cfg = FaceConfig(), FaceConfig(detect_every=1, detect_near=False)
+    got = track_faces(detect_clip(make_detector(cfg), frames, cfg=cfg, scale=(1.0, 1.0), frame_size=(w, h)),
+                      cfg=cfg, frame_size=(w, h))
+    ref = track_faces(detect_all(make_detector(ref_cfg), frames), cfg=ref_cfg, frame_size=(w, h))
+    side = ref.crop_boxes[:, 2] - ref.crop_boxes[:, 0]
+    assert got.valid.all() and ref.valid.all()
+    assert (np.abs(got.crop_boxes - ref.crop_boxes).max(axis=1) / side).max() < 0.03
 
 
 @pytest.mark.media
@@ -203,6 +239,25 @@ def test_detect_all_looks_between_key_frames_where_the_face_comes_or_goes():
     assert [i for i, d in enumerate(dets) if d is not None and len(d) == 0] == [5, 6, 7, 8, 12]
     track = track_faces(dets, cfg=FaceConfig(miss_policy="skip"), frame_size=FRAME)
     assert track.valid.tolist() == [True] * 5 + [False] * 8 + [True] * 4
+
+
+def test_detect_all_tells_the_detector_where_the_face_was_and_redoes_a_bad_near_search():
+    class Hinted:
+        def __init__(self):
+            self.calls = []
+
+        def detect(self, frame, *, index=None, near=None):
+            self.calls.append((index, None if near is None else np.round(near, 3).tolist()))
+            if near is not None and index == 2:
+                return _det((300, 10, 340, 50))  # something else near: not the face, so look everywhere
+            return _det((20 + index, 10, 60 + index, 50))
+
+    det = Hinted()
+    follow = Follower(frame_size=(200, 200))
+    dets = detect_all(det, [np.zeros((8, 8, 3), np.uint8)] * 3, scale=(0.5, 0.5), follow=follow)
+    # hints are in the detection frame's pixels (source box x scale); frame 2 is searched twice
+    assert det.calls == [(0, None), (1, [20, 10, 60, 50]), (2, [21, 10, 61, 50]), (2, None)]
+    assert np.allclose(dets[2][0, :4], [44, 20, 124, 100]) and np.allclose(follow.box, [44, 20, 124, 100])
 
 
 def test_bridge_interpolates_only_between_found_key_frames():

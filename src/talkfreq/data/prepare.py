@@ -25,7 +25,7 @@ from talkfreq.audio.mel import MelConfig, melspectrogram
 from talkfreq.config import to_yaml
 from talkfreq.data.prepared import ClipMeta, ClipWriter, assign_split, finished_clip_ids, write_index
 from talkfreq.errors import MediaError, TalkfreqError, require_writable_dir
-from talkfreq.face import FaceConfig, crop_face, detect_all, make_detector, track_faces
+from talkfreq.face import FaceConfig, crop_face, detect_clip, make_detector, track_faces
 from talkfreq.io.audio import load_video_audio
 from talkfreq.io.media import probe
 from talkfreq.io.video import VideoReader
@@ -111,11 +111,9 @@ def check_source(path: Path) -> None:
 def _track(src: Source, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, tuple[int, int]]:
     """Detection pass → (crop boxes (N,4) in source pixels, face_found (N,), valid (N,), N, (W, H))."""
     detector = make_detector(cfg.face)
-    user_boxes = cfg.face.backend == "boxes"  # given in source pixels: decode small anyway, scale nothing
     reader = VideoReader(src.path, fps=cfg.fps, max_side=cfg.face.detect_max_side)
-    dets = detect_all(detector, reader, every=1 if user_boxes else cfg.face.detect_every,
-                      scale=(1.0, 1.0) if user_boxes else reader.scale)
     size = (reader.source_width, reader.source_height)
+    dets = detect_clip(detector, reader, cfg=cfg.face, scale=reader.scale, frame_size=size)
     track = track_faces(dets, cfg=cfg.face, frame_size=size)
     if not track.valid.any():
         raise MediaError(f"{src.path}: no face found in any frame")

@@ -8,15 +8,17 @@ from talkfreq.face.detect import (
     HaarDetector,
     MediaPipeDetector,
     detect_all,
+    detect_clip,
     make_detector,
 )
-from talkfreq.face.track import FaceTrack, bridge_skipped, fill_and_smooth, select_track, square_boxes, track_faces
+from talkfreq.face.track import FaceTrack, Follower, bridge_skipped, fill_and_smooth, select_track, square_boxes, track_faces
 
 __all__ = [
     "BoxesDetector",
     "FaceConfig",
     "FaceDetector",
     "FaceTrack",
+    "Follower",
     "HaarDetector",
     "MediaPipeDetector",
     "box_to_affine",
@@ -25,6 +27,7 @@ __all__ = [
     "crop_faces",
     "crop_to_frame_affine",
     "detect_all",
+    "detect_clip",
     "fill_and_smooth",
     "make_detector",
     "select_track",

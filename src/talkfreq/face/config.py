@@ -22,6 +22,8 @@ class FaceConfig:
     detect_every: run the detector on every k-th frame only (and always on the last); the boxes of the frames
         between two key frames where the face was found are interpolated linearly and count as found. 1 = every
         frame. Ignored by ``backend=boxes`` (user boxes cost nothing). See the default's note below.
+    detect_near: once the followed face is found, Haar searches near its last box first (within the jump and size
+        change the tracker accepts) and the whole frame only when it is not there: ~5x cheaper per frame.
     min_face_frac: detections smaller than this fraction of the frame's short side are ignored.
     face_index: 0 = the largest face; k = the k-th largest at the first frame with that many faces. That face is
         then followed by overlap, so the identity never swaps mid-clip.
@@ -37,11 +39,12 @@ class FaceConfig:
     boxes_file: Optional[str] = None
     mediapipe_model: Optional[str] = None
     detect_max_side: int = 320
-    # 2 halves the box pass (Haar: 20-40 ms/frame at 320 px, a fifth of CPU inference). On the five sample videos
-    # (benchmarks/detect_every.py) its crop centres stay within 0.13-0.24 % of the crop side of the every-frame ones
-    # on average (p95 <= 0.56 %, max 2.3 %; sides 0.3-0.6 %), below the every-frame track's own frame-to-frame motion
-    # (0.28-0.57 %); 3 doubles those errors (p95 up to 1.5 %) for a third less detection.
+    # Measured on the five sample videos (benchmarks/detect_every.py, Haar at 320 px; benchmarks/RESULTS.md): every
+    # frame, whole frame costs 18-28 ms/frame, a fifth of CPU inference. Every 2nd frame, searched near the face:
+    # 1.9-3.8 ms/frame, crop centres within 0.16-0.65 % of the crop side of the every-frame, whole-frame track on
+    # average (p95 <= 1.5 %, sides <= 1.4 %), about the size of that track's own frame-to-frame motion (0.28-0.57 %).
     detect_every: int = 2
+    detect_near: bool = True
     min_face_frac: float = 0.08
     face_index: int = 0
     smooth_window: int = 5

@@ -1,8 +1,10 @@
 """Face detectors: one call per frame, boxes in full-frame pixel coordinates.
 
-Every detector has ``detect(frame, *, index=None) -> (K, 5) float32`` rows ``[x0, y0, x1, y1, score]`` for an
-``(H, W, 3)`` uint8 RGB frame; ``x1``/``y1`` are exclusive pixel edges, so a box covering the whole frame is
-``[0, 0, W, H]``. ``index`` is the frame's position in the clip: only :class:`BoxesDetector` needs it.
+Every detector has ``detect(frame, *, index=None, near=None) -> (K, 5) float32`` rows ``[x0, y0, x1, y1, score]``
+for an ``(H, W, 3)`` uint8 RGB frame; ``x1``/``y1`` are exclusive pixel edges, so a box covering the whole frame is
+``[0, 0, W, H]``. ``index`` is the frame's position in the clip: only :class:`BoxesDetector` needs it. ``near`` is
+where the followed face was last (a box in this frame's pixels): a detector may search there first (Haar does,
+5x cheaper), the others ignore it.
 Detectors find candidates only; choosing and following one face is :mod:`talkfreq.face.track`'s job.
 """
 
@@ -18,10 +20,12 @@ import numpy as np
 
 from talkfreq.errors import TalkfreqError, require_file
 from talkfreq.face.config import FaceConfig
+from talkfreq.face.track import JUMP_MAX, SIZE_RATIO_MAX, Follower
 
 
 class FaceDetector(Protocol):
-    def detect(self, frame: np.ndarray, *, index: Optional[int] = None) -> np.ndarray: ...
+    def detect(self, frame: np.ndarray, *, index: Optional[int] = None,
+               near: Optional[np.ndarray] = None) -> np.ndarray: ...
 
 
 def _empty() -> np.ndarray:
@@ -35,6 +39,8 @@ def _check_frame(frame: np.ndarray) -> None:
 
 # (scaleFactor, minNeighbors) tried in turn until one finds a face: see HaarDetector.
 HAAR_PASSES: tuple[tuple[float, int], ...] = ((1.15, 4), (1.1, 3))
+# Searching ``near`` a box: as far and as much bigger or smaller as the tracker would still take the face.
+NEAR_MARGIN, NEAR_SIZE = JUMP_MAX, SIZE_RATIO_MAX
 
 
 class HaarDetector:
@@ -66,24 +72,55 @@ class HaarDetector:
         self.min_face_frac = float(min_face_frac)
         self.passes = tuple((float(sf), int(mn)) for sf, mn in passes)
 
-    def detect(self, frame: np.ndarray, *, index: Optional[int] = None) -> np.ndarray:
+    def detect(self, frame: np.ndarray, *, index: Optional[int] = None,
+               near: Optional[np.ndarray] = None) -> np.ndarray:
         _check_frame(frame)
         h, w = frame.shape[:2]
         scale = min(1.0, self.max_side / max(h, w))
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
         if scale < 1.0:
             grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-        grey = cv2.equalizeHist(grey)
+        grey = cv2.equalizeHist(grey)  # of the whole frame, also for a search near: the same pixels either way
+        to_grey = np.array([grey.shape[1] / w, grey.shape[0] / h] * 2)  # grey pixels per frame pixel, x y x y
+        if near is not None and np.isfinite(near).all():
+            out = self._near(grey, np.asarray(near, np.float64)[:4] * to_grey)
+            if len(out):
+                out[:, :4] /= to_grey
+                return out
         # The cascade window is 24 px: a smaller minSize changes nothing, a larger one skips useless scales.
         min_side = max(24, int(self.min_face_frac * min(grey.shape)))
         if min(grey.shape) < min_side:
             return _empty()
+        out = self._cascade_boxes(grey, min_side=min_side, max_side=0)
+        out[:, :4] /= to_grey
+        return out
+
+    def _near(self, grey: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Search the region within NEAR_MARGIN sides of ``box`` for faces of NEAR_SIZE^-1..NEAR_SIZE its side
+        (``grey`` pixels): most of a full-frame search is small scales and far places where the followed face is
+        not. Nothing found there (it moved or zoomed more, or left) = empty, and the caller searches everywhere."""
+        side = float(np.sqrt(max(box[2] - box[0], 1.0) * max(box[3] - box[1], 1.0)))
+        m = NEAR_MARGIN * side
+        h, w = grey.shape
+        x0, y0 = max(0, int(box[0] - m)), max(0, int(box[1] - m))
+        x1, y1 = min(w, int(np.ceil(box[2] + m))), min(h, int(np.ceil(box[3] + m)))
+        lo, hi = max(24, int(side / NEAR_SIZE)), int(np.ceil(side * NEAR_SIZE))
+        if min(x1 - x0, y1 - y0) < lo:
+            return _empty()
+        out = self._cascade_boxes(np.ascontiguousarray(grey[y0:y1, x0:x1]), min_side=lo, max_side=hi)
+        out[:, [0, 2]] += x0
+        out[:, [1, 3]] += y0
+        return out
+
+    def _cascade_boxes(self, grey: np.ndarray, *, min_side: int, max_side: int) -> np.ndarray:
+        """The passes on an equalised ``grey`` image -> (K, 5) boxes in its pixels (max_side 0: no upper limit)."""
         for scale_factor, min_neighbors in self.passes:
             rects, _levels, weights = self._cascade.detectMultiScale3(
                 grey,
                 scaleFactor=scale_factor,
                 minNeighbors=min_neighbors,
                 minSize=(min_side, min_side),
+                maxSize=(max_side, max_side),
                 outputRejectLevels=True,
             )
             if len(rects):
@@ -91,12 +128,9 @@ class HaarDetector:
         else:
             return _empty()
         r = np.asarray(rects, np.float32).reshape(-1, 4)
-        sx, sy = w / grey.shape[1], h / grey.shape[0]
         out = np.empty((len(r), 5), np.float32)
-        out[:, 0] = r[:, 0] * sx
-        out[:, 1] = r[:, 1] * sy
-        out[:, 2] = (r[:, 0] + r[:, 2]) * sx
-        out[:, 3] = (r[:, 1] + r[:, 3]) * sy
+        out[:, :2] = r[:, :2]
+        out[:, 2:4] = r[:, :2] + r[:, 2:4]
         out[:, 4] = np.asarray(weights, np.float32).reshape(-1)
         return out
 
@@ -142,7 +176,8 @@ class MediaPipeDetector:
             raise TalkfreqError(f"{model}: MediaPipe cannot load this face landmarker model ({exc})") from exc
         self._mp = mp
 
-    def detect(self, frame: np.ndarray, *, index: Optional[int] = None) -> np.ndarray:
+    def detect(self, frame: np.ndarray, *, index: Optional[int] = None,
+               near: Optional[np.ndarray] = None) -> np.ndarray:
         _check_frame(frame)
         h, w = frame.shape[:2]
         image = self._mp.Image(image_format=self._mp.ImageFormat.SRGB, data=np.ascontiguousarray(frame))
@@ -237,7 +272,8 @@ class BoxesDetector:
             else:
                 self._per_frame.append(self._box(row.tolist(), f"row {i}"))
 
-    def detect(self, frame: np.ndarray, *, index: Optional[int] = None) -> np.ndarray:
+    def detect(self, frame: np.ndarray, *, index: Optional[int] = None,
+               near: Optional[np.ndarray] = None) -> np.ndarray:
         i = self._next if index is None else int(index)
         self._next = i + 1
         if self._single is not None:
@@ -272,6 +308,7 @@ def detect_all(
     *,
     every: int = 1,
     scale: tuple[float, float] = (1.0, 1.0),
+    follow: Optional[Follower] = None,
     on_frame: Optional[Callable[[int], None]] = None,
 ) -> list[Optional[np.ndarray]]:
     """Run ``detector`` over ``frames`` (an iterable, so a decoder can stream) -> one (K, 5) array per frame.
@@ -282,18 +319,33 @@ def detect_all(
     entering), the frames between are looked at too, so where a face starts and stops is exact, not +-k frames;
     the last k - 1 frames are kept for that (small detection frames).
     ``scale`` (sx, sy): the frames were resized by this from the source, so boxes are divided by it (user boxes,
-    already in source pixels, pass (1, 1)). ``on_frame(i)`` is called after each frame (progress).
+    already in source pixels, pass (1, 1)). ``follow``: a :class:`~talkfreq.face.track.Follower` (source pixels)
+    updated with every looked-at frame, whose last kept box is passed to the detector as ``near``; the detections
+    are the same kind as without it, only cheaper to find. ``on_frame(i)`` is called after each frame (progress).
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
     sx, sy = scale
+    to_frame = np.array([sx, sy, sx, sy])
+
+    def look(frame: np.ndarray, i: int, hint: dict) -> np.ndarray:
+        d = detector.detect(frame, index=i, **hint).astype(np.float32, copy=True)
+        if len(d) and (sx, sy) != (1.0, 1.0):
+            d[:, :4] /= to_frame
+        return d
 
     def run(frame: np.ndarray, i: int) -> np.ndarray:
-        d = detector.detect(frame, index=i).astype(np.float32, copy=True)
-        if len(d) and (sx, sy) != (1.0, 1.0):
-            d[:, [0, 2]] /= sx
-            d[:, [1, 3]] /= sy
-        return d
+        if follow is None or follow.box is None:
+            return look(frame, i, {})
+        d = look(frame, i, {"near": follow.box * to_frame})
+        # A search near the face that does not find it again (but maybe something else) is redone everywhere, so
+        # the hint changes what a frame costs, not which face is followed.
+        return d if follow.pick(i, d) is not None else look(frame, i, {})
+
+    def keep(i: int, d: np.ndarray) -> None:
+        dets[i] = d
+        if follow is not None:
+            follow.update(i, d)  # in frame order, as select_track will
 
     dets: list[Optional[np.ndarray]] = []
     skipped: list[tuple[int, np.ndarray]] = []  # frames since the last key frame
@@ -303,9 +355,9 @@ def detect_all(
         prev = next((dets[j] for j in range(i - 1, -1, -1) if dets[j] is not None), None)
         if prev is not None and (len(prev) == 0) != (len(d) == 0):
             for j, f in skipped:
-                dets[j] = run(f, j)
+                keep(j, run(f, j))
         skipped.clear()
-        dets[i] = d
+        keep(i, d)
 
     for i, frame in enumerate(frames):
         dets.append(None)
@@ -319,3 +371,22 @@ def detect_all(
         i, frame = skipped.pop()
         key(i, frame)
     return dets
+
+
+def detect_clip(
+    detector: FaceDetector,
+    frames: Iterable[np.ndarray],
+    *,
+    cfg: FaceConfig,
+    scale: tuple[float, float],
+    frame_size: tuple[int, int],
+    on_frame: Optional[Callable[[int], None]] = None,
+) -> list[Optional[np.ndarray]]:
+    """:func:`detect_all` over a clip's detection frames with the settings of ``cfg`` (``detect_every``,
+    ``detect_near``); ``frame_size`` (W, H) is the source's. User boxes (backend ``boxes``) are read for every frame,
+    in source pixels, as given."""
+    if cfg.backend == "boxes":
+        return detect_all(detector, frames, on_frame=on_frame)
+    follow = (Follower(frame_size=frame_size, face_index=cfg.face_index, min_face_frac=cfg.min_face_frac)
+              if cfg.detect_near else None)
+    return detect_all(detector, frames, every=cfg.detect_every, scale=scale, follow=follow, on_frame=on_frame)

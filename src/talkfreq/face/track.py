@@ -23,11 +23,11 @@ _SAME_FACE_IOU = 0.3
 # Without enough overlap, a candidate may still be taken when its centre moved at most this many sides of the last
 # kept box: 0.5 one frame later, 0.75 after longer gaps. Below 1, so a neighbour's face never qualifies.
 _JUMP_PER_FRAME = 0.25
-_JUMP_MAX = 0.75
+JUMP_MAX = 0.75
 # ... and when its side is within this ratio of the last box's. Haar sometimes fires on the eyes-and-nose part of
 # a face, a box half the face's side inside it (IoU ~0.25); at 2.0 the track took such a box on
 # videoretalking_face1_vfr.mp4 and then lost the face for good (benchmarks/detect_every.py), so 1.5.
-_SIZE_RATIO_MAX = 1.5
+SIZE_RATIO_MAX = 1.5
 
 
 def _candidates(det: np.ndarray, min_side: float) -> np.ndarray:
@@ -64,11 +64,47 @@ def _follow(ref: np.ndarray, cand: np.ndarray, elapsed: int) -> Optional[np.ndar
     sides = np.sqrt((cand[:, 2] - cand[:, 0]) * (cand[:, 3] - cand[:, 1]))
     dist = np.hypot((cand[:, 0] + cand[:, 2] - ref[0] - ref[2]) / 2, (cand[:, 1] + cand[:, 3] - ref[1] - ref[3]) / 2)
     ratio = np.maximum(sides / side, side / sides)
-    max_jump = side * min(_JUMP_PER_FRAME * (1 + elapsed), _JUMP_MAX)
-    ok = (dist <= max_jump) & (ratio <= _SIZE_RATIO_MAX)
+    max_jump = side * min(_JUMP_PER_FRAME * (1 + elapsed), JUMP_MAX)
+    ok = (dist <= max_jump) & (ratio <= SIZE_RATIO_MAX)
     if not ok.any():
         return None
     return cand[int(np.argmin(np.where(ok, dist, np.inf)))]
+
+
+class Follower:
+    """The online part of :func:`select_track`: ``update(i, detections)`` frame by frame -> the kept box or None.
+
+    :func:`talkfreq.face.detect_all` runs one during detection, so that the detector can be told where the face
+    was (``near``); :func:`select_track` runs one over stored detections. Same rules, same result.
+    """
+
+    def __init__(self, *, frame_size: tuple[int, int], face_index: int = 0, min_face_frac: float = 0.08,
+                 reacquire_after: Optional[int] = None):
+        self.min_side = float(min_face_frac) * min(frame_size)
+        self.face_index, self.reacquire_after = int(face_index), reacquire_after
+        self.box: Optional[np.ndarray] = None  # the last kept box (float64 [x0, y0, x1, y1])
+        self.last = -1  # its frame
+
+    def update(self, i: int, det: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """The box kept at frame ``i`` from its detections (None: not looked at, or a miss); remembered."""
+        pick = self.pick(i, det)
+        if pick is not None:
+            self.box, self.last = pick, i
+        return pick
+
+    def pick(self, i: int, det: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """What :meth:`update` would keep at frame ``i``, without remembering it."""
+        if det is None:
+            return None
+        cand = _candidates(det, self.min_side)
+        k = self.face_index
+        if self.box is None:
+            pick = cand[k] if len(cand) > k else None
+        else:
+            pick = _follow(self.box, cand, i - self.last)
+            if pick is None and self.reacquire_after is not None and i - self.last > self.reacquire_after:
+                pick = cand[k] if len(cand) > k else None
+        return pick
 
 
 def select_track(
@@ -85,28 +121,18 @@ def select_track(
     >= ``min_face_frac`` x the short side of ``frame_size`` (W, H). Later frames keep the candidate overlapping the
     last kept box most, or else the nearest one if it moved little; otherwise the frame is a miss, so the track
     never jumps to another person. A None entry (a frame the detector did not look at) is not found either, but
-    its frames still count in how far the face may have moved. ``reacquire_after``: after that many frames in a row without the face, pick
-    again by rank (a scene cut); None (default) never does. Boxes are float32, NaN where ``found`` is False.
+    its frames still count in how far the face may have moved. ``reacquire_after``: after that many frames in a
+    row without the face, pick again by rank (a scene cut); None (default) never does. Boxes are float32, NaN where
+    ``found`` is False.
     """
-    w, h = frame_size
-    min_side = float(min_face_frac) * min(w, h)
-    n = len(detections)
-    boxes = np.full((n, 4), np.nan, np.float32)
-    found = np.zeros(n, bool)
-    ref: Optional[np.ndarray] = None
-    last = -1
+    follower = Follower(frame_size=frame_size, face_index=face_index, min_face_frac=min_face_frac,
+                        reacquire_after=reacquire_after)
+    boxes = np.full((len(detections), 4), np.nan, np.float32)
+    found = np.zeros(len(detections), bool)
     for i, det in enumerate(detections):
-        if det is None:
-            continue
-        cand = _candidates(det, min_side)
-        if ref is None:
-            pick = cand[face_index] if len(cand) > face_index else None
-        else:
-            pick = _follow(ref, cand, i - last)
-            if pick is None and reacquire_after is not None and i - last > reacquire_after:
-                pick = cand[face_index] if len(cand) > face_index else None
+        pick = follower.update(i, det)
         if pick is not None:
-            boxes[i], found[i], ref, last = pick, True, pick, i
+            boxes[i], found[i] = pick, True
     return boxes, found
 
 

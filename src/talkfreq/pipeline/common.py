@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from talkfreq.errors import ConfigError, TalkfreqError
-from talkfreq.face import FaceConfig, detect_all, make_detector, track_faces
+from talkfreq.face import FaceConfig, detect_clip, make_detector, track_faces
 from talkfreq.pipeline.accel import AccelConfig
 from talkfreq.pipeline.paste import REGIONS
 
@@ -122,7 +122,7 @@ class _FixedBox:
     def __init__(self, box: Sequence[float]):
         self.box = np.append(np.asarray(box, np.float32).reshape(4), np.float32(1.0)).reshape(1, 5)
 
-    def detect(self, frame: np.ndarray, *, index: int | None = None) -> np.ndarray:
+    def detect(self, frame: np.ndarray, *, index: int | None = None, near: np.ndarray | None = None) -> np.ndarray:
         return self.box.copy()
 
 
@@ -132,9 +132,9 @@ class _Timed:
     def __init__(self, detector, timer: StageTimer):
         self.detector, self.timer = detector, timer
 
-    def detect(self, frame: np.ndarray, *, index: int | None = None) -> np.ndarray:
+    def detect(self, frame: np.ndarray, *, index: int | None = None, **hint) -> np.ndarray:
         with self.timer("detect"):
-            return self.detector.detect(frame, index=index)
+            return self.detector.detect(frame, index=index, **hint)
 
 
 def detect_boxes(video: Path, *, cfg: FaceConfig, fps: float, progress: Progress | None = None,
@@ -154,17 +154,16 @@ def detect_boxes(video: Path, *, cfg: FaceConfig, fps: float, progress: Progress
         detector = _FixedBox(fixed_box)
     else:
         detector = make_detector(cfg)
-    user_boxes = cfg.backend == "boxes"
     reader = VideoReader(video, fps=fps, max_side=cfg.detect_max_side)
+    size = (reader.source_width, reader.source_height)
     total = len(reader) or None
 
     def on_frame(i: int) -> None:
         if progress and i % 10 == 9:
             progress("boxes", i + 1, total)
 
-    dets = detect_all(_Timed(detector, timer), timer.iterate(reader, "decode"),
-                      every=1 if user_boxes else cfg.detect_every, scale=(1.0, 1.0) if user_boxes else reader.scale,
-                      on_frame=on_frame)
+    dets = detect_clip(_Timed(detector, timer), timer.iterate(reader, "decode"), cfg=cfg, scale=reader.scale,
+                       frame_size=size, on_frame=on_frame)
     with timer("detect"):
-        track = track_faces(dets, cfg=cfg, frame_size=(reader.source_width, reader.source_height))
+        track = track_faces(dets, cfg=cfg, frame_size=size)
     return track.crop_boxes.astype(np.float64), track.valid, len(dets)
