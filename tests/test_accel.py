@@ -28,7 +28,7 @@ from talkfreq.pipeline.accel import Accel, AccelConfig, inference, prepare_model
 from talkfreq.pipeline.common import detect_boxes
 from talkfreq.pipeline.infer import InferConfig, infer
 from talkfreq.pipeline.refine import RefineConfig, refine_tensor, refine_video
-from talkfreq.pipeline.stream import run_stream
+from talkfreq.pipeline.stream import prefetched, run_stream
 
 from test_infer import TINY_FREAK, TINY_SOVQAE
 
@@ -255,6 +255,36 @@ def test_run_stream_hands_a_worker_error_to_the_caller(side):
         run_stream(produce(), compute, consume, overlap=True)
     assert threading.active_count() == before  # every worker joined
     assert closed == ["talkfreq-produce"]  # the producer's iterator was closed, in its own thread
+
+
+def test_prefetched_keeps_order_stays_bounded_and_propagates_errors():
+    made = []
+
+    def produce(n, fail_at=None):
+        try:
+            for i in range(n):
+                if i == fail_at:
+                    raise KeyError("decoder broke")
+                made.append(i)
+                yield i
+        finally:
+            made.append(threading.current_thread().name)
+
+    before = threading.active_count()
+    got = []
+    for x in prefetched(produce(30), depth=3):
+        assert len([m for m in made if isinstance(m, int)]) <= x + 1 + 3 + 1  # never more than depth (+1) ahead
+        got.append(x)
+    assert got == list(range(30)) and made[-1] == "talkfreq-prefetch"
+    made.clear()
+    with pytest.raises(KeyError, match="decoder broke"):
+        list(prefetched(produce(30, fail_at=7)))
+    made.clear()
+    gen = prefetched(produce(10_000), depth=2)
+    assert next(gen) == 0
+    gen.close()  # the consumer stops early: the producer stops too, and closes its iterator in its own thread
+    assert made[-1] == "talkfreq-prefetch" and len(made) < 10
+    assert threading.active_count() == before
 
 
 @pytest.mark.parametrize("where", ["crop_face", "generate", "paste_many"])

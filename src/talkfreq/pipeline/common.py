@@ -24,6 +24,7 @@ import torch
 
 from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.face import FaceConfig, detect_clip, make_detector, track_faces
+from talkfreq.pipeline.stream import prefetched
 from talkfreq.pipeline.accel import AccelConfig
 from talkfreq.pipeline.paste import REGIONS
 
@@ -162,8 +163,9 @@ def detect_boxes(video: Path, *, cfg: FaceConfig, fps: float, progress: Progress
         if progress and i % 10 == 9:
             progress("boxes", i + 1, total)
 
-    dets = detect_clip(_Timed(detector, timer), timer.iterate(reader, "decode"), cfg=cfg, scale=reader.scale,
-                       frame_size=size, on_frame=on_frame)
+    # decoding (background thread) overlaps detection (this one): each is about half of the pass
+    dets = detect_clip(_Timed(detector, timer), prefetched(timer.iterate(reader, "decode")), cfg=cfg,
+                       scale=reader.scale, frame_size=size, on_frame=on_frame)
     with timer("detect"):
         track = track_faces(dets, cfg=cfg, frame_size=size)
     return track.crop_boxes.astype(np.float64), track.valid, len(dets)

@@ -43,6 +43,55 @@ def batched(items: Iterable[T], n: int) -> Iterator[list[T]]:
         yield batch
 
 
+def prefetched(items: Iterable[T], *, depth: int = 8) -> Iterator[T]:
+    """``items``, produced in a background thread at most ``depth`` ahead of the consumer, so that producing (PyAV
+    decoding, which releases the GIL) overlaps the consumer's work (the face-box pass's detection).
+
+    Order and values are those of ``items``. An exception of the producer is re-raised here, the original object;
+    closing this generator early (or an exception in the consumer) stops the producer within ``_POLL`` seconds,
+    closes its iterator in its own thread and joins it.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=_POLL)
+                return True
+            except queue.Full:
+                pass
+        return False
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not put((True, item)):
+                    return
+            put((True, _END))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            put((False, exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    worker = threading.Thread(target=produce, name="talkfreq-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = q.get()  # the producer always ends with _END or an error unless stopped, and only we stop it
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
 def run_stream(batches: Iterable[B], compute: Callable[[B], R], consume: Callable[[R], Any], *, overlap: bool,
                depth: int = 2) -> None:
     """``consume(compute(batch))`` for every batch of ``batches``, in order; see the module docstring.
