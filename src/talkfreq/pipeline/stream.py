@@ -43,6 +43,17 @@ def batched(items: Iterable[T], n: int) -> Iterator[list[T]]:
         yield batch
 
 
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
+    """Put ``item`` into ``q``, waiting while it is full; False (not put) once ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=_POLL)
+            return True
+        except queue.Full:
+            pass
+    return False
+
+
 def prefetched(items: Iterable[T], *, depth: int = 8) -> Iterator[T]:
     """``items``, produced in a background thread at most ``depth`` ahead of the consumer, so that producing (PyAV
     decoding, which releases the GIL) overlaps the consumer's work (the face-box pass's detection).
@@ -54,24 +65,15 @@ def prefetched(items: Iterable[T], *, depth: int = 8) -> Iterator[T]:
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                pass
-        return False
-
     def produce() -> None:
         it = iter(items)
         try:
             for item in it:
-                if not put((True, item)):
+                if not _put(q, (True, item), stop):
                     return
-            put((True, _END))
+            _put(q, (True, _END), stop)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            put((False, exc))
+            _put(q, (False, exc), stop)
         finally:
             close = getattr(it, "close", None)
             if close is not None:
@@ -109,13 +111,7 @@ def run_stream(batches: Iterable[B], compute: Callable[[B], R], consume: Callabl
     to_consume: queue.Queue = queue.Queue(maxsize=depth)
 
     def put(q: queue.Queue, item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=_POLL)
-                return True
-            except queue.Full:
-                pass
-        return False
+        return _put(q, item, stop)
 
     def get(q: queue.Queue) -> Any:
         while not stop.is_set():
