@@ -123,3 +123,60 @@ def test_diagnose_refiner_prints_table_and_writes_consistent_numbers(trained, re
     # a Lightning checkpoint works as well as the model folder
     assert main(["diagnose-refiner", str(trained / "checkpoints" / "best.ckpt"), "--data", str(refiner_data),
                  "--out", str(tmp_path / "diag2"), "--frames", "4"]) == 0
+
+
+RESTORE = ("denoise_finetune=true", "denoise.start_step=2", "sovqae.code_predictor_layers=1",
+           "sovqae.code_predictor_dim=16", "sovqae.fusion=true", "sovqae.split_sigma=1.0", "loss.mouth_weight=2.0",
+           "logging.logger=none", "logging.sample_every_n_steps=0")
+
+
+def test_restoring_run_switches_phase_and_resumes_exactly_across_the_switch(refiner_data, tmp_path):
+    """Clean autoencoder steps, then restoration (teacher = the model at the switch, codebook frozen from then on);
+    a run stopped before the switch and resumed after it ends where a straight one does."""
+    assert train(refiner_data, tmp_path, "trainer.max_steps=4", "run.name=straight", *RESTORE) == 0
+    assert train(refiner_data, tmp_path, "trainer.max_steps=1", "run.name=resumed", *RESTORE) == 0
+    assert train(refiner_data, tmp_path, "trainer.max_steps=4", "run.name=resumed", "run.resume=last", *RESTORE) == 0
+    a = SOVQAE.from_pretrained(tmp_path / "straight" / "model").state_dict()
+    b = SOVQAE.from_pretrained(tmp_path / "resumed" / "model").state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    ckpt = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)
+    state = ckpt["state_dict"]
+    assert bool(state["restore_started"])
+    # the teacher is the model as it was at the switch: same codebook (frozen since), other encoder (trained since)
+    cb = "quantizer._codebook.embed"
+    assert torch.equal(state[f"teacher.{cb}"], state[f"model.{cb}"])
+    assert any(not torch.equal(state[f"teacher.{k}"], state[f"model.{k}"]) for k in a if k.startswith("encoder."))
+    assert any(not torch.equal(v, torch.zeros_like(v)) for k, v in a.items() if k.startswith("fusion."))
+    assert float(a["latent_scale"]) != 1.0  # the predictor's prior scale was learnt from the clean latents
+
+
+def test_code_predictor_beats_nearest_code_snapping_on_degraded_crops(refiner_data, tmp_path):
+    """The restoration phase's point: on degraded crops, the predicted codes match the clean crops' codes (the
+    teacher's) more often than the clean autoencoder's own nearest-code snapping does."""
+    from talkfreq.data.degradations import Degradation, degrade
+    from talkfreq.data.prepared import PreparedDataset
+    from talkfreq.data.refiner_data import resize_uint8, uint8_to_tensor
+
+    assert train(refiner_data, tmp_path, "trainer.max_steps=60", "run.name=pred", *RESTORE[:2], "denoise.start_step=30",
+                 "sovqae.code_predictor_layers=1", "sovqae.code_predictor_dim=32",
+                 "optim.lr=2e-3", *RESTORE[-2:]) == 0
+    run = tmp_path / "pred"
+    student = SOVQAE.from_pretrained(run / "model").eval()
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    teacher = SOVQAE(config=student.config)
+    teacher.load_state_dict({k[len("teacher."):]: v for k, v in state.items() if k.startswith("teacher.")})
+    teacher.eval()
+    ds = PreparedDataset(refiner_data)
+    frames = [resize_uint8(f, 32) for m in ds.metas for f in ds.clip(m.clip_id).frames[-10:]]
+    rng = __import__("numpy").random.default_rng(0)
+    deg = Degradation(kinds=["gaussian_blur", "downup"], gaussian_sigma=[1.5, 2.0], downup_factor=[2.0, 3.0])
+    clean = uint8_to_tensor(__import__("numpy").stack(frames))
+    noisy = uint8_to_tensor(__import__("numpy").stack([degrade(f, cfg=deg, rng=rng) for f in frames]))
+    with torch.no_grad():
+        target = teacher(clean).indices
+        snapped = teacher(noisy).indices
+        predicted = student(noisy, restore=True).indices
+    acc_snap = (snapped == target).float().mean().item()
+    acc_pred = (predicted == target).float().mean().item()
+    assert acc_pred > acc_snap + 0.05, (acc_pred, acc_snap)

@@ -159,6 +159,10 @@ def run_config(kind: str, file: str | Path, *, data: Path, runs: Path, name: str
     if steps is not None:
         fixed += [f"trainer.max_steps={steps}", f"trainer.val_check_interval={max(1, steps)}",
                   f"run.checkpoint_every_n_steps={max(1, steps)}"]
+        planned = load_run_config(kind, file, list(overrides))
+        start = getattr(getattr(planned, "denoise", None), "start_step", 0)
+        if start:  # a refiner's restoration phase keeps its share of the steps
+            fixed.append(f"denoise.start_step={round(start * steps / planned.trainer.max_steps)}")
     return load_run_config(kind, file, [*overrides, *fixed])
 
 

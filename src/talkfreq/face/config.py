@@ -12,6 +12,11 @@ BACKENDS = ("haar", "mediapipe", "boxes")
 MISS_POLICIES = ("interpolate", "hold", "skip")
 
 
+# The mouth region (lips, their corners, the top of the chin) as fractions (x0, y0, x1, y1) of a face crop made with
+# the default padding and shift_y below: where a lip-sync generator repaints, scored and weighted in training.
+MOUTH_REGION = (0.28, 0.53, 0.72, 0.81)
+
+
 @dataclass
 class FaceConfig:
     """How faces are found, followed and cropped.

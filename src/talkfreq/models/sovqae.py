@@ -40,6 +40,7 @@ from vector_quantize_pytorch import FSQ, ResidualVQ, VectorQuantize
 
 from talkfreq.errors import ConfigError
 from talkfreq.models._io import CONFIG_FILE, PretrainedMixin
+from talkfreq.models.sovqae_restore import CodePredictor, FeatureFusion, frequency_split
 
 
 @dataclass
@@ -65,6 +66,14 @@ class SOVQAEConfig:
     spectral_norm: bool = False  # Lipschitz control of the encoder (see module docstring)
     skip_connection: bool = False  # encoder->decoder path around the quantiser; off: it carries blur through
     stem_downsample: int = 1  # space-to-depth factor f of the stem and output (1: first level at full resolution)
+    # restoration parts (models.sovqae_restore), used by restore() and forward(restore=True) only:
+    code_predictor_layers: int = -1  # -1: nearest-code snapping; >= 0: CodePredictor with that many layers
+    code_predictor_dim: int = 128
+    code_temperature: float = 0.1  # of the nearest-code prior, on squared distances in units of the spread
+    fusion: bool = False  # encoder features of the input fused into the decoder at every level
+    fusion_weight: float = 1.0  # CodeFormer's w at inference (training uses 1)
+    split_sigma: float = 0.0  # output = input's low frequencies below this Gaussian sigma (px) + refined high ones
+    fidelity: float = 0.0  # 1: restore() returns its input unchanged (see frequency_split)
 
     def __post_init__(self) -> None:
         if self.quantizer not in ("vq", "fsq", "rvq"):
@@ -80,6 +89,10 @@ class SOVQAEConfig:
                 f"sovqae.image_size: {self.image_size} is not divisible by the downsampling factor "
                 f"{self.downsample_factor}"
             )
+        if self.code_predictor_layers >= 0 and self.quantizer != "vq":
+            raise ConfigError("sovqae.code_predictor_layers: the code predictor needs quantizer vq")
+        if not 0.0 <= self.fidelity <= 1.0 or self.split_sigma < 0:
+            raise ConfigError("sovqae.fidelity must be in [0, 1] and sovqae.split_sigma >= 0")
         if self.quantizer == "fsq" and any(level < 3 for level in self.fsq_levels):
             raise ConfigError(f"sovqae.fsq_levels: every level must be >= 3, got {list(self.fsq_levels)}")
 
@@ -105,13 +118,15 @@ class QuantizeOutput:
 
 @dataclass
 class SOVQAEOutput:
-    """``x_hat`` (B, 3, H, W); ``z_e``/``z_q`` (B, D, h, w); ``indices`` as in :class:`QuantizeOutput`."""
+    """``x_hat`` (B, 3, H, W); ``z_e``/``z_q`` (B, D, h, w); ``indices`` as in :class:`QuantizeOutput`;
+    ``logits`` (B, K, h, w) of the code predictor (restore mode with a predictor only)."""
 
     x_hat: Tensor
     z_e: Tensor
     z_q: Tensor
     indices: Tensor
     commit_loss: Tensor
+    logits: Tensor | None = None
 
 
 def _groups(channels: int) -> int:
@@ -178,10 +193,12 @@ class Encoder(nn.Module):
         # f=1 adds no layer, so the layer indices (state-dict keys) of files saved before the option still match
         layers: list[nn.Module] = ([nn.PixelUnshuffle(f)] if f > 1 else []) + [conv(cfg.in_channels * f * f, chs[0], 3)]
         cin = chs[0]
+        self.level_ends: list[int] = []  # layer index after which level l's features are complete (fusion input)
         for level, ch in enumerate(chs):
             for _ in range(cfg.num_res_blocks):
                 layers.append(ResBlock(cin, ch, conv=conv, norm=norm))
                 cin = ch
+            self.level_ends.append(len(layers) - 1)
             if level != len(chs) - 1:
                 layers.append(conv(ch, ch, 3, stride=2))
         layers.append(ResBlock(cin, cin, conv=conv, norm=norm))
@@ -192,6 +209,15 @@ class Encoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
+
+    def features(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(latents, per-level features [level 0 (highest resolution), ..., last level])."""
+        feats = []
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i in self.level_ends:
+                feats.append(x)
+        return x, feats
 
 
 class Decoder(nn.Module):
@@ -213,10 +239,12 @@ class Decoder(nn.Module):
         if cfg.attention:
             layers.append(Attention(cin))
         layers.append(ResBlock(cin, cin, conv=conv))
+        self.level_ends: dict[int, int] = {}  # layer index -> level whose resolution and channels it ends on
         for level in reversed(range(len(chs))):
             for _ in range(cfg.num_res_blocks):
                 layers.append(ResBlock(cin, chs[level], conv=conv))
                 cin = chs[level]
+            self.level_ends[len(layers) - 1] = level
             if level != 0:
                 layers += [nn.Upsample(scale_factor=2, mode="nearest"), conv(cin, cin, 3)]
         f = cfg.stem_downsample
@@ -225,11 +253,18 @@ class Decoder(nn.Module):
             layers.append(nn.PixelShuffle(f))
         self.layers = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor, *, skip: Tensor | None = None) -> Tensor:
+    def forward(self, z: Tensor, *, skip: Tensor | None = None, fuse=None) -> Tensor:
+        """``fuse(level, h) -> h`` is called where each level's blocks end (the restoration fusion)."""
         h = self.conv_in(z)
         if self.skip is not None and skip is not None:
             h = h + self.skip(skip)
-        return self.layers(h)
+        if fuse is None:
+            return self.layers(h)
+        for i, layer in enumerate(self.layers):
+            h = layer(h)
+            if i in self.level_ends:
+                h = fuse(self.level_ends[i], h)
+        return h
 
 
 def _build_quantizer(cfg: SOVQAEConfig) -> nn.Module:
@@ -263,9 +298,19 @@ class SOVQAE(PretrainedMixin, nn.Module):
         if config is not None and kwargs:
             raise TypeError("pass either config= or config fields as keywords, not both")
         self.config = config if config is not None else SOVQAEConfig(**kwargs)
-        self.encoder = Encoder(self.config)
-        self.quantizer = _build_quantizer(self.config)
-        self.decoder = Decoder(self.config)
+        cfg = self.config
+        self.encoder = Encoder(cfg)
+        self.quantizer = _build_quantizer(cfg)
+        self.decoder = Decoder(cfg)
+        # created only when configured, so the state dicts of files saved without them are unchanged
+        if cfg.code_predictor_layers >= 0:
+            self.code_predictor = CodePredictor(latent_dim=cfg.latent_dim, num_codes=cfg.codebook_size,
+                                                positions=cfg.latent_size ** 2, dim=cfg.code_predictor_dim,
+                                                layers=cfg.code_predictor_layers, temperature=cfg.code_temperature)
+            # the clean latents' spread, set by training: the predictor's prior in scale-free units
+            self.register_buffer("latent_scale", torch.ones(()))
+        if cfg.fusion:
+            self.fusion = nn.ModuleList(FeatureFusion(channels=cfg.base_channels * m) for m in cfg.channel_mult)
 
     # -- properties used by the regulariser and the NRoUB diagnostics --------------------------------------------
 
@@ -351,12 +396,63 @@ class SOVQAE(PretrainedMixin, nn.Module):
             codes = self.quantizer.get_output_from_indices(flat)
         return self.decode(rearrange(codes, "b (h w) d -> b d h w", h=h))
 
-    def forward(self, x: Tensor) -> SOVQAEOutput:
-        """(B, 3, H, W) -> :class:`SOVQAEOutput`."""
+    def forward(self, x: Tensor, *, restore: bool = False) -> SOVQAEOutput:
+        """(B, 3, H, W) -> :class:`SOVQAEOutput`: the autoencoder (clean training: nearest codes, no fusion, no
+        split), or with ``restore=True`` the restoration path of :meth:`restore`."""
+        if restore:
+            return self._restore(x)
         z_e = self.encode(x)
         q = self.quantize(z_e)
         x_hat = self.decode(q.z_q, skip=z_e if self.config.skip_connection else None)
         return SOVQAEOutput(x_hat=x_hat, z_e=z_e, z_q=q.z_q, indices=q.indices, commit_loss=q.commit_loss)
+
+    @property
+    def restores(self) -> bool:
+        """Whether :meth:`restore` differs from the plain autoencoder (a predictor, fusion or an output split)."""
+        c = self.config
+        return c.code_predictor_layers >= 0 or c.fusion or c.split_sigma > 0 or c.fidelity > 0
+
+    def code_logits(self, z_e: Tensor) -> Tensor:
+        """(B, D, h, w) latents -> (B, K, h, w) logits of the code predictor (``code_predictor_layers >= 0``)."""
+        return self.code_predictor(self.quantizer_space(z_e), codebook=self.codebook, scale=self.latent_scale)
+
+    def _restore(self, x: Tensor, *, latent_filter=None, fidelity: float | None = None) -> SOVQAEOutput:
+        cfg = self.config
+        if cfg.fusion:
+            z_e, feats = self.encoder.features(x)
+        else:
+            z_e, feats = self.encode(x), []
+        z_e = z_e if latent_filter is None else latent_filter(z_e)
+        logits = None
+        if cfg.code_predictor_layers >= 0:
+            with torch.autocast(x.device.type, enabled=False):
+                logits = self.code_logits(z_e.float())
+                idx = logits.argmax(dim=1)
+                z_q = rearrange(self.quantizer.get_output_from_indices(rearrange(idx, "b h w -> b (h w)")),
+                                "b (h w) d -> b d h w", h=idx.shape[1])
+            q = QuantizeOutput(z_q=z_q, indices=idx, commit_loss=z_e.new_zeros(()))
+        else:
+            with torch.autocast(x.device.type, enabled=False):
+                q = self.quantize(z_e.float())
+        z_q = q.z_q.to(z_e.dtype)
+        fuse = None
+        if cfg.fusion:
+            weight = 1.0 if self.training else cfg.fusion_weight
+            fuse = lambda level, h: self.fusion[level](h, feats[level], weight=weight)  # noqa: E731
+        r = self.decoder(z_q, skip=z_e if cfg.skip_connection else None, fuse=fuse)
+        f = cfg.fidelity if fidelity is None else fidelity
+        if cfg.split_sigma > 0 or f > 0:
+            r = frequency_split(x.to(r.dtype), r, sigma=cfg.split_sigma, fidelity=f)
+        return SOVQAEOutput(x_hat=r, z_e=z_e, z_q=z_q, indices=q.indices, commit_loss=q.commit_loss, logits=logits)
+
+    def restore(self, x: Tensor, *, latent_filter=None, fidelity: float | None = None) -> tuple[Tensor, Tensor]:
+        """Refine degraded (B, 3, H, W) crops -> (restored (B, 3, H, W), primary code indices (B, h, w)).
+
+        ``latent_filter(z_e) -> z_e`` runs between encoder and code choice (the pipeline's temporal smoothing);
+        ``fidelity`` overrides the config's (1 returns ``x`` unchanged). The code choice runs in float32.
+        """
+        out = self._restore(x, latent_filter=latent_filter, fidelity=fidelity)
+        return out.x_hat, self.primary_indices(out.indices)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, map_location: str | torch.device = "cpu") -> SOVQAE:

@@ -105,13 +105,11 @@ def refine_tensor(model, x: Tensor, *, smoother: LatentSmoother | None = None,
     rounding of the latent is a small shift the quantiser snaps back inside the NRoUB, but only if the distances
     that pick the code are themselves exact).
     """
-    z = model.encode(x).float()
-    with torch.autocast(x.device.type, enabled=False):
-        if smoother is not None:
-            z = smoother(z, starts=starts if starts is not None else [False] * len(z))
-        q = model.quantize(z)
-    x_hat = model.decode(q.z_q, skip=z if model.config.skip_connection else None)
-    return x_hat, model.primary_indices(q.indices)
+    def smooth(z: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return smoother(z.float(), starts=starts if starts is not None else [False] * len(z))
+
+    return model.restore(x, latent_filter=None if smoother is None else smooth)
 
 
 def refine_crops(model, crops: np.ndarray, *, smoother: LatentSmoother | None = None,

@@ -27,6 +27,7 @@ import numpy as np
 
 from talkfreq.errors import ConfigError, MediaError, TalkfreqError, require_file
 from talkfreq.face import FaceConfig
+from talkfreq.face.config import MOUTH_REGION
 
 TIMELINE_FPS = 25.0  # default timeline of evaluate and compare-video (talkfreq's models work at 25 fps)
 REFERENCE_NAME = "real"  # the reference's row name and tile label
@@ -37,7 +38,7 @@ REGION_NAMES = ("mouth", "hair")
 class RegionConfig:
     """Close-up regions as fractions ``[x0, y0, x1, y1]`` of the square face crop (see the module docstring)."""
 
-    mouth: list[float] = field(default_factory=lambda: [0.28, 0.53, 0.72, 0.81])
+    mouth: list[float] = field(default_factory=lambda: list(MOUTH_REGION))
     hair: list[float] = field(default_factory=lambda: [0.15, 0.0, 0.85, 0.25])
 
     def __post_init__(self) -> None:

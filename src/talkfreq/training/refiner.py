@@ -5,14 +5,18 @@ user-supplied VGG16 weights - a positive weight without them fails at start-up) 
 codebook regulariser of :mod:`talkfreq.losses.codebook` (margin, separation, usage, optional Lipschitz penalty) +
 an optional hinge GAN after ``loss.gan_start_step`` steps.
 
-Denoising fine-tune (``denoise_finetune=true``, usually with ``init_from`` = a refiner trained on clean crops; the
-recipe is ours, LaDTalk gives none): the encoder sees a degraded frame (:class:`talkfreq.data.degradations.
-Degradation`) and is pulled onto the *clean* frame's codes - the teacher's indices, from a frozen copy of the
-starting model (``denoise.teacher=frozen``) or from the live model without gradients (``self``) - by a cross-entropy
-over code distances plus a squared distance to the clean code; the decoded student output is also compared with the
-clean frame (L1/FFL/LPIPS/GAN as above). The codebook is frozen (no EMA updates: the targets are indices into it) and
-so is the decoder by default; the codebook regulariser's margin/separation/usage terms are off (the teacher's codes
-are the target), its Lipschitz term still applies.
+Restoration (``denoise_finetune=true``; the recipe is ours, LaDTalk gives none, CodeFormer's stages inspired it):
+the encoder sees a degraded frame (:class:`talkfreq.data.degradations.Degradation`) and is pulled onto the *clean*
+frame's codes - the teacher's indices, from a frozen copy of the model (``denoise.teacher=frozen``) or from the live
+model without gradients (``self``) - by a cross-entropy (over the code predictor's logits when the model has one,
+else over code distances) plus a squared distance to the clean code; the restored output (:meth:`SOVQAE.restore`:
+predicted codes, fusion, frequency split) is compared with the clean frame (L1, mouth-weighted with
+``loss.mouth_weight``, FFL/LPIPS/GAN as above). The codebook is frozen (the targets are indices into it) and so,
+by default, is the decoder; the codebook regulariser's margin/separation/usage terms are off, its Lipschitz term
+still applies. Two ways to run it: from ``init_from`` (a refiner trained on clean crops; ``denoise.start_step=0``),
+or in one run with ``denoise.start_step = N > 0``: the first N steps train the autoencoder on clean crops, then the
+teacher is copied from the model as it is and restoration begins (``restore_started``, saved in the checkpoint, so a
+resume after the switch neither copies the teacher again nor un-freezes anything).
 
 Steps, checkpoints, logging and exact resume follow :mod:`talkfreq.training.common` and stage 1: the data stream
 restarts at the restored step, and the global RNGs are re-seeded from ``(seed, step)`` before every batch, so a
@@ -38,6 +42,7 @@ from talkfreq.config import to_dict
 from talkfreq.data.degradations import Degradation
 from talkfreq.data.refiner_data import RefinerDataConfig, RefinerDataModule
 from talkfreq.errors import ConfigError, TalkfreqError
+from talkfreq.face.config import MOUTH_REGION
 from talkfreq.losses.codebook import (
     CodebookRegConfig,
     latent_spread,
@@ -69,6 +74,7 @@ class RefinerLossConfig:
     gan: float = 0.0
     gan_kind: str = "hinge"  # hinge | bce
     gan_start_step: int = 5000  # the GAN term and the discriminator start after this many steps
+    mouth_weight: float = 0.0  # extra L1 weight inside face.config.MOUTH_REGION (0: uniform)
 
 
 @dataclass
@@ -80,7 +86,8 @@ class DenoiseConfig:
     code_ce: float = 1.0  # cross-entropy of the student's code distances towards the teacher's indices
     code_temperature: float = 0.1  # on squared distances in units of the latent spread (cosine: unit sphere)
     latent: float = 1.0  # squared distance of the student latent to the teacher's code (relative units)
-    freeze_decoder: bool = True
+    freeze_decoder: bool = True  # the decoder's own layers; a fusion and a code predictor always train
+    start_step: int = 0  # steps of clean autoencoder training in the same run before restoration begins
 
 
 @dataclass
@@ -100,11 +107,13 @@ class Config(CommonSections):
     latent_smoothing: float = 0.0  # default temporal smoothing alpha of `talkfreq refine` for this model
 
     def __post_init__(self) -> None:
-        for name in ("l1", "freq", "percep", "commit", "codebook_reg", "gan"):
+        for name in ("l1", "freq", "percep", "commit", "codebook_reg", "gan", "mouth_weight"):
             if getattr(self.loss, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self.loss, name)}")
         if self.loss.gan_kind not in GAN_LOSSES:
             raise ConfigError(f"loss.gan_kind must be one of {', '.join(GAN_LOSSES)}, got {self.loss.gan_kind!r}")
+        if self.denoise.start_step < 0:
+            raise ConfigError(f"denoise.start_step must be >= 0, got {self.denoise.start_step}")
         if self.denoise.teacher not in ("frozen", "self"):
             raise ConfigError(f"denoise.teacher must be frozen or self, got {self.denoise.teacher!r}")
         if not 0.0 <= self.latent_smoothing < 1.0:
@@ -140,15 +149,38 @@ class RefinerModule(L.LightningModule):
         self.denoise = cfg.denoise_finetune
         self.teacher: Optional[SOVQAE] = None
         if self.denoise:
-            for vq in _vector_quantizers(self.model):
-                vq.freeze_codebook = True  # the targets are indices into this codebook: it must not drift
-            if cfg.denoise.freeze_decoder:
-                self.model.decoder.requires_grad_(False)
+            # set once the restoration phase has begun (saved: a resumed run does not copy the teacher again)
+            self.register_buffer("restore_started", torch.zeros((), dtype=torch.bool))
             if cfg.denoise.teacher == "frozen":
                 self._make_teacher()
+            if self.start_step == 0:
+                self._freeze_for_restoration()  # before configure_optimizers: frozen weights get no Adam state
 
     def _make_teacher(self) -> None:
         self.teacher = copy.deepcopy(self.model).requires_grad_(False).eval()
+
+    @property
+    def start_step(self) -> int:
+        return self.cfg.denoise.start_step
+
+    def _restoring(self) -> bool:
+        # once begun, restoration goes on (a resume with a larger max_steps moves start_step, not the past)
+        return self.denoise and (self.global_step >= self.start_step or bool(self.restore_started))
+
+    def _freeze_for_restoration(self) -> None:
+        for vq in _vector_quantizers(self.model):
+            vq.freeze_codebook = True  # the targets are indices into this codebook: it must not drift
+        if self.cfg.denoise.freeze_decoder:
+            self.model.decoder.requires_grad_(False)
+
+    def _start_restoration(self) -> None:
+        """The switch from clean training to restoration: the teacher becomes a frozen copy of the model as it is
+        now (unless this run started from ``init_from`` or already switched before a resume), weights freeze."""
+        self._freeze_for_restoration()
+        if not bool(self.restore_started):
+            if self.teacher is not None and self.start_step > 0:
+                self.teacher.load_state_dict(self.model.state_dict())
+            self.restore_started.fill_(True)
 
     def load_initial(self, path: str | Path) -> None:
         """Start from the weights of a trained refiner (``init_from``); the frozen teacher is re-copied."""
@@ -169,8 +201,12 @@ class RefinerModule(L.LightningModule):
 
     def _reconstruction(self, x_hat: Tensor, target: Tensor, logs: dict[str, Tensor]) -> Tensor:
         w = self.cfg.loss
-        l1 = (x_hat - target).abs().mean()
+        err = (x_hat - target).abs()
+        l1 = err.mean()
         logs["l1"] = l1.detach()
+        if w.mouth_weight:
+            weight = 1.0 + w.mouth_weight * _mouth_mask(target)
+            l1 = (err * weight).mean() / weight.mean()
         loss = w.l1 * l1
         if w.freq:
             ffl = focal_frequency_loss(x_hat, target, alpha=w.freq_alpha)
@@ -195,7 +231,12 @@ class RefinerModule(L.LightningModule):
         zs = self.model.quantizer_space(out.z_e).movedim(1, -1).reshape(-1, codebook.shape[-1]).float()
         target = idx_t.reshape(-1)
         d2 = torch.cdist(zs, codebook.float()).pow(2) / (scale * scale)  # (N, K) relative squared distances
-        ce = F.cross_entropy(-d2 / d.code_temperature, target)
+        if out.logits is not None:  # the code predictor's own logits (its prior uses the running spread)
+            with torch.no_grad():
+                self.model.latent_scale.lerp_(torch.as_tensor(scale, dtype=torch.float32), 0.05)
+            ce = F.cross_entropy(out.logits.float(), idx_t)
+        else:
+            ce = F.cross_entropy(-d2 / d.code_temperature, target)
         pull = d2.gather(1, target[:, None]).mean()
         student = self.model.primary_indices(out.indices).reshape(-1)
         logs.update(code_ce=ce.detach(), code_pull=pull.detach(), code_match=(student == target).float().mean())
@@ -203,17 +244,19 @@ class RefinerModule(L.LightningModule):
 
     def _generator_loss(self, batch: dict[str, Tensor], logs: dict[str, Tensor]):
         w = self.cfg.loss
-        x_in, clean = batch["input"], batch["clean"]
-        out = self.model(x_in)
+        restoring = self._restoring()
+        clean = batch["clean"]
+        x_in = batch["input"] if restoring else clean
+        out = self.model(x_in, restore=restoring)
         loss = self._reconstruction(out.x_hat, clean, logs)
-        if w.commit and not self.denoise:
+        if w.commit and not restoring:
             logs["commit"] = out.commit_loss.detach()
             loss = loss + w.commit * out.commit_loss
-        if self.denoise:
+        if restoring:
             loss = loss + self._denoise_terms(out, clean, logs)
         if w.codebook_reg:
             reg_cfg = self.cfg.codebook
-            if self.denoise:
+            if restoring:
                 reg_cfg = replace(reg_cfg, margin_weight=0.0, separation_weight=0.0, usage_weight=0.0)
             if reg_cfg.margin_weight or reg_cfg.separation_weight or reg_cfg.usage_weight:
                 reg = sovqae_codebook_regularization(self.model, out.z_e, out.indices, config=reg_cfg)
@@ -235,6 +278,8 @@ class RefinerModule(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # every random draw of this step (k-means init, Lipschitz noise, ...) comes from (seed, step): exact resume
         torch.manual_seed((self.cfg.trainer.seed * 1_000_003 + self.global_step) % (2**63 - 1))
+        if self._restoring():
+            self._start_restoration()
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int):
         logs: dict[str, Tensor] = {}
@@ -274,7 +319,8 @@ class RefinerModule(L.LightningModule):
             self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        out = self.model(batch["input"])
+        restoring = self._restoring()
+        out = self.model(batch["input"] if restoring else batch["clean"], restore=restoring)
         logs: dict[str, Tensor] = {}
         self._reconstruction(out.x_hat, batch["clean"], logs)
         mse = ((out.x_hat.clamp(-1, 1) - batch["clean"]) / 2).pow(2).flatten(1).mean(1)
@@ -292,7 +338,8 @@ class RefinerModule(L.LightningModule):
         """(input | output | target) for :class:`talkfreq.training.callbacks.SamplePreview`."""
         from talkfreq.training.callbacks import Preview
 
-        x_hat = self.model(batch["input"]).x_hat.clamp(-1, 1)
+        restoring = self._restoring()
+        x_hat = self.model(batch["input"] if restoring else batch["clean"], restore=restoring).x_hat.clamp(-1, 1)
         return Preview(columns={"input": batch["input"], "output": x_hat, "target": batch["clean"]},
                        generated=x_hat, real=batch["clean"])
 
@@ -302,6 +349,15 @@ class RefinerModule(L.LightningModule):
         if self.gan_on:
             opts = [opts, adam(self.disc.parameters(), cfg=self.cfg.optim, lr=self.cfg.optim.disc_lr)]
         return with_schedule(opts, cfg=self.cfg.optim, total_steps=self.cfg.trainer.max_steps)
+
+
+def _mouth_mask(x: Tensor) -> Tensor:
+    """(B, 1, S, S) mask, 1 inside :data:`~talkfreq.face.config.MOUTH_REGION` of (B, C, S, S) crops."""
+    s = x.shape[-1]
+    x0, y0, x1, y1 = (int(round(v * s)) for v in MOUTH_REGION)
+    m = x.new_zeros((1, 1, s, s))
+    m[..., y0:y1, x0:x1] = 1.0
+    return m
 
 
 def _config_from_dict(values: dict) -> Config:
@@ -324,7 +380,7 @@ def _check(cfg: Config) -> Config:
         cfg = replace(cfg, sovqae=replace(cfg.sovqae, image_size=cfg.data.image_size))  # re-validates the size
     if cfg.loss.gan > 0 and cfg.trainer.accumulate_grad_batches != 1:
         raise ConfigError("trainer.accumulate_grad_batches must be 1 when loss.gan > 0 (manual optimisation)")
-    if cfg.denoise_finetune and not cfg.init_from:
+    if cfg.denoise_finetune and not cfg.init_from and cfg.denoise.start_step == 0:
         warnings.warn("denoise_finetune without init_from: the teacher codes come from an untrained model",
                       stacklevel=2)
     return cfg

@@ -1,0 +1,165 @@
+"""Does the restoring refiner put back detail on real faces it has not seen, within a CPU budget per identity?
+
+For each clip: prepare it at ``crop_size`` px, train one refiner per variant (the recipe ``refiner_config`` plus the
+variant's overrides) on the first ``train_fraction`` of its frames — the rest is never read in training, not even
+for validation (``data.frame_range``) — then degrade the held-out crops with each fixed degradation, refine them,
+and print per (clip, variant, degradation), against the clean crops: PSNR and SSIM of the degraded input and of the
+refined output on the whole crop and on the mouth region (:data:`talkfreq.face.config.MOUTH_REGION`), the
+high-frequency energy ratio of clean / degraded / refined, and whether the target holds (the acceptance of the
+restoring refiner: gain >= ``target_psnr_db`` and >= ``target_ssim`` on the face and on the mouth, refined HF ratio
+within ``target_hf`` of the clean one). ``recon`` is the refiner on the *clean* crops (a restorer must not harm a
+clean input). Writes ``results.json`` and one ``strip_<clip>.png`` (clean | degraded | refined) per clip into the
+work folder; those show real people: keep them out of the repository.
+
+    flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/refiner_restore.py [--out DIR] [--steps N]
+        [--quick] [-c configs/experiments/refiner_restore.yaml] [key=value ...]
+
+Finished runs with the same config are reused (re-running only re-evaluates).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "experiments" / "refiner_restore.yaml"
+DEFAULT_OUT = REPO / "outputs" / "experiments" / "refiner_restore"
+
+
+@dataclass
+class ExperimentConfig:
+    """``configs/experiments/refiner_restore.yaml``."""
+
+    clips: list[str] = field(default_factory=list)  # videos, relative to the repository root
+    crop_size: int = 128
+    train_fraction: float = 0.8
+    refiner_config: str = "configs/refiner/restore_128.yaml"
+    variants: dict[str, list[str]] = field(default_factory=lambda: {"recipe": []})  # name -> overrides
+    degradations: list[list[Any]] = field(default_factory=list)  # [kind, strength] (apply_kind units)
+    target_psnr_db: float = 1.5
+    target_ssim: float = 0.03
+    target_hf: float = 0.2  # relative distance of the refined HF ratio to the clean one
+    strip_frames: int = 4
+    steps: Optional[int] = None  # overrides the recipe's trainer.max_steps
+    threads: int = 0
+    quick: list[str] = field(default_factory=list)
+
+
+def quality(clean: np.ndarray, degraded: np.ndarray, refined: np.ndarray, *, mouth: tuple[int, int, int, int]
+            ) -> dict[str, float]:
+    """Face and mouth PSNR/SSIM of degraded and refined (T, S, S, 3) uint8 crops against clean, and HF ratios."""
+    from talkfreq.metrics.fidelity import psnr, region_psnr, region_ssim, ssim
+    from talkfreq.metrics.frequency import high_frequency_ratio
+
+    row = {"hf_clean": high_frequency_ratio(clean)}
+    for name, x in (("deg", degraded), ("ref", refined)):
+        row |= {f"psnr_{name}": psnr(x, clean), f"ssim_{name}": ssim(x, clean),
+                f"mouth_psnr_{name}": region_psnr(x, clean, box=mouth),
+                f"mouth_ssim_{name}": region_ssim(x, clean, box=mouth), f"hf_{name}": high_frequency_ratio(x)}
+    return row
+
+
+def verdict(row: dict[str, float], cfg: ExperimentConfig) -> dict[str, bool]:
+    """Which parts of the target one row meets."""
+    out = {}
+    for p in ("", "mouth_"):
+        out[f"{p}psnr"] = row[f"{p}psnr_ref"] - row[f"{p}psnr_deg"] >= cfg.target_psnr_db
+        out[f"{p}ssim"] = row[f"{p}ssim_ref"] - row[f"{p}ssim_deg"] >= cfg.target_ssim
+    out["hf"] = abs(row["hf_ref"] - row["hf_clean"]) <= cfg.target_hf * row["hf_clean"]
+    return out
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    head = (f"{'clip':10} {'variant':10} {'degradation':14} {'recon':>6} {'PSNR d>r':>13} {'SSIM d>r':>13} "
+            f"{'mouth PSNR d>r':>14} {'mouth SSIM d>r':>14} {'HF c/d/r':>17}  target")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        v = r["target"]
+        miss = [k for k, ok in v.items() if not ok]
+        lines.append(
+            f"{r['clip'][:10]:10} {r['variant'][:10]:10} {r['degradation']:14} {r['psnr_recon']:6.2f} "
+            f"{r['psnr_deg']:6.2f}>{r['psnr_ref']:6.2f} {r['ssim_deg']:6.4f}>{r['ssim_ref']:6.4f} "
+            f"{r['mouth_psnr_deg']:6.2f}>{r['mouth_psnr_ref']:6.2f} "
+            f"{r['mouth_ssim_deg']:6.4f}>{r['mouth_ssim_ref']:6.4f} "
+            f"{r['hf_clean']:.3f}/{r['hf_deg']:.3f}/{r['hf_ref']:.3f}  "
+            f"{'MET' if not miss else 'missed: ' + ', '.join(miss)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import cv2
+    from rich.console import Console
+
+    from talkfreq.data.degradations import apply_kind
+    from talkfreq.data.prepared import PreparedDataset
+    from talkfreq.demo import experiment_config, experiment_parser, prepare_inputs, run_config, train_or_reuse
+    from talkfreq.face.config import MOUTH_REGION
+    from talkfreq.models.sovqae import SOVQAE
+    from talkfreq.pipeline.refine import refine_sequence
+    from talkfreq.report.denoise_eval import strip_image
+
+    ap = experiment_parser(__doc__.splitlines()[0])
+    cfg, args = experiment_config(ExperimentConfig, ap, argv, default_config=DEFAULT_CONFIG)
+    if args.video is not None:
+        cfg.clips = [str(args.video.resolve())]
+    console = Console()
+    work = (args.out or DEFAULT_OUT).resolve()
+    t_start = time.perf_counter()
+    s = cfg.crop_size
+    mouth = tuple(int(round(v * s)) for v in MOUTH_REGION)
+    rows, seconds = [], {}
+    for clip_path in cfg.clips:
+        video = (REPO / clip_path).resolve()
+        data = prepare_inputs([video], out=work / "prepared" / video.stem, crop_size=s, who="restore")
+        ds = PreparedDataset(data)
+        meta = ds.metas[0]
+        clip = ds.clip(meta.clip_id)
+        train_stop = int(round(cfg.train_fraction * meta.n_frames))
+        clean = np.ascontiguousarray(clip.frames[train_stop:])
+        console.log(f"{video.name}: {meta.n_frames} frames; train [0, {train_stop}), test [{train_stop}, "
+                    f"{meta.n_frames}) at {s} px")
+        strips = []
+        for variant, overrides in cfg.variants.items():
+            rcfg = run_config("refiner", REPO / cfg.refiner_config, data=data, runs=work / "runs" / video.stem,
+                              name=variant, steps=cfg.steps,
+                              overrides=[*overrides, f"data.frame_range=[0,{train_stop}]"])
+            trained = train_or_reuse("refiner", rcfg, who="restore")
+            seconds[f"{video.stem}/{variant}"] = trained.seconds
+            model = SOVQAE.from_pretrained(trained.model).eval()
+            recon, _ = refine_sequence(model, clean, batch_size=16)
+            from talkfreq.metrics.fidelity import psnr
+
+            psnr_recon = psnr(recon, clean)
+            for kind, strength in cfg.degradations:
+                degraded = np.stack([apply_kind(f, kind=kind, strength=float(strength)) for f in clean])
+                refined, _ = refine_sequence(model, degraded, batch_size=16)
+                row = {"clip": video.stem, "variant": variant, "degradation": f"{kind} {float(strength):g}",
+                       "psnr_recon": psnr_recon, **quality(clean, degraded, refined, mouth=mouth)}
+                row["target"] = verdict(row, cfg)
+                rows.append(row)
+                strips.append((f"{variant} {kind} {float(strength):g}", clean, degraded, refined))
+            console.print(format_table([r for r in rows if r["clip"] == video.stem and r["variant"] == variant]),
+                          highlight=False, soft_wrap=True)
+        strip = strip_image(strips, frames=cfg.strip_frames)
+        cv2.imwrite(str(work / f"strip_{video.stem}.png"), cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+
+    console.print(format_table(rows), highlight=False, soft_wrap=True)
+    from talkfreq.config import to_dict
+    from talkfreq.demo import write_json
+
+    write_json(work / "results.json", {"rows": rows, "train_seconds": seconds, "config": to_dict(cfg),
+                                       "total_seconds_wall": time.perf_counter() - t_start})
+    console.print(f"wrote {work / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    from talkfreq.demo import run_script
+
+    run_script(main)
