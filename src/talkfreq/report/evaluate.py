@@ -40,6 +40,7 @@ from talkfreq.face import FaceConfig, crop_face
 from talkfreq.metrics.frequency import HF_RADIUS, RADIAL_BINS
 from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, RegionConfig, check_inputs, reference_track
 from talkfreq.report.compare_video import CompareConfig
+from talkfreq.report.refiner_verdict import refiner_verdicts
 from talkfreq.report.scoring import COLUMNS, Row, VideoScorer, best_rows
 
 CSV_FILE, JSON_FILE, HTML_FILE = "metrics.csv", "metrics.json", "report.html"
@@ -248,6 +249,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         nroub = _nroub(refiner, nroub_crops, notes)
     timings["metrics"] = time.perf_counter() - t1
 
+    notes[:0] = refiner_verdicts(rows)  # first: the question the evaluation of a refiner exists to answer
     result = EvalResult(out=out, reference=ref, rows=rows, best=best_rows(rows), frames=stream.frames,
                         scored=scored, fps=cfg.fps, notes=notes, unavailable=unavailable, files={}, nroub=nroub,
                         timings=timings)

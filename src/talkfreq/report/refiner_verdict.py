@@ -1,0 +1,62 @@
+"""Did the refiner earn its place? One sentence per (stage 1, stage 1 + refiner) pair of an evaluation.
+
+A pair is two candidate rows named ``X`` and ``X+<anything>`` (the demo's and the experiments' naming: ``FREAK`` and
+``FREAK+SOVQAE``). The refiner *wins the detail columns* when, against stage 1 alone, its mouth PSNR and mouth SSIM are
+not lower, and its mouth HF ratio and mouth spectrum gap are closer to the real clip's; it *keeps the sync* when the
+AV offset is the same and LSE-D and LSE-C are within ``sync_tolerance`` (relative) of stage 1's, all scored by the
+same expert. The rule is ours (it is the acceptance of the restoring refiner); a column that is unavailable makes its
+half of the verdict "not measured", never "held".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+from talkfreq.report.scoring import Row
+
+DETAIL_KEYS = ("mouth_psnr", "mouth_ssim", "mouth_hf_ratio", "mouth_spectrum_gap")
+SYNC_KEYS = ("lse_d", "lse_c", "lse_offset")
+
+
+def _detail(base: dict, refined: dict, real: dict) -> Optional[list[str]]:
+    """Names of the detail checks that failed; None when a needed value is missing."""
+    if any(base.get(k) is None or refined.get(k) is None for k in DETAIL_KEYS) or real.get("mouth_hf_ratio") is None:
+        return None
+    failed = [k for k in ("mouth_psnr", "mouth_ssim") if refined[k] < base[k]]
+    if abs(refined["mouth_hf_ratio"] - real["mouth_hf_ratio"]) >= abs(base["mouth_hf_ratio"] - real["mouth_hf_ratio"]):
+        failed.append("mouth_hf_ratio")
+    if refined["mouth_spectrum_gap"] >= base["mouth_spectrum_gap"]:
+        failed.append("mouth_spectrum_gap")
+    return failed
+
+
+def _sync(base: dict, refined: dict, tolerance: float) -> Optional[list[str]]:
+    """Names of the sync checks that failed; None when the LSE columns are unavailable."""
+    if any(base.get(k) is None or refined.get(k) is None for k in SYNC_KEYS):
+        return None
+    failed = [] if refined["lse_offset"] == base["lse_offset"] else ["lse_offset"]
+    failed += [k for k in ("lse_d", "lse_c") if abs(refined[k] - base[k]) > tolerance * abs(base[k])]
+    return failed
+
+
+def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05) -> list[str]:
+    """One sentence per stage-1 / refined pair among ``rows`` (the reference row first, as evaluate orders them)."""
+    real = next((r.values for r in rows if r.role == "reference"), {})
+    by_name = {r.name: r for r in rows if r.role == "candidate"}
+    out = []
+    for name, row in by_name.items():
+        if "+" not in name or name.split("+", 1)[0] not in by_name:
+            continue
+        base_name = name.split("+", 1)[0]
+        detail = _detail(by_name[base_name].values, row.values, real)
+        sync = _sync(by_name[base_name].values, row.values, sync_tolerance)
+        d = "not measured" if detail is None else ("held" if not detail else f"did NOT hold ({', '.join(detail)})")
+        s = "not measured" if sync is None else ("held" if not sync else f"did NOT hold ({', '.join(sync)})")
+        won = "earned its place" if detail == [] and sync == [] else "did not earn its place"
+        out.append(f"Refiner verdict, {name} vs {base_name}: the refiner {won} - detail columns (mouth PSNR/SSIM not lower, mouth HF ratio and spectrum gap closer to real): "
+                   f"{d}; lip sync kept (same AV offset, LSE-D/LSE-C within {sync_tolerance:.0%}): {s}.")
+    return out
+
+
+__all__ = ["DETAIL_KEYS", "SYNC_KEYS", "refiner_verdicts"]
