@@ -6,6 +6,10 @@ Frames are (B, 3, H, W) float tensors in [0, 1]; every function also takes uint8
 
 Conventions (ours):
 
+* SSIM is Wang et al.'s as scikit-image computes it (``structural_similarity(gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=1, channel_axis=-1)``): 11-tap Gaussian window (sigma 1.5, truncated at
+  3.5 sigma), population statistics, the SSIM map averaged over the interior only (5 px from each border, where the
+  window lies inside the frame) and over the colour channels; identical frames give exactly 1.
 * PSNR is computed per frame and averaged; identical frames give ``inf`` (never a silent cap), so a video against
   itself reports ``inf``. Pass ``max_db`` to cap per-frame values before averaging when a finite mean is needed.
 * LPIPS and FID need user-supplied networks; without them they return ``None`` (shown as "unavailable"), never a
@@ -112,19 +116,46 @@ def psnr(
     return _reduce(v, reduction)
 
 
+SSIM_SIGMA = 1.5
+SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scipy.ndimage's truncate=3.5 (scikit-image's window: 11 px)
+
+
+def _gaussian_taps(device) -> torch.Tensor:
+    x = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=torch.float64, device=device)
+    g = torch.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
+    return g / g.sum()
+
+
+def _interior_filter(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian of (B, C, H, W), valid part only (the interior scikit-image averages)."""
+    c = x.shape[1]
+    k = taps.numel()
+    x = torch.nn.functional.conv2d(x, taps.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+    return torch.nn.functional.conv2d(x, taps.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+
+
 def ssim(pred, target, *, data_range: float = 1.0, reduction: Reduction = "mean") -> float | np.ndarray:
-    """Per-frame SSIM (Gaussian window 11, sigma 1.5: torchmetrics' defaults), averaged or as a (B,) array.
+    """Per-frame SSIM as scikit-image / Wang et al. (see the module docstring), averaged or as a (B,) array.
 
-    Frames (or regions) must be at least 11 px on each side.
+    Frames (or regions) must be at least 11 px on each side. Computed in float64.
     """
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
     p, t = _pair(pred, target)
-    if min(p.shape[-2:]) < 11:
-        raise ValueError(f"SSIM needs at least 11x11 pixels, got {tuple(p.shape[-2:])}")
+    side = 2 * SSIM_RADIUS + 1
+    if min(p.shape[-2:]) < side:
+        raise ValueError(f"SSIM needs at least {side}x{side} pixels, got {tuple(p.shape[-2:])}")
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    out = []
     with torch.no_grad():
-        v = structural_similarity_index_measure(p, t, data_range=data_range, reduction="none")
-    return _reduce(v.reshape(-1), reduction)
+        taps = _gaussian_taps(p.device)
+        for i in range(p.shape[0]):  # one frame at a time: float64 maps of large frames stay small
+            x, y = p[i:i + 1].double(), t[i:i + 1].double()
+            mx, my = _interior_filter(x, taps), _interior_filter(y, taps)
+            vx = _interior_filter(x * x, taps) - mx * mx
+            vy = _interior_filter(y * y, taps) - my * my
+            vxy = _interior_filter(x * y, taps) - mx * my
+            s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+            out.append(s.mean().reshape(1))
+    return _reduce(torch.cat(out), reduction)
 
 
 def region_psnr(pred, target, *, box: Box, **kwargs) -> float | np.ndarray:

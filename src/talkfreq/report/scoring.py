@@ -51,7 +51,8 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("psnr", "PSNR dB", "max", "{:.2f}", "face crop vs the real crop, per frame (capped at psnr_cap_db), mean"),
-    Column("ssim", "SSIM", "max", "{:.4f}", "face crop vs the real crop (11 px Gaussian window), mean"),
+    Column("ssim", "SSIM", "max", "{:.4f}",
+           "face crop vs the real crop, as scikit-image / Wang et al. (Gaussian sigma 1.5, interior), mean"),
     Column("mouth_psnr", "mouth PSNR dB", "max", "{:.2f}", "PSNR inside the mouth region of the crop"),
     Column("mouth_ssim", "mouth SSIM", "max", "{:.4f}", "SSIM inside the mouth region of the crop"),
     Column("lpips", "LPIPS", "min", "{:.4f}", "LPIPS-VGG vs the real crop (needs VGG16 weights)"),
