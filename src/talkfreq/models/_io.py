@@ -167,7 +167,19 @@ class PretrainedMixin:
 
     @classmethod
     def from_pretrained(cls: type[M], directory: str | Path, *, map_location: str | torch.device = "cpu") -> M:
-        """Rebuild a model saved by :meth:`save_pretrained`; a wrong kind or any mismatch is a TalkfreqError."""
+        """Rebuild a model saved by :meth:`save_pretrained`; a wrong kind or any mismatch is a TalkfreqError.
+
+        A file instead of a folder is read as a published weights file (:mod:`talkfreq.models.published`) holding
+        this kind of network.
+        """
+        if Path(directory).is_file():
+            from talkfreq.models.published import load_published, published_kind_of
+
+            kind = published_kind_of(cls)
+            if kind is None:
+                raise TalkfreqError(f"{directory}: expected a {cls.__name__} model folder (with {CONFIG_FILE} and "
+                                    f"{WEIGHTS_FILE}), got a file")
+            return load_published(directory, expect=kind, map_location=map_location)  # type: ignore[return-value]
         return load_model(cls, directory, map_location=map_location)
 
 
