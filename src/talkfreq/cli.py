@@ -368,6 +368,7 @@ def evaluate(
     config: ConfigOpt = None,
     syncnet: Annotated[Optional[Path], typer.Option("--syncnet", help="A `talkfreq train syncnet` model/ folder, the original syncnet_v2.model or Wav2Lip's lipsync_expert.pth: adds LSE-D/LSE-C.")] = None,
     vgg16: Annotated[Optional[Path], typer.Option("--vgg16", help="torchvision VGG16 weights: adds LPIPS (else $TALKFREQ_VGG16).")] = None,
+    inception: Annotated[Optional[Path], typer.Option("--inception", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds FID (else $TALKFREQ_INCEPTION).")] = None,
     refiner: Annotated[Optional[Path], typer.Option(help="A refiner model/ folder or .ckpt: adds its NRoUB numbers.")] = None,
     video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write the side-by-side compare.mp4 (default: on).")] = None,
     size: Annotated[Optional[int], typer.Option(help="Face crop size in pixels for every metric (face.crop_size).")] = None,
@@ -390,7 +391,7 @@ def evaluate(
     cfg = load_config(EvalConfig, config, overrides or [], extra={
         "syncnet": str(syncnet) if syncnet else None, "vgg16": str(vgg16) if vgg16 else None,
         "refiner": str(refiner) if refiner else None, "write_video": video, "face.crop_size": size,
-        "device": device})
+        "device": device, "inception": str(inception) if inception else None})
     with _frame_bars(quiet) as bar:
         res = run_evaluate(reference, cands, out=out, cfg=cfg, progress=_stage_progress(
             bar, {"boxes": "faces (reference)", "evaluate": "metrics", "compare": "compare video"}))

@@ -14,15 +14,13 @@ Conventions (ours):
   itself reports ``inf``. Pass ``max_db`` to cap per-frame values before averaging when a finite mean is needed.
 * LPIPS and FID need user-supplied networks; without them they return ``None`` (shown as "unavailable"), never a
   number from random weights.
-* FID: torch-fidelity (torchmetrics' Inception extractor) is not installed here and would download its weights, so
-  there is no Inception loader. :func:`fid_score` is the Frechet distance between two feature sets the caller
-  computed with a feature network of their choice (pytorch-fid's formula). torchmetrics'
-  ``FrechetInceptionDistance(feature=module)`` also accepts a user ``nn.Module`` without torch-fidelity.
+* FID: :func:`fid_score` is the Frechet distance between two feature sets (pytorch-fid's formula); the features of
+  pytorch-fid's Inception come from :class:`talkfreq.models.inception_fid.FIDInceptionV3` loaded from the user's
+  ``pt_inception-2015-12-05-6726825d.pth`` (:mod:`talkfreq.metrics.fid`: running statistics, pooled FID).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
@@ -199,7 +197,7 @@ def fid_score(
     come from a user-supplied network (Inception pool3 for a comparable FID); the value is only comparable between
     runs that used the same network and similar sample counts.
     """
-    from scipy import linalg
+    from talkfreq.metrics.fid import FeatureStats, fid_from_stats
 
     if real_feats is None or fake_feats is None:
         return None
@@ -209,19 +207,4 @@ def fid_score(
         raise ValueError(f"expected (N, D) and (M, D) feature arrays, got {a.shape} and {b.shape}")
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError("the Frechet distance needs at least 2 feature vectors per set")
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    diff = mu1 - mu2
-    with warnings.catch_warnings():
-        # A singular product (fewer samples than dimensions) is handled below, as pytorch-fid does.
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(s1.dot(s2))
-        if not np.isfinite(covmean).all():
-            offset = np.eye(s1.shape[0]) * 1e-6
-            covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
-    if np.iscomplexobj(covmean):
-        # Numerical noise only; a large imaginary part means a broken covariance (e.g. NaN features).
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"Frechet distance: imaginary component {np.max(np.abs(covmean.imag)):.3g}")
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    return fid_from_stats(FeatureStats(a.shape[1]).add(a), FeatureStats(b.shape[1]).add(b))
