@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from talkfreq.errors import TalkfreqError
 
 __all__ = ["S3FDDetector", "S3FDNet", "load_s3fd", "s3fd_detect"]
 
@@ -193,18 +192,12 @@ def _from_face_alignment(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
 
 def load_s3fd(path: str | Path, *, map_location: str | torch.device = "cpu") -> S3FDNet:
     """:class:`S3FDNet` from syncnet_python's ``sfd_face.pth`` or face-alignment's ``s3fd.pth``, strictly."""
-    from talkfreq.models._io import check_state_dict, load_state_file
+    from talkfreq.models._io import load_state_file, load_state_strict
 
     state = load_state_file(path, map_location=map_location)
     if "conv1_1.weight" in state:
         state = _from_face_alignment(state)
-    model = S3FDNet()
-    check_state_dict(model, state, source=f"{path} (S3FD)")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise TalkfreqError(f"{path}: cannot load the S3FD weights ({str(exc).splitlines()[0]})") from exc
-    return model.eval().requires_grad_(False)
+    return load_state_strict(S3FDNet(), state, source=f"{path} (S3FD)").requires_grad_(False)
 
 
 class S3FDDetector:

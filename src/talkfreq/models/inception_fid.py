@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from talkfreq.errors import TalkfreqError
 
 __all__ = ["FID_FEATURES", "INCEPTION_ENV", "FIDInceptionV3", "load_fid_inception", "resolve_inception_path"]
 
@@ -211,17 +210,8 @@ def load_fid_inception(path: str | Path, *, map_location: str | torch.device = "
     Missing ``num_batches_tracked`` buffers (the file predates them) are filled with 0; anything else that differs
     is a one-line TalkfreqError naming the file and the first keys.
     """
-    from talkfreq.models._io import check_state_dict, load_state_file
+    from talkfreq.models._io import load_state_file, load_state_strict
 
-    p = Path(path)
-    state = load_state_file(p, map_location=map_location)
-    model = FIDInceptionV3()
-    for k, v in model.state_dict().items():
-        if k.endswith("num_batches_tracked") and k not in state:
-            state[k] = torch.zeros_like(v)
-    check_state_dict(model, state, source=f"{p} (pytorch-fid Inception)")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise TalkfreqError(f"{p}: cannot load the Inception weights ({str(exc).splitlines()[0]})") from exc
-    return model.eval().requires_grad_(False)
+    state = load_state_file(path, map_location=map_location)
+    model = load_state_strict(FIDInceptionV3(), state, source=f"{path} (pytorch-fid Inception)")
+    return model.requires_grad_(False)

@@ -90,20 +90,6 @@ def published_kind_of(cls: type) -> PublishedKind | None:
     return {"Wav2Lip": "wav2lip", "SyncNet": "lipsync_expert", "SyncNetV2": "syncnet_v2"}.get(cls.__name__)
 
 
-def _strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, source: str):
-    from talkfreq.models._io import check_state_dict
-
-    for k, v in model.state_dict().items():  # files saved before PyTorch 0.4.1 have no such buffers
-        if k.endswith("num_batches_tracked") and k not in state:
-            state[k] = torch.zeros_like(v)
-    check_state_dict(model, state, source=source)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:  # e.g. dtype problems the name/shape check does not see
-        raise TalkfreqError(f"{source}: cannot load weights ({str(exc).splitlines()[0]})") from exc
-    return model.eval()
-
-
 def load_published(path: str | Path, *, expect: PublishedKind | tuple[PublishedKind, ...] | None = None,
                    map_location: str | torch.device = "cpu") -> torch.nn.Module:
     """The network of a published weights file, strictly loaded, in eval mode, its input convention in its config.
@@ -119,6 +105,8 @@ def load_published(path: str | Path, *, expect: PublishedKind | tuple[PublishedK
 
 def build_published(kind: PublishedKind, state: dict[str, torch.Tensor], *, source: str) -> torch.nn.Module:
     """The ``kind`` network with its published input convention, ``state`` (prefix-stripped) loaded strictly."""
+    from talkfreq.models._io import load_state_strict as _strict
+
     if kind == "wav2lip":
         from talkfreq.models.wav2lip import Wav2Lip
 
