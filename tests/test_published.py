@@ -170,3 +170,18 @@ def test_import_command_writes_a_model_folder(files, tmp_path, capsys):
     assert main(["import", str(bad), "--out", str(tmp_path / "x")]) == 2
     assert "not a published" in capsys.readouterr().err and not (tmp_path / "x").exists()
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_evaluate_with_the_published_expert(files, synth_dir, tmp_path):
+    import json
+
+    clip = synth_dir / "id00" / "id00_c00.mp4"
+    out = tmp_path / "report"
+    rc = main(["evaluate", "-r", str(clip), "--candidate", f"copy={clip}", "--out", str(out),
+               "--syncnet", str(files["root"] / "lipsync_expert.pth"), "--no-video", "--size", "96", "-q"])
+    assert rc == 0
+    report = json.loads((out / "metrics.json").read_text())
+    rows = {r["name"]: r["metrics"] for r in report["rows"]}
+    assert all(isinstance(rows[n]["lse_d"], float) for n in rows)
+    assert rows["copy"]["lse_d"] == pytest.approx(rows["real"]["lse_d"], rel=1e-6)
+    assert rows["real"]["fid"] == "unavailable" and "no Inception weights" in report["unavailable"]["fid"]

@@ -35,7 +35,7 @@ FA_NAMES = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "c
 
 
 def _face_alignment_state(state: dict) -> dict:
-    convs = [k for k in (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28, 31, 33)]
+    convs = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28, 31, 33)
     names = {f"vgg.{i}": n for i, n in zip(convs, FA_NAMES)}
     names.update({"L2Norm3_3": "conv3_3_norm", "L2Norm4_3": "conv4_3_norm", "L2Norm5_3": "conv5_3_norm"})
     names.update({f"extras.{i}": n for i, n in enumerate(["conv6_1", "conv6_2", "conv7_1", "conv7_2"])})
