@@ -185,3 +185,17 @@ def test_evaluate_with_the_published_expert(files, synth_dir, tmp_path):
     assert all(isinstance(rows[n]["lse_d"], float) for n in rows)
     assert rows["copy"]["lse_d"] == pytest.approx(rows["real"]["lse_d"], rel=1e-6)
     assert rows["real"]["fid"] == "unavailable" and "no Inception weights" in report["unavailable"]["fid"]
+
+
+def test_imported_syncnet_v2_folder_scores_as_syncnet_v2(tmp_path):
+    from talkfreq.models import SyncNetV2
+    from talkfreq.report.sync_scoring import load_sync_scorer
+
+    torch.manual_seed(0)
+    src = SyncNetV2()
+    torch.save({k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")},
+               tmp_path / "syncnet_v2.model", _use_new_zipfile_serialization=False)
+    assert main(["import", str(tmp_path / "syncnet_v2.model"), "--out", str(tmp_path / "v2")]) == 0
+    scorer = load_sync_scorer(tmp_path / "v2", face=FaceConfig(), fps=25.0, device="cpu")
+    assert scorer.kind == "syncnet_v2" and isinstance(scorer.model, SyncNetV2)
+    _same_weights(scorer.model, src)
