@@ -44,9 +44,9 @@ def _read_pcm16(path: Path) -> np.ndarray:
 
 def test_frame_count_is_80_per_second():
     mel = melspectrogram(_noise(8.0))
-    assert mel.shape == (80, 640) and mel.dtype == np.float32
-    # Not a multiple of the hop: T = L // hop.
-    assert melspectrogram(_noise(1.0)[:16199]).shape == (80, 80)
+    assert mel.shape == (80, 641) and mel.dtype == np.float32
+    # Not a multiple of the hop: T = 1 + L // hop (Wav2Lip's librosa count).
+    assert melspectrogram(_noise(1.0)[:16199]).shape == (80, 81)
 
 
 def test_range_and_silence():
@@ -54,7 +54,7 @@ def test_range_and_silence():
     assert mel.min() >= -4.0 and mel.max() <= 4.0
     assert np.isclose(mel.max(), 4.0)
     silent = melspectrogram(np.zeros(SR, dtype=np.float32))
-    np.testing.assert_array_equal(silent, np.full((80, 80), -4.0, dtype=np.float32))
+    np.testing.assert_array_equal(silent, np.full((80, 81), -4.0, dtype=np.float32))
 
 
 def test_sine_peaks_in_nearest_band():
@@ -70,10 +70,10 @@ def test_torch_and_batched_input_match_numpy():
     a, b = _noise(1.0, seed=1), _noise(1.0, seed=2)
     ref = melspectrogram(a)
     single = melspectrogram(torch.from_numpy(a))
-    assert isinstance(single, torch.Tensor) and single.shape == (80, 80)
+    assert isinstance(single, torch.Tensor) and single.shape == (80, 81)
     np.testing.assert_allclose(single.numpy(), ref, atol=1e-5)
     batch = melspectrogram(torch.from_numpy(np.stack([a, b])))
-    assert batch.shape == (2, 80, 80)
+    assert batch.shape == (2, 80, 81)
     np.testing.assert_allclose(batch[0].numpy(), ref, atol=1e-5)
     np.testing.assert_allclose(batch[1].numpy(), melspectrogram(b), atol=1e-5)
 
@@ -84,7 +84,7 @@ def test_bad_input_errors():
     with pytest.raises(TalkfreqError, match="32768"):
         melspectrogram(np.zeros(1000, dtype=np.int16))
     # Shorter than n_fft // 2: zero padding instead of reflect, still one frame per hop.
-    assert melspectrogram(_noise(0.02)).shape == (80, 1)
+    assert melspectrogram(_noise(0.02)).shape == (80, 2)
 
 
 def test_filterbank_shape_and_slaney_area():
@@ -102,17 +102,47 @@ def test_mel_index_wav2lip_convention():
     assert mel_index(25, fps=25.0, cfg=MelConfig(hop_length=160)) == 100
 
 
+def test_mel_index_equals_the_originals_over_100k_frames():
+    i = np.arange(100_000)
+    # syncnet_python pairs video frame i with MFCC columns 4i .. 4i+19, exactly (integer 4 * vframe)
+    from talkfreq.audio.mfcc import MFCC_WINDOW
+
+    mfcc_starts = np.array([mel_index(k, fps=25.0, cfg=MFCC_WINDOW) for k in i])
+    np.testing.assert_array_equal(mfcc_starts, 4 * i)
+    # Wav2Lip: inference.py's int(i * (80. / fps)) and the training loaders' int(80. * (i / float(fps)))
+    for fps in (25.0, 30.0, 29.97):
+        ours = np.array([mel_index(k, fps=fps) for k in i])
+        np.testing.assert_array_equal(ours, [int(k * (80.0 / fps)) for k in i])
+        np.testing.assert_array_equal(ours, [int(80.0 * (k / fps)) for k in i])
+
+
+def _wav2lip_inference_chunks(mel: np.ndarray, fps: float, step: int = 16) -> list[np.ndarray]:
+    """Wav2Lip inference.py's mel_chunks loop, restated."""
+    chunks, i = [], 0
+    while True:
+        start = int(i * (80.0 / fps))
+        if start + step > mel.shape[1]:
+            chunks.append(mel[:, mel.shape[1] - step:])
+            return chunks
+        chunks.append(mel[:, start:start + step])
+        i += 1
+
+
 def test_mel_window_edges_of_200_frame_clip():
     fps = 25.0
-    mel = melspectrogram(_noise(8.0))  # 200 video frames at 25 fps, 640 mel frames
+    mel = melspectrogram(_noise(8.0))  # 200 video frames at 25 fps, 641 mel frames
     first = mel_window(mel, 0, fps=fps)
     assert first.shape == (80, 16)
     np.testing.assert_array_equal(first, mel[:, :16])
-    last = mel_window(mel, 199, fps=fps)  # starts at 636: 4 real columns, then 12 copies of column 639
-    assert last.shape == (80, 16)
-    np.testing.assert_array_equal(last[:, :4], mel[:, 636:640])
-    np.testing.assert_array_equal(last[:, 4:], np.repeat(mel[:, 639:640], 12, axis=1))
-    assert all(mel_window(mel, i, fps=fps).shape == (80, 16) for i in range(200))
+    # as Wav2Lip's inference: a window past the end is the last 16 columns
+    np.testing.assert_array_equal(mel_window(mel, 199, fps=fps), mel[:, -16:])
+    chunks = _wav2lip_inference_chunks(mel, fps)
+    assert len(chunks) == 197  # the original makes 197 of the 200 frames; ours repeats its last window
+    for i in range(200):
+        np.testing.assert_array_equal(mel_window(mel, i, fps=fps), chunks[min(i, len(chunks) - 1)])
+    # under one window of audio: the last column repeats (the original fails there)
+    short = mel[:, :5]
+    np.testing.assert_array_equal(mel_window(short, 3, fps=fps)[:, 5:], np.repeat(short[:, 4:5], 11, axis=1))
 
 
 # --- against librosa (test-only dependency) -------------------------------------------------------------------
@@ -146,10 +176,10 @@ def test_pipeline_matches_librosa(kind):
         wav = (0.3 * np.sin(2 * np.pi * (100 + 1200 * t) * t)).astype(np.float32)
     ref = _wav2lip_reference(wav, librosa)
     ours = melspectrogram(wav)
-    assert ref.shape[1] == ours.shape[1] + 1  # our convention drops librosa's final centred frame
+    assert ref.shape == ours.shape  # Wav2Lip's frame count, 1 + L // hop
     # float32 STFT vs float64 on the +-4 scale: measured max |diff| 2e-5 (noise), 1.6e-4 (chirp), 5e-5 (speech);
     # 1e-3 (1/8000 of the 8-wide range) leaves room for other FFT/BLAS builds.
-    np.testing.assert_allclose(ours, ref[:, :-1], atol=1e-3, rtol=0)
+    np.testing.assert_allclose(ours, ref, atol=1e-3, rtol=0)
 
 
 # --- real media ------------------------------------------------------------------------------------------------
@@ -161,7 +191,7 @@ def test_real_speech_file():
         pytest.skip(f"{SPEECH_WAV} not present")
     wav = _read_pcm16(SPEECH_WAV)
     mel = melspectrogram(wav)
-    assert mel.shape == (80, len(wav) // 200)
+    assert mel.shape == (80, 1 + len(wav) // 200)
     assert -4.0 <= mel.min() and mel.max() <= 4.0
     # Speech, not silence or clipping: a wide spread of levels, most energy in the lower bands.
     assert mel.std() > 0.5 and mel.max() > 0.0
@@ -171,4 +201,4 @@ def test_real_speech_file():
     except ImportError:
         return
     ref = _wav2lip_reference(wav, librosa)
-    np.testing.assert_allclose(mel, ref[:, :-1], atol=1e-3, rtol=0)
+    np.testing.assert_allclose(mel, ref, atol=1e-3, rtol=0)

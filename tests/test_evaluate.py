@@ -90,7 +90,7 @@ def test_blur_lowers_fidelity_detail_and_sharpness(report):
 
 
 def test_best_marking_picks_the_copy_and_never_the_reference(report):
-    marked = {c.key for c in COLUMNS if c.direction is not None} - {"lpips"}
+    marked = {c.key for c in COLUMNS if c.direction is not None} - {"lpips", "fid"}  # no weights for either here
     assert set(report.best) == marked
     assert all(names == ["copy"] for k, names in report.best.items() if not k.startswith("lse")), report.best
     assert all(REFERENCE_NAME not in names for names in report.best.values())
@@ -163,7 +163,8 @@ def test_compare_video_tiles_audio_and_truncation(clips, tmp_path):
 KATIE = "video/sadtalker_WDA_KatieHill_000.mp4"
 DEGRADATIONS = ("gaussian_blur", "jpeg")  # at data.degradations.FIXED_STRENGTHS: sigma 1.5 px, quality 30
 # Every fidelity and frequency column (LSE needs a SyncNet, LPIPS VGG16 weights: neither is given here).
-RANKED = tuple(c.key for c in COLUMNS if c.direction is not None and not c.key.startswith("lse") and c.key != "lpips")
+RANKED = tuple(c.key for c in COLUMNS
+               if c.direction is not None and not c.key.startswith("lse") and c.key not in ("lpips", "fid"))
 
 
 @pytest.mark.media
@@ -204,6 +205,7 @@ def test_real_clip_ranks_clean_copy_first(frames, size, tmp_path, capsys):
         assert doc["best"][key] == ["clean"], key
     # No network weights here: LPIPS says so instead of giving a number (FID is not an evaluate column).
     assert all(r["lpips"] == "unavailable" for r in rows.values()) and "VGG16" in doc["unavailable"]["lpips"]
+    assert all(r["fid"] == "unavailable" for r in rows.values()) and "Inception" in doc["unavailable"]["fid"]
     assert "lpips" not in doc["best"]
 
 

@@ -124,3 +124,43 @@ def test_reader_memory_does_not_hold_frames():
     it = iter(VideoReader(path, fps=25))
     first = [next(it) for _ in range(5)]
     assert all(f.shape == (256, 256, 3) for f in first)
+
+
+def _stereo_wav(path, left: np.ndarray, right: np.ndarray, sr: int) -> None:
+    import wave
+
+    pcm = np.stack([left, right], axis=1)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(np.ascontiguousarray(pcm.astype("<i2")).tobytes())
+
+
+def test_stereo_downmix_is_the_mean_of_the_channels(tmp_path):
+    # Channels that differ (a tone left, noise right): (L + R) / 2 as librosa.load(mono=True) and ffmpeg -ac 1
+    # (16-bit) give it; ffmpeg's float rematrix would give 0.707 (L + R).
+    sr = 16000
+    rng = np.random.default_rng(0)
+    t = np.arange(sr) / sr
+    left = np.round(12000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
+    right = rng.integers(-9000, 9000, sr).astype(np.int16)
+    _stereo_wav(tmp_path / "st.wav", left, right, sr)
+    wav = load_audio(tmp_path / "st.wav", sample_rate=sr)
+    expected = (left.astype(np.float64) + right) / 2 / 32768.0
+    np.testing.assert_allclose(wav, expected, atol=1e-6, rtol=0)
+    librosa = pytest.importorskip("librosa")
+    ref, _ = librosa.load(str(tmp_path / "st.wav"), sr=None, mono=True)
+    np.testing.assert_allclose(wav, ref, atol=1e-6, rtol=0)
+
+
+def test_stereo_downmix_then_resample_keeps_the_level(tmp_path):
+    # 48 kHz stereo, same tone in both channels at different levels: the 16 kHz mono has the mean's amplitude.
+    sr = 48000
+    t = np.arange(sr) / sr
+    tone = np.sin(2 * np.pi * 440 * t)
+    _stereo_wav(tmp_path / "st48.wav", np.round(16000 * tone), np.round(8000 * tone), sr)
+    wav = load_audio(tmp_path / "st48.wav", sample_rate=16000)
+    assert wav.shape == (16000,)
+    amp = np.sqrt(2) * np.sqrt(np.mean(wav[1000:-1000].astype(np.float64) ** 2))
+    assert abs(amp - 12000 / 32768) < 2e-3

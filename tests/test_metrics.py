@@ -84,6 +84,35 @@ def test_psnr_known_values_and_identical():
     assert psnr(u8b, u8) == pytest.approx(psnr(as_frames(u8b), as_frames(u8)))
 
 
+def _two_real_frames():
+    from conftest import media
+    from talkfreq.io import VideoReader
+
+    frames = []
+    for i, f in enumerate(VideoReader(media("video/sadtalker_WDA_KatieHill_000.mp4"))):
+        if i in (0, 12):
+            frames.append(f)
+        if i >= 12:
+            return frames
+    return frames
+
+
+@pytest.mark.media
+def test_ssim_equals_scikit_image_on_real_frames():
+    """Wang et al. as scikit-image: Gaussian sigma 1.5, population covariance, interior average, channel mean."""
+    skm = pytest.importorskip("skimage.metrics")
+    a, b = _two_real_frames()
+    cases = [(a, b), (a[100:196, 200:296], b[100:196, 200:296]), (a[40:51, 60:90], b[40:51, 60:90])]
+    for x, y in cases:  # whole frame, a 96 px face-sized region, the smallest size (11 px)
+        ref = skm.structural_similarity(x, y, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                        data_range=255, channel_axis=-1)
+        assert ssim(x, y) == pytest.approx(ref, abs=1e-7)  # the rest: frames are float32 before float64
+        assert ssim(x, x) == 1.0 or abs(ssim(x, x) - 1.0) < 1e-12  # identical frames: exactly 1, whatever the size
+    x, y = cases[1]
+    per = ssim(np.stack([x, y]), np.stack([y, y]), reduction="none")
+    assert per[1] == pytest.approx(1.0, abs=1e-12) and per[0] < 1.0
+
+
 def test_ssim_and_region_metrics():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 48, 48, generator=g)

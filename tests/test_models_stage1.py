@@ -304,7 +304,7 @@ def test_syncnet_v2_port_shapes_and_original_weights(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(src.parameters(), loaded.parameters()))
 
     torch.save(SyncNet(config=SyncNetConfig(image_size=64)).state_dict(), tmp_path / "wrong.pth")
-    with pytest.raises(TalkfreqError, match=r"wrong\.pth: weights do not match SyncNetV2: missing netcnnaud"):
+    with pytest.raises(TalkfreqError, match=r"wrong\.pth: holds a published lipsync_expert network, not syncnet_v2"):
         SyncNetV2.load_original(tmp_path / "wrong.pth")
     with pytest.raises(TalkfreqError, match="not found"):
         SyncNetV2.load_original(tmp_path / "absent.model")

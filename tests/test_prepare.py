@@ -26,7 +26,7 @@ def test_katiehill_acceptance(tmp_path):
     ds = PreparedDataset(tmp_path / "o")
     clip = ds.clip(ds.ids()[0])
     assert res.prepared[0].n_frames == 200 and clip.frames.shape == (200, 256, 256, 3)
-    assert clip.mel.shape == (80, 640)
+    assert clip.mel.shape == (80, 641)
     assert clip.face_found.all() and clip.valid.all()
     assert clip.audio.shape == (128000,)
     # the crops hold the face: the detector finds it again inside them
@@ -48,7 +48,7 @@ def test_vfr_and_30fps_come_out_at_25fps(tmp_path, rel):
     assert m.fps == 25.0
     assert abs(m.n_frames - (info.duration - info.video_start) * 25) <= 1
     assert abs(m.audio_samples / 16000 - m.n_frames / 25) <= 1 / 25
-    assert m.mel_frames == m.audio_samples // 200
+    assert m.mel_frames == 1 + m.audio_samples // 200
     assert m.face_found / m.n_frames > 0.9
 
 
@@ -59,7 +59,7 @@ def test_synth_prepare_index_and_layout(synth_dir, tmp_path):
     assert len(ds) == 2 and len(res.prepared) == 2 and ds.identities() == ["id00", "id01"]
     for cid in ds.ids():
         c = ds.clip(cid)
-        assert c.frames.shape == (50, 96, 96, 3) and c.mel.shape == (80, 160)
+        assert c.frames.shape == (50, 96, 96, 3) and c.mel.shape == (80, 161)
         assert c.boxes.shape == (50, 4) and c.face_found.mean() > 0.95
         assert np.isfinite(c.boxes).all()
     assert (out / "prepare.yaml").is_file()

@@ -197,7 +197,7 @@ def test_evaluate_with_syncnet_v2_weights(synth_dir, v2_weights, v2_model, tmp_p
 def test_syncnet_v2_bad_inputs_one_line(synth_dir, v2_weights, tmp_path):
     real = next(synth_dir.glob("id00/*.mp4"))
     torch.save({"conv.weight": torch.zeros(1)}, tmp_path / "other.model")
-    with pytest.raises(TalkfreqError, match=r"other\.model: weights do not match SyncNetV2"):
+    with pytest.raises(TalkfreqError, match=r"other\.model: not a published Wav2Lip generator"):
         evaluate(real, {"a": real}, out=tmp_path / "r", cfg=EvalConfig(syncnet=str(tmp_path / "other.model")))
     with pytest.raises(TalkfreqError, match="25 fps"):
         evaluate(real, {"a": real}, out=tmp_path / "r", cfg=EvalConfig(syncnet=str(v2_weights), fps=30.0))

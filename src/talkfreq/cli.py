@@ -134,6 +134,18 @@ def train(
     _console().print(f"run folder: {out}")
 
 
+@app.command("import")
+def import_(
+    weights: Annotated[Path, typer.Argument(help="A published file: wav2lip.pth / wav2lip_gan.pth, lipsync_expert.pth or syncnet_v2.model.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="New talkfreq model folder to write.")],
+) -> None:
+    """Convert a published weights file into a talkfreq model folder (its input convention in config.json)."""
+    from talkfreq.models.published import import_published
+
+    kind, folder = import_published(weights, out)
+    _console().print(f"wrote {folder} ({kind})", soft_wrap=True)
+
+
 @app.command("diagnose-refiner")
 def diagnose_refiner(
     model: Annotated[Path, typer.Argument(help="Refiner: a run's model/ folder or a refiner .ckpt.")],
@@ -250,7 +262,7 @@ def _parse_box(text: Optional[str]) -> Optional[list[float]]:
 def infer(
     face: Annotated[Path, typer.Option(help="Face video (dubbing) or portrait image (one-shot).")],
     audio: Annotated[Path, typer.Option(help="Driving audio: any file with an audio track (wav, mp3, mp4 ...).")],
-    stage1: Annotated[Path, typer.Option("--stage1", help="Stage-1 model: a FREAK/Wav2Lip run's model/ folder or .ckpt.")],
+    stage1: Annotated[Path, typer.Option("--stage1", help="Stage-1 model: a FREAK/Wav2Lip run's model/ folder or .ckpt, or a published wav2lip.pth.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .mp4.")],
     overrides: Overrides = None,
     refiner: Annotated[Optional[Path], typer.Option(help="Refiner: a SOVQAE run's model/ folder or .ckpt (none: stage 1 only).")] = None,
@@ -354,8 +366,9 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: metrics.csv/json, figures/, compare.mp4, report.html.")],
     overrides: Overrides = None,
     config: ConfigOpt = None,
-    syncnet: Annotated[Optional[Path], typer.Option("--syncnet", help="A `talkfreq train syncnet` model/ folder, or the original syncnet_v2.model file: adds LSE-D/LSE-C.")] = None,
+    syncnet: Annotated[Optional[Path], typer.Option("--syncnet", help="A `talkfreq train syncnet` model/ folder, the original syncnet_v2.model or Wav2Lip's lipsync_expert.pth: adds LSE-D/LSE-C.")] = None,
     vgg16: Annotated[Optional[Path], typer.Option("--vgg16", help="torchvision VGG16 weights: adds LPIPS (else $TALKFREQ_VGG16).")] = None,
+    inception: Annotated[Optional[Path], typer.Option("--inception", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds FID (else $TALKFREQ_INCEPTION).")] = None,
     refiner: Annotated[Optional[Path], typer.Option(help="A refiner model/ folder or .ckpt: adds its NRoUB numbers.")] = None,
     video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="Write the side-by-side compare.mp4 (default: on).")] = None,
     size: Annotated[Optional[int], typer.Option(help="Face crop size in pixels for every metric (face.crop_size).")] = None,
@@ -378,7 +391,7 @@ def evaluate(
     cfg = load_config(EvalConfig, config, overrides or [], extra={
         "syncnet": str(syncnet) if syncnet else None, "vgg16": str(vgg16) if vgg16 else None,
         "refiner": str(refiner) if refiner else None, "write_video": video, "face.crop_size": size,
-        "device": device})
+        "device": device, "inception": str(inception) if inception else None})
     with _frame_bars(quiet) as bar:
         res = run_evaluate(reference, cands, out=out, cfg=cfg, progress=_stage_progress(
             bar, {"boxes": "faces (reference)", "evaluate": "metrics", "compare": "compare video"}))

@@ -11,9 +11,13 @@
 4. ``20 * log10(max(1e-5, x)) - ref_level_db`` (1e-5 is ``10 ** (min_level_db / 20)``);
 5. symmetric normalisation to ``[-max_abs_value, max_abs_value]`` with clipping.
 
-Frame-count convention (ours, not Wav2Lip's): librosa's centred STFT yields ``1 + L // hop`` frames; we drop the
-last one so that ``T = L // hop`` exactly - 80 mel frames per second at the defaults, 8 s of audio -> 640 frames.
-Mel frame ``j`` is centred on sample ``j * hop``. Every frame we keep is identical to Wav2Lip's.
+Frame count: Wav2Lip's, librosa's centred STFT: ``T = 1 + L // hop`` (8 s of audio -> 641 frames at the defaults).
+Mel frame ``j`` is centred on sample ``j * hop``.
+
+Windows (:func:`mel_window`) follow Wav2Lip's ``inference.py``: video frame ``i`` takes the ``frames_per_window``
+columns from ``int(i * (mel_fps / fps))``; a window that would run past the end is the last ``frames_per_window``
+columns instead. (The original then stops and cuts the video to the windows it made, so its last ~3 frames at 25 fps
+are not generated; talkfreq gives those frames the same last window, so frames the original makes are identical.)
 """
 
 from __future__ import annotations
@@ -110,8 +114,8 @@ def melspectrogram(wav: np.ndarray | torch.Tensor, *, cfg: MelConfig = MelConfig
     """Wav2Lip's normalised log-mel spectrogram of 16 kHz mono audio.
 
     ``wav``: (L,) numpy or torch float audio in [-1, 1], or (B, L) torch / numpy for a batch.
-    Returns float32 (n_mels, T) - or (B, n_mels, T) for batched input - with ``T = L // hop_length`` (see the module
-    docstring for this frame convention, which is ours) and values in ``[-max_abs_value, max_abs_value]``.
+    Returns float32 (n_mels, T) - or (B, n_mels, T) for batched input - with ``T = 1 + L // hop_length`` (Wav2Lip's
+    count) and values in ``[-max_abs_value, max_abs_value]``.
     numpy input gives a numpy array; torch input gives a tensor on the input's device (ours: so a training step
     can compute mels on the GPU). Computed in float32; matches the librosa/scipy pipeline within 1e-3 in normalised
     units (measured max 5e-5 on 10 s of speech; tests/test_audio_mel.py).
@@ -138,8 +142,6 @@ def melspectrogram(wav: np.ndarray | torch.Tensor, *, cfg: MelConfig = MelConfig
         y, n_fft=cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length, window=window,
         center=True, pad_mode=pad_mode, return_complex=True,
     ).abs()  # (B, n_fft // 2 + 1, 1 + L // hop)
-    n_frames = x.shape[-1] // cfg.hop_length
-    spec = spec[..., :n_frames]
 
     basis = torch.from_numpy(mel_filterbank(cfg=cfg).astype(np.float32)).to(y.device)
     mel = torch.matmul(basis, spec)  # (B, n_mels, T)
@@ -153,15 +155,18 @@ def melspectrogram(wav: np.ndarray | torch.Tensor, *, cfg: MelConfig = MelConfig
 
 
 def mel_index(frame_index: int, *, fps: float, cfg: MelConfig = MelConfig()) -> int:
-    """First mel frame of video frame ``frame_index``'s window: Wav2Lip's ``int(80 * (i / fps))``.
+    """First mel frame of video frame ``frame_index``'s window: Wav2Lip's ``int(i * (80 / fps))`` (inference.py).
 
-    80 generalises to mel frames per second, ``sample_rate / hop_length``.
+    80 generalises to feature frames per second, ``sample_rate / hop_length``. The multiplier is computed first, as
+    the original does: at 100 MFCC frames/s and 25 fps it is exactly 4.0, so window ``i`` starts at ``4 i`` as in
+    syncnet_python (``int(100 * (i / 25))`` would truncate to ``4 i - 1`` for some ``i``). For Wav2Lip's 80 mel
+    frames/s this equals both ``int(80 * (i / fps))`` (its training code) and ``floor(80 i / fps)`` (tested).
     """
     if frame_index < 0:
         raise ValueError(f"frame_index must be >= 0, got {frame_index}")
     if fps <= 0:
         raise TalkfreqError(f"video frame rate must be positive, got fps={fps}; check the video's metadata")
-    return int((cfg.sample_rate / cfg.hop_length) * (frame_index / float(fps)))
+    return int(frame_index * ((cfg.sample_rate / cfg.hop_length) / float(fps)))
 
 
 def mel_window(
@@ -169,13 +174,13 @@ def mel_window(
 ) -> np.ndarray:
     """(n_mels, frames_per_window) mel window for video frame ``frame_index``, from ``mel`` (n_mels, T).
 
-    The window starts at :func:`mel_index`. Where it runs past the end of the audio, the last column is repeated
-    (ours: Wav2Lip skips such frames in training and shifts the window back at inference; padding keeps every
-    video frame aligned and the last frames from crashing).
+    The window starts at :func:`mel_index`. Where it runs past the end of the audio it is the last
+    ``frames_per_window`` columns, as Wav2Lip's inference takes it; a spectrogram shorter than one window (under
+    0.2 s of audio) is padded by repeating its last column (ours: the original fails there).
     """
     mel = np.asarray(mel)
     if mel.ndim != 2 or mel.shape[1] == 0:
         raise TalkfreqError(f"mel spectrogram must have shape (n_mels, T>0), got {mel.shape}; is the audio empty?")
-    start = mel_index(frame_index, fps=fps, cfg=cfg)
+    start = min(mel_index(frame_index, fps=fps, cfg=cfg), max(mel.shape[1] - cfg.frames_per_window, 0))
     cols = np.clip(np.arange(start, start + cfg.frames_per_window), 0, mel.shape[1] - 1)
     return mel[:, cols]

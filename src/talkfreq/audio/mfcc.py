@@ -28,8 +28,8 @@ N_MFCC = 13
 MFCC_HOP = 160  # python_speech_features' 10 ms step at 16 kHz
 MFCC_RATE = SYNCNET_SAMPLE_RATE // MFCC_HOP  # 100 MFCC frames per second
 # Windowing of the MFCC sequence for mel_window: 100 frames/s (sample_rate / hop_length), 20 frames = 0.2 s per
-# 5-video-frame window, so window i starts at int(100 * i / 25) = 4 i as in the original. Only these three fields
-# are read by mel_window; the others are the mel defaults and mean nothing here.
+# 5-video-frame window, so window i starts at int(i * (100 / 25)) = 4 i exactly, as in the original. Only these
+# three fields are read by mel_window; the others are the mel defaults and mean nothing here.
 MFCC_WINDOW = MelConfig(sample_rate=SYNCNET_SAMPLE_RATE, hop_length=MFCC_HOP, frames_per_window=20)
 
 

@@ -196,7 +196,7 @@ class Stage1Dataset(_ClipSamples):
 
 
 def mel_tensor(clip: PreparedClip, t: int) -> torch.Tensor:
-    """(1,80,16) float32 mel window of video frame t (edge-padded past the end of the audio)."""
+    """(1,80,16) float32 mel window of video frame t (past the end of the audio: the last 16 columns)."""
     m = mel_window(clip.mel, t, fps=clip.meta.fps, cfg=_mel_cfg(clip.meta))
     return torch.from_numpy(np.ascontiguousarray(m, dtype=np.float32))[None]
 

@@ -25,7 +25,7 @@ from talkfreq.audio.mel import MelConfig, melspectrogram
 from talkfreq.config import to_yaml
 from talkfreq.data.prepared import ClipMeta, ClipWriter, assign_split, finished_clip_ids, write_index
 from talkfreq.errors import MediaError, TalkfreqError, require_writable_dir
-from talkfreq.face import FaceConfig, crop_face, detect_clip, make_detector, track_faces
+from talkfreq.face import FaceConfig, crop_face, detect_clip, detection_side, make_detector, track_faces
 from talkfreq.io.audio import load_video_audio
 from talkfreq.io.media import probe
 from talkfreq.io.video import VideoReader
@@ -111,7 +111,7 @@ def check_source(path: Path) -> None:
 def _track(src: Source, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, tuple[int, int]]:
     """Detection pass → (crop boxes (N,4) in source pixels, face_found (N,), valid (N,), N, (W, H))."""
     detector = make_detector(cfg.face)
-    reader = VideoReader(src.path, fps=cfg.fps, max_side=cfg.face.detect_max_side)
+    reader = VideoReader(src.path, fps=cfg.fps, max_side=detection_side(cfg.face))
     size = (reader.source_width, reader.source_height)
     dets = detect_clip(detector, reader, cfg=cfg.face, scale=reader.scale, frame_size=size)
     track = track_faces(dets, cfg=cfg.face, frame_size=size)

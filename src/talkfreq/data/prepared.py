@@ -9,7 +9,7 @@ Layout (ours)::
         meta.json                written last: its presence is what "finished" means
         frames.u8                raw uint8 (N, S, S, 3) RGB face crops — np.memmap, O(1) random access
         audio.wav                16-bit PCM mono at the mel sample rate, exactly N / fps seconds
-        mel.npy                  (80, T) float32, T = len(audio) // hop (80 per second)
+        mel.npy                  (80, T) float32, T = 1 + len(audio) // hop (80 per second, Wav2Lip's count)
         boxes.npy                (N, 4) float32 square crop boxes [x0, y0, x1, y1] in source-frame pixels
         face_found.npy           (N,) bool: the detector found the face on this very frame
         valid.npy                (N,) bool: a usable box (found, or interpolated/held by the miss policy)

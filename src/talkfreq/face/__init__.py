@@ -1,6 +1,6 @@
 """Faces: detection, tracking and smoothing over a clip, the miss policy, and square sub-pixel crops."""
 
-from talkfreq.face.config import FaceConfig
+from talkfreq.face.config import FaceConfig, detection_side
 from talkfreq.face.crop import box_to_affine, crop_face, crop_faces, crop_to_frame_affine
 from talkfreq.face.detect import (
     BoxesDetector,
@@ -28,6 +28,7 @@ __all__ = [
     "crop_to_frame_affine",
     "detect_all",
     "detect_clip",
+    "detection_side",
     "fill_and_smooth",
     "make_detector",
     "select_track",

@@ -8,7 +8,7 @@ from typing import Optional
 
 from talkfreq.errors import ConfigError
 
-BACKENDS = ("haar", "mediapipe", "boxes")
+BACKENDS = ("haar", "mediapipe", "boxes", "s3fd")
 MISS_POLICIES = ("interpolate", "hold", "skip")
 
 
@@ -22,8 +22,11 @@ class FaceConfig:
     """How faces are found, followed and cropped.
 
     backend: ``haar`` (OpenCV's bundled cascade; works offline), ``mediapipe`` (needs the optional package and a
-        face-landmarker ``.task`` file in ``mediapipe_model``) or ``boxes`` (user boxes from ``boxes_file``).
-    detect_max_side: frames are downscaled so their long side is at most this before detection (speed).
+        face-landmarker ``.task`` file in ``mediapipe_model``), ``boxes`` (user boxes from ``boxes_file``) or
+        ``s3fd`` (S3FD as syncnet_python runs it, weights ``sfd_face.pth`` / ``s3fd.pth`` in ``s3fd_model``, on the
+        frame scaled by ``s3fd_scale``: run_pipeline.py's 0.25 by default).
+    detect_max_side: frames are downscaled so their long side is at most this before detection (speed); not for
+        ``s3fd``, which gets full frames.
     detect_every: run the detector on every k-th frame only (and always on the last); the boxes of the frames
         between two key frames where the face was found are interpolated linearly and count as found. 1 = every
         frame. Ignored by ``backend=boxes`` (user boxes cost nothing). See the default's note below.
@@ -43,6 +46,8 @@ class FaceConfig:
     backend: str = "haar"
     boxes_file: Optional[str] = None
     mediapipe_model: Optional[str] = None
+    s3fd_model: Optional[str] = None
+    s3fd_scale: float = 0.25
     detect_max_side: int = 320
     # Measured on the five sample videos (benchmarks/detect_every.py, Haar at 320 px; benchmarks/RESULTS.md): every
     # frame, whole frame costs 18-28 ms/frame, a fifth of CPU inference. Every 2nd frame, searched near the face:
@@ -68,6 +73,8 @@ class FaceConfig:
                 f"face.miss_policy must be one of {', '.join(MISS_POLICIES)}, got {self.miss_policy!r}"
             )
         _at_least("detect_max_side", self.detect_max_side, 32)
+        if not (math.isfinite(self.s3fd_scale) and 0.0 < self.s3fd_scale <= 4.0):
+            raise ConfigError(f"face.s3fd_scale must be in (0, 4], got {self.s3fd_scale}")
         _at_least("detect_every", self.detect_every, 1)
         _at_least("face_index", self.face_index, 0)
         _at_least("smooth_window", self.smooth_window, 1)
@@ -79,6 +86,12 @@ class FaceConfig:
             raise ConfigError(f"face.padding must be in [0, 2], got {self.padding}")
         if not (math.isfinite(self.shift_y) and -1.0 <= self.shift_y <= 1.0):
             raise ConfigError(f"face.shift_y must be in [-1, 1], got {self.shift_y}")
+
+
+def detection_side(cfg: FaceConfig) -> Optional[int]:
+    """Long side of the frames the detector is given: ``detect_max_side``, or None (full frames) for S3FD, which
+    scales the source frame itself by ``s3fd_scale`` as run_pipeline.py does."""
+    return None if cfg.backend == "s3fd" else cfg.detect_max_side
 
 
 def _at_least(name: str, value: int, low: int) -> None:

@@ -299,7 +299,14 @@ def make_detector(cfg: FaceConfig) -> FaceDetector:
         if not cfg.boxes_file:
             raise TalkfreqError("face.backend=boxes needs face.boxes_file=PATH (a .json or .npy of boxes)")
         return BoxesDetector(cfg.boxes_file)
-    raise TalkfreqError(f"face.backend must be haar, mediapipe or boxes, got {cfg.backend!r}")
+    if cfg.backend == "s3fd":
+        if not cfg.s3fd_model:
+            raise TalkfreqError("face.backend=s3fd needs face.s3fd_model=PATH (syncnet_python's sfd_face.pth or "
+                                "face-alignment's s3fd.pth)")
+        from talkfreq.face.s3fd import S3FDDetector
+
+        return S3FDDetector(cfg.s3fd_model, scale=cfg.s3fd_scale)
+    raise TalkfreqError(f"face.backend must be haar, mediapipe, boxes or s3fd, got {cfg.backend!r}")
 
 
 def detect_all(

@@ -1,4 +1,9 @@
-"""Audio decoding: any container PyAV reads (wav, mp3, aac in mp4, any rate, any layout) → mono float32."""
+"""Audio decoding: any container PyAV reads (wav, mp3, aac in mp4, any rate, any layout) → mono float32.
+
+Several channels are averaged, ``(L + R) / 2`` for stereo, as ``librosa.load(mono=True)`` (Wav2Lip) and
+``ffmpeg -ac 1`` to 16-bit PCM (syncnet_python) do; ffmpeg's float rematrix would give ``0.707 (L + R)``, 3 dB louder,
+which moves the mel and the MFCCs. The mono signal is then resampled by ffmpeg's resampler (PyAV).
+"""
 
 from __future__ import annotations
 
@@ -34,14 +39,19 @@ def load_audio(
         stream = container.streams.audio[0]
         # the declared duration excludes the encoder's tail padding (AAC rounds up to 1024-sample frames)
         declared = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        planar = av.AudioResampler(format="fltp")  # the stream's own layout and rate, as float planes
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         chunks: list[np.ndarray] = []
+
+        def push(mono: av.AudioFrame | None) -> None:
+            for out in resampler.resample(mono):
+                chunks.append(out.to_ndarray().reshape(-1))
+
         try:
             for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                for f in planar.resample(frame):
+                    push(_downmix(f))
+            push(None)
         except av.error.FFmpegError as exc:
             raise MediaError(f"{p}: audio stream cannot be decoded ({exc.strerror or exc})") from exc
     wav = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
@@ -57,6 +67,14 @@ def load_audio(
     if duration is not None:
         wav = fit_length(wav, int(round(duration * sample_rate)))
     return wav
+
+
+def _downmix(frame: av.AudioFrame) -> av.AudioFrame:
+    """A float-planar frame -> a mono float frame holding the mean of its channels (see the module docstring)."""
+    mono = frame.to_ndarray().astype(np.float32, copy=False).mean(axis=0, dtype=np.float32)
+    out = av.AudioFrame.from_ndarray(np.ascontiguousarray(mono[None]), format="flt", layout="mono")
+    out.sample_rate = frame.sample_rate
+    return out
 
 
 def fit_length(wav: np.ndarray, n: int) -> np.ndarray:

@@ -6,19 +6,21 @@ Frames are (B, 3, H, W) float tensors in [0, 1]; every function also takes uint8
 
 Conventions (ours):
 
+* SSIM is Wang et al.'s as scikit-image computes it (``structural_similarity(gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=1, channel_axis=-1)``): 11-tap Gaussian window (sigma 1.5, truncated at
+  3.5 sigma), population statistics, the SSIM map averaged over the interior only (5 px from each border, where the
+  window lies inside the frame) and over the colour channels; identical frames give exactly 1.
 * PSNR is computed per frame and averaged; identical frames give ``inf`` (never a silent cap), so a video against
   itself reports ``inf``. Pass ``max_db`` to cap per-frame values before averaging when a finite mean is needed.
 * LPIPS and FID need user-supplied networks; without them they return ``None`` (shown as "unavailable"), never a
   number from random weights.
-* FID: torch-fidelity (torchmetrics' Inception extractor) is not installed here and would download its weights, so
-  there is no Inception loader. :func:`fid_score` is the Frechet distance between two feature sets the caller
-  computed with a feature network of their choice (pytorch-fid's formula). torchmetrics'
-  ``FrechetInceptionDistance(feature=module)`` also accepts a user ``nn.Module`` without torch-fidelity.
+* FID: :func:`fid_score` is the Frechet distance between two feature sets (pytorch-fid's formula); the features of
+  pytorch-fid's Inception come from :class:`talkfreq.models.inception_fid.FIDInceptionV3` loaded from the user's
+  ``pt_inception-2015-12-05-6726825d.pth`` (:mod:`talkfreq.metrics.fid`: running statistics, pooled FID).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
@@ -112,19 +114,46 @@ def psnr(
     return _reduce(v, reduction)
 
 
+SSIM_SIGMA = 1.5
+SSIM_RADIUS = int(3.5 * SSIM_SIGMA + 0.5)  # scipy.ndimage's truncate=3.5 (scikit-image's window: 11 px)
+
+
+def _gaussian_taps(device) -> torch.Tensor:
+    x = torch.arange(-SSIM_RADIUS, SSIM_RADIUS + 1, dtype=torch.float64, device=device)
+    g = torch.exp(-0.5 * (x / SSIM_SIGMA) ** 2)
+    return g / g.sum()
+
+
+def _interior_filter(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian of (B, C, H, W), valid part only (the interior scikit-image averages)."""
+    c = x.shape[1]
+    k = taps.numel()
+    x = torch.nn.functional.conv2d(x, taps.view(1, 1, k, 1).expand(c, 1, k, 1), groups=c)
+    return torch.nn.functional.conv2d(x, taps.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
+
+
 def ssim(pred, target, *, data_range: float = 1.0, reduction: Reduction = "mean") -> float | np.ndarray:
-    """Per-frame SSIM (Gaussian window 11, sigma 1.5: torchmetrics' defaults), averaged or as a (B,) array.
+    """Per-frame SSIM as scikit-image / Wang et al. (see the module docstring), averaged or as a (B,) array.
 
-    Frames (or regions) must be at least 11 px on each side.
+    Frames (or regions) must be at least 11 px on each side. Computed in float64.
     """
-    from torchmetrics.functional.image import structural_similarity_index_measure
-
     p, t = _pair(pred, target)
-    if min(p.shape[-2:]) < 11:
-        raise ValueError(f"SSIM needs at least 11x11 pixels, got {tuple(p.shape[-2:])}")
+    side = 2 * SSIM_RADIUS + 1
+    if min(p.shape[-2:]) < side:
+        raise ValueError(f"SSIM needs at least {side}x{side} pixels, got {tuple(p.shape[-2:])}")
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    out = []
     with torch.no_grad():
-        v = structural_similarity_index_measure(p, t, data_range=data_range, reduction="none")
-    return _reduce(v.reshape(-1), reduction)
+        taps = _gaussian_taps(p.device)
+        for i in range(p.shape[0]):  # one frame at a time: float64 maps of large frames stay small
+            x, y = p[i:i + 1].double(), t[i:i + 1].double()
+            mx, my = _interior_filter(x, taps), _interior_filter(y, taps)
+            vx = _interior_filter(x * x, taps) - mx * mx
+            vy = _interior_filter(y * y, taps) - my * my
+            vxy = _interior_filter(x * y, taps) - mx * my
+            s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+            out.append(s.mean().reshape(1))
+    return _reduce(torch.cat(out), reduction)
 
 
 def region_psnr(pred, target, *, box: Box, **kwargs) -> float | np.ndarray:
@@ -168,7 +197,7 @@ def fid_score(
     come from a user-supplied network (Inception pool3 for a comparable FID); the value is only comparable between
     runs that used the same network and similar sample counts.
     """
-    from scipy import linalg
+    from talkfreq.metrics.fid import FeatureStats, fid_from_stats
 
     if real_feats is None or fake_feats is None:
         return None
@@ -178,19 +207,4 @@ def fid_score(
         raise ValueError(f"expected (N, D) and (M, D) feature arrays, got {a.shape} and {b.shape}")
     if a.shape[0] < 2 or b.shape[0] < 2:
         raise ValueError("the Frechet distance needs at least 2 feature vectors per set")
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    diff = mu1 - mu2
-    with warnings.catch_warnings():
-        # A singular product (fewer samples than dimensions) is handled below, as pytorch-fid does.
-        warnings.simplefilter("ignore", linalg.LinAlgWarning)
-        covmean = linalg.sqrtm(s1.dot(s2))
-        if not np.isfinite(covmean).all():
-            offset = np.eye(s1.shape[0]) * 1e-6
-            covmean = linalg.sqrtm((s1 + offset).dot(s2 + offset))
-    if np.iscomplexobj(covmean):
-        # Numerical noise only; a large imaginary part means a broken covariance (e.g. NaN features).
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"Frechet distance: imaginary component {np.max(np.abs(covmean.imag)):.3g}")
-        covmean = covmean.real
-    return float(diff.dot(diff) + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    return fid_from_stats(FeatureStats(a.shape[1]).add(a), FeatureStats(b.shape[1]).add(b))

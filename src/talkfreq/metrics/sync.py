@@ -153,9 +153,9 @@ def sync_embeddings(
         embed: ``embed(faces (B, window, 3, H, W) in [0, 1], mel (B, n_mels, frames_per_window))`` ->
             ``(audio_emb (B, D), video_emb (B, D))``; called under ``torch.no_grad``.
         fps: video frame rate; window ``i`` (frames ``i .. i+window-1``) is paired with the mel window starting at
-            ``int(mel_fps * i / fps)`` (Wav2Lip's rule, :func:`talkfreq.audio.mel.mel_window`).
+            ``int(i * (mel_fps / fps))`` (Wav2Lip's rule, :func:`talkfreq.audio.mel.mel_window`).
 
-    N = T - window + 1. Windows whose audio runs past the end repeat the last mel column (``mel_window``'s rule).
+    N = T - window + 1. Windows whose audio runs past the end take the last mel columns (``mel_window``'s rule).
     :class:`SyncEmbeddingStream` does the same chunk by chunk.
     """
     stream = SyncEmbeddingStream(mel, embed=embed, fps=fps, window=window, mel_cfg=mel_cfg, batch_size=batch_size,

@@ -141,6 +141,21 @@ def load_state_file(path: str | Path, *, map_location: str | torch.device = "cpu
     return state
 
 
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> nn.Module:
+    """Load a published state dict into ``model`` strictly and return it in eval mode: missing
+    ``num_batches_tracked`` buffers (files saved before PyTorch 0.4.1) are filled with 0; any other difference is a
+    one-line TalkfreqError naming ``source`` and the first keys."""
+    for k, v in model.state_dict().items():
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = torch.zeros_like(v)
+    check_state_dict(model, state, source=source)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # e.g. dtype problems the name/shape check does not see
+        raise TalkfreqError(f"{source}: cannot load weights ({str(exc).splitlines()[0]})") from exc
+    return model.eval()
+
+
 def load_model(cls: type[M], directory: str | Path, *, map_location: str | torch.device = "cpu") -> M:
     """Build ``cls`` from the saved config in ``directory`` and load its weights strictly."""
     d = Path(directory)
@@ -167,7 +182,19 @@ class PretrainedMixin:
 
     @classmethod
     def from_pretrained(cls: type[M], directory: str | Path, *, map_location: str | torch.device = "cpu") -> M:
-        """Rebuild a model saved by :meth:`save_pretrained`; a wrong kind or any mismatch is a TalkfreqError."""
+        """Rebuild a model saved by :meth:`save_pretrained`; a wrong kind or any mismatch is a TalkfreqError.
+
+        A file instead of a folder is read as a published weights file (:mod:`talkfreq.models.published`) holding
+        this kind of network.
+        """
+        if Path(directory).is_file():
+            from talkfreq.models.published import load_published, published_kind_of
+
+            kind = published_kind_of(cls)
+            if kind is None:
+                raise TalkfreqError(f"{directory}: expected a {cls.__name__} model folder (with {CONFIG_FILE} and "
+                                    f"{WEIGHTS_FILE}), got a file")
+            return load_published(directory, expect=kind, map_location=map_location)  # type: ignore[return-value]
         return load_model(cls, directory, map_location=map_location)
 
 

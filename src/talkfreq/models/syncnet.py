@@ -7,8 +7,10 @@ Conv2d+BatchNorm+ReLU blocks with residual convs, each ending in a 512×1×1 map
 Training: ``BCE(cosine(audio, video), y)`` with y = 1 for in-sync windows.
 
 Ours:
-- Faces are taken in talkfreq's [-1, 1] range (the original fed [0, 1] BGR); we train our own expert, so no
-  conversion is made — pass [-1, 1] images consistently.
+- Faces are taken as talkfreq's RGB in [-1, 1]; the network sees them as its config says it was trained:
+  ``color_order`` (``rgb`` for talkfreq-trained experts, ``bgr`` for the published ``lipsync_expert.pth``) and
+  ``pixel_range`` (``-1..1`` talkfreq, ``0..1`` published). The published file loads with
+  :func:`talkfreq.models.published.load_published` (and ``from_pretrained(file)``).
 - Other face sizes: the lower half of an S×S face is (S/2)×S. Extra stride-2 blocks (32 channels) are inserted
   after the first conv until the map before the last valid conv is at most 4×4, and that valid conv's kernel is the
   remaining size (3×3 at 96 px, 4×4 at 128 and 256), so the embedding stays width×1×1.
@@ -29,9 +31,10 @@ from torch import nn
 
 from talkfreq.errors import ConfigError
 from talkfreq.models._io import PretrainedMixin, build_config
-from talkfreq.models.wav2lip import Conv2d, mel_audio_encoder, res_blocks
+from talkfreq.models.wav2lip import Conv2d, check_color_order, mel_audio_encoder, res_blocks
 
 SYNC_FRAMES = 5  # frames per window (Wav2Lip's syncnet_T)
+PIXEL_RANGES = ("-1..1", "0..1")
 
 
 @dataclass
@@ -40,6 +43,8 @@ class SyncNetConfig:
 
     image_size: int = 96  # face side S; the network sees the lower half, (S/2)×S
     width: int = 512  # embedding size; every layer's channels scale by width/512 (ours: 128 makes a 1 M tiny expert)
+    color_order: str = "rgb"  # channel order the weights were trained on: rgb (talkfreq) | bgr (lipsync_expert.pth)
+    pixel_range: str = "-1..1"  # value range they were trained on: -1..1 (talkfreq) | 0..1 (lipsync_expert.pth)
 
 
 class SyncNetOutput(NamedTuple):
@@ -89,6 +94,10 @@ class SyncNet(PretrainedMixin, nn.Module):
         if cfg.image_size % 2:
             raise ConfigError(f"SyncNet: image_size must be even, got {cfg.image_size}")
         extra, kernel = face_layout(cfg.image_size)
+        check_color_order(cfg.color_order, source="SyncNet")
+        if cfg.pixel_range not in PIXEL_RANGES:
+            raise ConfigError(f"SyncNet: pixel_range must be one of {', '.join(PIXEL_RANGES)}, "
+                              f"got {cfg.pixel_range!r}")
         self.config = cfg
 
         if not 8 <= cfg.width <= 4096:
@@ -115,6 +124,10 @@ class SyncNet(PretrainedMixin, nn.Module):
             raise ValueError(f"SyncNet: faces must be (B,{3 * SYNC_FRAMES},{s // 2},{s}), got {tuple(faces.shape)}")
         if mel.dim() != 4 or tuple(mel.shape[1:]) != (1, 80, 16):
             raise ValueError(f"SyncNet: mel must be (B,1,80,16), got {tuple(mel.shape)}")
+        if self.config.color_order == "bgr":  # 5 frames of 3 channels each
+            faces = rearrange(rearrange(faces, "b (t c) h w -> b t c h w", c=3).flip(2), "b t c h w -> b (t c) h w")
+        if self.config.pixel_range == "0..1":
+            faces = (faces + 1.0) * 0.5
         video = F.normalize(rearrange(self.face_encoder(faces), "b c 1 1 -> b c"), p=2, dim=1)
         audio = F.normalize(rearrange(self.audio_encoder(mel), "b c 1 1 -> b c"), p=2, dim=1)
         return SyncNetOutput(audio_emb=audio, video_emb=video)

@@ -26,8 +26,7 @@ from einops import rearrange
 from omegaconf import DictConfig
 from torch import nn
 
-from talkfreq.errors import TalkfreqError
-from talkfreq.models._io import PretrainedMixin, build_config, check_state_dict, load_state_file
+from talkfreq.models._io import PretrainedMixin, build_config
 from talkfreq.models.syncnet import SyncNetOutput
 
 
@@ -107,20 +106,9 @@ class SyncNetV2(PretrainedMixin, nn.Module):
         a ``module.`` or ``__S__.`` prefix (DataParallel / SyncNetInstance state dicts) is stripped. Anything
         else that differs is a one-line TalkfreqError naming the file and the first keys.
         """
-        model = cls()
-        state = load_state_file(path, map_location=map_location)
-        for prefix in ("module.", "__S__."):
-            if state and all(k.startswith(prefix) for k in state):
-                state = {k[len(prefix):]: v for k, v in state.items()}
-        for k, v in model.state_dict().items():
-            if k.endswith("num_batches_tracked") and k not in state:
-                state[k] = torch.zeros_like(v)
-        check_state_dict(model, state, source=str(path))
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:  # e.g. dtype problems not caught by the name/shape check
-            raise TalkfreqError(f"{path}: cannot load syncnet_v2 weights ({str(exc).splitlines()[0]})") from exc
-        return model.eval()
+        from talkfreq.models.published import load_published
+
+        return load_published(path, expect="syncnet_v2", map_location=map_location)  # type: ignore[return-value]
 
 
 def to_syncnet_v2_video(frames: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,14 @@ blocks of transposed convs, each output concatenated with the matching encoder f
 block with a sigmoid.
 
 Ours:
-- **Value range at the boundary.** The original takes images in [0, 1] (BGR, as read by OpenCV) and outputs a
-  sigmoid in [0, 1]. Here ``forward`` takes faces in [-1, 1] and returns [-1, 1] like every talkfreq model, by
-  mapping ``x -> (x + 1) / 2`` on the way in and ``y -> 2y - 1`` on the way out; the network in between is the
-  original, so original weights would still see the value range they were trained on (channel order is the
-  caller's business: the original was trained on BGR).
+- **Input convention at the boundary.** The original takes images in [0, 1] (BGR, as read by OpenCV) and outputs a
+  sigmoid in [0, 1]. Here ``forward`` takes RGB faces in [-1, 1] and returns RGB [-1, 1] like every talkfreq model,
+  by mapping ``x -> (x + 1) / 2`` on the way in and ``y -> 2y - 1`` on the way out, and flipping the channels of
+  inputs and output when ``config.color_order`` is ``bgr`` (the published weights; talkfreq-trained ones are
+  ``rgb``); the network in between is the original, so original weights see what they were trained on.
+  ``config.mask_fill`` is the value of the hidden half in the network's [0, 1] input (the original's inference
+  and training set it to 0, black; talkfreq trains with 0.5, grey); callers mask with :func:`mask_fill_value`.
+  The published files load with :func:`talkfreq.models.published.load_published` (and ``from_pretrained(file)``).
 - **Larger faces.** ``image_size = b · 2^n`` with ``n >= 5`` (96 = 3·2^5, 128 = 4·2^5, 192 = 3·2^6, 256 = 4·2^6,
   512 = 4·2^7): ``n - 5`` extra stride-2 encoder blocks (16 channels) are inserted after the first block and
   matching transposed-conv decoder blocks appended before the output block; the bottleneck conv kernel (and the
@@ -88,6 +91,8 @@ class Wav2LipConfig:
     """Settings of :class:`Wav2Lip`."""
 
     image_size: int = 96  # b·2^n with n >= 5: 96, 128, 192, 256, 512 ...
+    color_order: str = "rgb"  # channel order the weights were trained on: rgb (talkfreq) | bgr (the published files)
+    mask_fill: float = 0.5  # hidden half's value in the network's [0, 1] input: 0.5 (talkfreq) | 0.0 (published)
 
 
 def bottleneck_split(image_size: int) -> tuple[int, int]:
@@ -115,6 +120,9 @@ class Wav2Lip(PretrainedMixin, nn.Module):
         super().__init__()
         cfg = build_config(Wav2LipConfig, config, source="Wav2Lip config")
         b, n = bottleneck_split(cfg.image_size)
+        check_color_order(cfg.color_order, source="Wav2Lip")
+        if not 0.0 <= cfg.mask_fill <= 1.0:
+            raise ConfigError(f"Wav2Lip: mask_fill must be in [0, 1], got {cfg.mask_fill}")
         self.config = cfg
         extra = n - 5
 
@@ -157,6 +165,9 @@ class Wav2Lip(PretrainedMixin, nn.Module):
         if mel.dim() != 4 or tuple(mel.shape[1:]) != (1, 80, 16):
             raise ValueError(f"Wav2Lip: mel must be (B,1,80,16), got {tuple(mel.shape)}")
 
+        bgr = self.config.color_order == "bgr"
+        if bgr:  # masked target and reference, 3 channels each
+            faces = rearrange(rearrange(faces, "b (k c) h w -> b k c h w", c=3).flip(2), "b k c h w -> b (k c) h w")
         x = (faces + 1.0) * 0.5  # talkfreq [-1,1] -> the original's [0,1]
         feats = []
         for block in self.face_encoder_blocks:
@@ -168,9 +179,23 @@ class Wav2Lip(PretrainedMixin, nn.Module):
             x = torch.cat([block(x), feats.pop()], dim=1)
 
         out = self.output_block(x) * 2.0 - 1.0  # sigmoid [0,1] -> [-1,1]
+        if bgr:
+            out = out.flip(1)
         if seq:
             out = rearrange(out, "(t b) c h w -> b c t h w", t=t)
         return out
+
+
+def check_color_order(order: str, *, source: str) -> None:
+    """One-line ConfigError unless ``order`` is ``rgb`` or ``bgr``."""
+    if order not in ("rgb", "bgr"):
+        raise ConfigError(f"{source}: color_order must be rgb or bgr, got {order!r}")
+
+
+def mask_fill_value(model: nn.Module) -> float:
+    """The fill of masked pixels in talkfreq's [-1, 1] for ``model``: its ``config.mask_fill`` (in [0, 1]) for a
+    Wav2Lip, 0.0 (mid-grey) for any other generator."""
+    return 2.0 * float(model.config.mask_fill) - 1.0 if isinstance(model, Wav2Lip) else 0.0
 
 
 def wav2lip_input(masked: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from talkfreq.errors import ConfigError, TalkfreqError
-from talkfreq.face import FaceConfig, detect_clip, make_detector, track_faces
+from talkfreq.face import FaceConfig, detect_clip, detection_side, make_detector, track_faces
 from talkfreq.pipeline.stream import prefetched
 from talkfreq.pipeline.accel import AccelConfig
 from talkfreq.pipeline.paste import REGIONS
@@ -155,7 +155,7 @@ def detect_boxes(video: Path, *, cfg: FaceConfig, fps: float, progress: Progress
         detector = _FixedBox(fixed_box)
     else:
         detector = make_detector(cfg)
-    reader = VideoReader(video, fps=fps, max_side=cfg.detect_max_side)
+    reader = VideoReader(video, fps=fps, max_side=detection_side(cfg))
     size = (reader.source_width, reader.source_height)
     total = len(reader) or None
 

@@ -4,7 +4,8 @@ exactly as training builds them.
 Training (:class:`talkfreq.data.datasets.Stage1Dataset` on a prepared clip) feeds the generator:
 
 - images as ``frames_to_tensor`` (uint8 RGB -> (3,S,S) in [-1, 1]);
-- ``mask`` from ``make_mask("half" | "full")`` and ``masked = apply_mask(target, mask)`` (mid-grey fill);
+- ``mask`` from ``make_mask("half" | "full")`` and ``masked = apply_mask(target, mask)`` (mid-grey fill; a
+  published Wav2Lip's config asks for black, :func:`talkfreq.models.wav2lip.mask_fill_value`);
 - audio: the Wav2Lip mel of the 16 kHz audio fitted to N / fps seconds, windowed per frame by ``mel_window`` into
   (1, 80, 16) — for FREAK and Wav2Lip alike — or the HuBERT-style rows of ``speech_features`` (one per video frame),
   windowed by ``feature_window`` into (2·context+1, D).
@@ -38,7 +39,7 @@ from talkfreq.errors import TalkfreqError
 from talkfreq.models._io import peek_model_class
 from talkfreq.models.freak import FREAK, apply_mask, make_mask
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
-from talkfreq.models.wav2lip import Wav2Lip, wav2lip_input
+from talkfreq.models.wav2lip import Wav2Lip, mask_fill_value, wav2lip_input
 
 Stage1Model = Union[FREAK, Wav2Lip]
 INFERENCE_FILE = "inference.json"  # beside a saved refiner: the defaults `infer`/`refine` read (latent_smoothing)
@@ -74,7 +75,8 @@ def _refiner_hint(path: Path) -> TalkfreqError:
 
 
 def load_stage1(path: str | Path, *, map_location: str | torch.device = "cpu") -> Stage1Model:
-    """A FREAK or Wav2Lip generator from a ``model/`` folder (``save_pretrained``) or a stage-1 Lightning ``.ckpt``.
+    """A FREAK or Wav2Lip generator from a ``model/`` folder (``save_pretrained``), a stage-1 Lightning ``.ckpt``, or
+    Wav2Lip's published ``wav2lip.pth`` / ``wav2lip_gan.pth`` (:mod:`talkfreq.models.published`).
 
     A refiner or any other model is a one-line TalkfreqError that says which it is.
     """
@@ -94,6 +96,15 @@ def load_stage1(path: str | Path, *, map_location: str | torch.device = "cpu") -
     if hp.get("talkfreq_kind") == "refiner":
         raise _refiner_hint(p)
     kind = hp.get("model")
+    if not hp:  # not a Lightning checkpoint: a published file?
+        from talkfreq.models.published import build_published, published_kind, state_of
+
+        state = state_of(ckpt)
+        published = published_kind(state) if state is not None else None
+        if published == "wav2lip":
+            return build_published(published, state, source=str(p))
+        if published is not None:
+            raise TalkfreqError(f"{p}: holds a published {published} network, not a stage-1 generator")
     if kind not in ("freak", "wav2lip"):
         raise TalkfreqError(f"{p}: not a stage-1 checkpoint (no freak/wav2lip model in its config)")
     model = FREAK(config=hp.get(kind)) if kind == "freak" else Wav2Lip(config=hp.get(kind))
@@ -163,7 +174,7 @@ def stage1_forward(model: Stage1Model, *, target: torch.Tensor, reference: torch
     """:func:`stage1_batch` on tensors already on the model's device: ``target``, ``reference`` (B, 3, S, S) in
     [-1, 1] (any memory format), ``audio`` (B, *window) -> (B, 3, S, S) (in the autocast dtype, if any)."""
     m = make_mask(mask, batch=len(target), size=target.shape[-1], device=target.device)
-    masked = apply_mask(target, m)
+    masked = apply_mask(target, m, fill=mask_fill_value(model))
     # the dispatch of Stage1Module.generate (training), on the bare generator
     if isinstance(model, Wav2Lip):
         return model(wav2lip_input(masked, reference), audio)

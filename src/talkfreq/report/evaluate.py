@@ -61,6 +61,7 @@ class EvalConfig:
     device: str = "auto"
     syncnet: Optional[str] = None  # a `talkfreq train syncnet` model/ (or run) folder, or syncnet_v2.model: LSE-D/C
     vgg16: Optional[str] = None  # torchvision VGG16 weights for LPIPS (or $TALKFREQ_VGG16)
+    inception: Optional[str] = None  # pytorch-fid's Inception weights for FID (or $TALKFREQ_INCEPTION)
     refiner: Optional[str] = None  # a refiner model/ folder or .ckpt: adds its NRoUB numbers
     write_video: bool = True  # write compare.mp4 and embed it in the report
     face: FaceConfig = field(default_factory=FaceConfig)  # detection on the reference; crop_size = metric crops
@@ -143,6 +144,17 @@ def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]
     return lpips, syncnet, refiner, why
 
 
+def _load_inception(cfg: EvalConfig, device, why: dict[str, str]):
+    """pytorch-fid's Inception from ``cfg.inception`` (or the environment), or None with the reason in ``why``."""
+    from talkfreq.models.inception_fid import INCEPTION_ENV, load_fid_inception, resolve_inception_path
+
+    path = resolve_inception_path(cfg.inception)
+    if path is None:
+        why["fid"] = f"no Inception weights (--inception PATH or ${INCEPTION_ENV}); never scored with random weights"
+        return None
+    return load_fid_inception(path, map_location=device).to(device)
+
+
 def _sync_streams(names, paths, *, syncnet, fps, batch_size, device, notes) -> dict:
     """{name: (SyncEmbeddingStream, audio samples)} fed with each video's own audio (the reference's when it has
     none)."""
@@ -179,6 +191,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     lpips, syncnet, refiner, unavailable = _load_models(cfg, device)
+    inception = _load_inception(cfg, device, unavailable)
     track = reference_track(ref, face=cfg.face, fps=cfg.fps, progress=progress)
     timings["boxes"] = time.perf_counter() - t0
 
@@ -188,8 +201,8 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     stream = LockStep(paths, fps=cfg.fps, limit=len(track), limit_name=REFERENCE_NAME)
     notes: list[str] = []
     mouth = cfg.regions.crop_box("mouth", size)
-    scorers = {n: VideoScorer(n, size=size, mouth=mouth, psnr_cap_db=cfg.psnr_cap_db, lpips=lpips)
-               for n in stream.names}
+    scorers = {n: VideoScorer(n, size=size, mouth=mouth, psnr_cap_db=cfg.psnr_cap_db, lpips=lpips,
+                              inception=inception) for n in stream.names}
     sync = {}
     if syncnet is not None:
         sync = _sync_streams(stream.names, paths, syncnet=syncnet, fps=cfg.fps, batch_size=cfg.batch_size,

@@ -36,6 +36,8 @@ from talkfreq.metrics import (
     spectrum_gap,
     ssim,
 )
+from talkfreq.metrics.fid import FeatureStats, fid_from_stats, inception_features
+from talkfreq.models.inception_fid import FID_FEATURES
 
 Box = tuple[int, int, int, int]
 
@@ -51,10 +53,13 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     Column("psnr", "PSNR dB", "max", "{:.2f}", "face crop vs the real crop, per frame (capped at psnr_cap_db), mean"),
-    Column("ssim", "SSIM", "max", "{:.4f}", "face crop vs the real crop (11 px Gaussian window), mean"),
+    Column("ssim", "SSIM", "max", "{:.4f}",
+           "face crop vs the real crop, as scikit-image / Wang et al. (Gaussian sigma 1.5, interior), mean"),
     Column("mouth_psnr", "mouth PSNR dB", "max", "{:.2f}", "PSNR inside the mouth region of the crop"),
     Column("mouth_ssim", "mouth SSIM", "max", "{:.4f}", "SSIM inside the mouth region of the crop"),
     Column("lpips", "LPIPS", "min", "{:.4f}", "LPIPS-VGG vs the real crop (needs VGG16 weights)"),
+    Column("fid", "FID", "min", "{:.2f}", "pytorch-fid Inception: this video's crops vs the real ones (needs its "
+           "weights; per video, so biased high below 2048 frames)"),
     Column("lse_d", "LSE-D", "min", "{:.3f}", "SyncNet distance at the best offset (needs a SyncNet)"),
     Column("lse_c", "LSE-C", "max", "{:.3f}", "SyncNet confidence: median - min distance over offsets"),
     Column("lse_offset", "AV offset", None, "{:+.0f}", "frames the picture lags the sound (0 = in sync)"),
@@ -106,12 +111,16 @@ class VideoScorer:
         mouth: mouth pixel box (x0, y0, x1, y1) inside the S x S crop.
         psnr_cap_db: per-frame PSNR cap (identical frames give inf; the cap keeps means finite).
         lpips: an :class:`~talkfreq.losses.perceptual.LPIPS` model, or None (the column is "unavailable").
+        inception: a :class:`~talkfreq.models.inception_fid.FIDInceptionV3`, or None (FID "unavailable"); its
+            feature statistics are kept in ``fid_stats`` (pool them over videos for a test-set FID).
     """
 
-    def __init__(self, name: str, *, size: int, mouth: Box, psnr_cap_db: float, lpips=None):
+    def __init__(self, name: str, *, size: int, mouth: Box, psnr_cap_db: float, lpips=None, inception=None):
         self.name, self.size, self.mouth = name, size, mouth
         self.psnr_cap_db = psnr_cap_db
         self.lpips = lpips
+        self.inception = inception
+        self.fid_stats = FeatureStats(FID_FEATURES) if inception is not None else None
         self.face_spec = SpectrumAccumulator()
         self.mouth_spec = SpectrumAccumulator(region=mouth)
         self.flicker = FlickerAccumulator()
@@ -132,6 +141,8 @@ class VideoScorer:
         pf["mouth_ssim"].extend(region_ssim(x, r, box=self.mouth, reduction="none"))
         if self.lpips is not None:
             pf["lpips"].extend(lpips_score(x, r, lpips=self.lpips, reduction="none"))
+        if self.fid_stats is not None:
+            self.fid_stats.add(inception_features(self.inception, x))
         pf["laplacian_var"].extend(laplacian_variance(x, reduction="none"))
         pf["cpbd"].extend(cpbd(x, reduction="none"))
         self.face_spec.add(x)
@@ -162,7 +173,16 @@ class VideoScorer:
             "mouth_spectrum_gap": spectrum_gap(self.mouth_spec.mean_log_spectrum(),
                                                reference.mouth_spec.mean_log_spectrum()),
             "flicker_ratio": _flicker_ratio(self.flicker.value, reference.flicker.value),
+            "fid": _fid(reference.fid_stats, self.fid_stats),
         }
+
+
+def _fid(real: Optional[FeatureStats], fake: Optional[FeatureStats]) -> Optional[float]:
+    if real is None or fake is None:
+        return None
+    if real.n < 2 or fake.n < 2:
+        return math.nan  # a covariance needs two frames
+    return fid_from_stats(real, fake)
 
 
 def _flicker_ratio(value: float, ref: float) -> float:

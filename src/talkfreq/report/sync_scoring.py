@@ -2,7 +2,8 @@
 
 ``--syncnet PATH`` takes either
 
-* a ``talkfreq train syncnet`` ``model/`` folder (or its run folder): Wav2Lip-style expert, fed the lower half of the
+* a ``talkfreq train syncnet`` ``model/`` folder (or its run folder), or Wav2Lip's published ``lipsync_expert.pth``
+  (its BGR [0, 1] input convention recorded in its config): Wav2Lip-style expert, fed the lower half of the
   evaluation's face crop (resized to the expert's ``image_size``) and the Wav2Lip mel windows; or
 * the published ``syncnet_v2.model`` file of joonson/syncnet_python: fed its own 224 px crop, derived from the
   reference's face boxes, and 13 MFCCs, with the original's window count (:mod:`talkfreq.metrics.sync_v2`).
@@ -81,21 +82,30 @@ class SyncScorer:
 
 
 def load_sync_scorer(path: str | Path, *, face: FaceConfig, fps: float, device) -> SyncScorer:
-    """A :class:`SyncScorer` for ``path``: a file is the original ``syncnet_v2.model`` (loaded strictly), a folder
-    a talkfreq SyncNet ``model/`` folder or its run folder. One-line errors for anything else."""
+    """A :class:`SyncScorer` for ``path``: a file is a published expert (``syncnet_v2.model`` or Wav2Lip's
+    ``lipsync_expert.pth``, told apart by their keys, loaded strictly), a folder a talkfreq SyncNet ``model/``
+    folder or its run folder. One-line errors for anything else."""
     p = Path(path)
-    if p.is_file():
-        from talkfreq.metrics.sync_v2 import V2_FPS
-        from talkfreq.models import SyncNetV2
-
-        if abs(fps - V2_FPS) > 1e-6:
-            raise ConfigError(f"syncnet_v2 weights score 25 fps video only (4 MFCC frames per frame); got fps={fps}")
-        return SyncScorer("syncnet_v2", SyncNetV2.load_original(p, map_location=device).to(device).eval(), face)
-    from talkfreq.models import SyncNet
-
     if (p / "model" / "config.json").is_file():  # a run folder: its final expert
         p = p / "model"
-    if not p.exists():
-        raise TalkfreqError(f"{p}: SyncNet not found (expected a `talkfreq train syncnet` model/ folder or the "
-                            f"original syncnet_v2.model file)")
-    return SyncScorer("talkfreq", SyncNet.from_pretrained(p, map_location=device).to(device).eval(), face)
+    if p.is_file():
+        from talkfreq.models.published import load_published
+
+        model = load_published(p, expect=("syncnet_v2", "lipsync_expert"), map_location=device)
+    elif p.is_dir():
+        from talkfreq.models import SyncNet, SyncNetV2
+        from talkfreq.models._io import peek_model_class
+
+        cls = SyncNetV2 if peek_model_class(p) == "SyncNetV2" else SyncNet  # SyncNetV2: `talkfreq import`ed
+        model = cls.from_pretrained(p, map_location=device)
+    else:
+        raise TalkfreqError(f"{p}: SyncNet not found (expected a `talkfreq train syncnet` model/ folder, the "
+                            f"original syncnet_v2.model file or Wav2Lip's lipsync_expert.pth)")
+    model = model.to(device).eval()
+    if type(model).__name__ == "SyncNet":
+        return SyncScorer("talkfreq", model, face)
+    from talkfreq.metrics.sync_v2 import V2_FPS
+
+    if abs(fps - V2_FPS) > 1e-6:
+        raise ConfigError(f"syncnet_v2 weights score 25 fps video only (4 MFCC frames per frame); got fps={fps}")
+    return SyncScorer("syncnet_v2", model, face)

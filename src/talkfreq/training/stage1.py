@@ -49,7 +49,7 @@ from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.freak import FREAK, FREAKConfig, apply_mask
 from talkfreq.models.syncnet import SyncNet, expert_loss, stack_lower_halves
-from talkfreq.models.wav2lip import Wav2Lip, Wav2LipConfig, wav2lip_input
+from talkfreq.models.wav2lip import Wav2Lip, Wav2LipConfig, mask_fill_value, wav2lip_input
 from talkfreq.training.callbacks import Preview, SamplePreview, finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
 from talkfreq.training.optim import (OptimConfig, adam, check_schedule, step_scheduler, step_without_counting,
@@ -71,7 +71,7 @@ class LossConfig:
     freq: float = 1.0  # focal frequency loss
     freq_alpha: float = 1.0
     sync: float = 0.0  # needs a trained expert
-    syncnet: Optional[str] = None  # the model/ folder of a `talkfreq train syncnet` run
+    syncnet: Optional[str] = None  # a `talkfreq train syncnet` model/ folder, or Wav2Lip's lipsync_expert.pth
     sync_start: Optional[float] = None  # switch the sync term on once val/sync < this (Wav2Lip: 0.75); None: at once
     gan: float = 0.0  # > 0: manual optimisation with a PatchDiscriminator
     gan_kind: str = "hinge"  # hinge | bce
@@ -133,7 +133,8 @@ def resolve_audio(cfg: Config, *, speech_dim: int) -> Config:
 
 
 def load_expert(path: str) -> SyncNet:
-    """A frozen SyncNet expert from a ``save_pretrained`` folder (one-line error if it is not one)."""
+    """A frozen SyncNet expert from a ``save_pretrained`` folder or Wav2Lip's published ``lipsync_expert.pth``
+    (whose BGR [0, 1] convention its config applies); a one-line error for anything else."""
     expert = SyncNet.from_pretrained(path)
     expert.requires_grad_(False)
     return expert.eval()
@@ -170,6 +171,8 @@ class Stage1Module(L.LightningModule):
                  mask: torch.Tensor) -> torch.Tensor:
         """(B,3,S,S) ×2, audio (B,1,80,16) or (B,T,D), mask (B,1,S,S) -> (B,3,S,S) in [-1, 1]."""
         if self.cfg.model == "wav2lip":
+            # the hidden pixels as this generator's config wants them (the dataset fills them mid-grey)
+            masked = apply_mask(masked, mask, fill=mask_fill_value(self.generator))
             return self.generator(wav2lip_input(masked, reference), audio)
         return self.generator(reference, masked, audio, mask)
 
