@@ -5,7 +5,10 @@ variant's overrides) on the first ``train_fraction`` of its frames — the rest 
 for validation (``data.frame_range``) — then degrade the held-out crops with each fixed degradation, refine them,
 and print per (clip, variant, degradation), against the clean crops: PSNR and SSIM of the degraded input and of the
 refined output on the whole crop and on the mouth region (:data:`talkfreq.face.config.MOUTH_REGION`), the
-high-frequency energy ratio of clean / degraded / refined, and whether the target holds (the acceptance of the
+high-frequency energy ratio of clean / degraded / refined, the code flips under the degradation (``flips``: the
+nearest-code path's, from the NRoUB diagnostic of :mod:`talkfreq.metrics.robustness`; ``used``: the codes the refiner
+really decodes, the predicted ones with a code predictor) with the NRoUB margin in units of the latents' spread,
+and whether the target holds (the acceptance of the
 restoring refiner: gain >= ``target_psnr_db`` and >= ``target_ssim`` on the face and on the mouth, refined HF ratio
 within ``target_hf`` of the clean one). ``recon`` is the refiner on the *clean* crops (a restorer must not harm a
 clean input). Writes ``results.json`` and one ``strip_<clip>.png`` (clean | degraded | refined) per clip into the
@@ -77,7 +80,8 @@ def verdict(row: dict[str, float], cfg: ExperimentConfig) -> dict[str, bool]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     head = (f"{'clip':10} {'variant':10} {'degradation':14} {'recon':>6} {'PSNR d>r':>13} {'SSIM d>r':>13} "
-            f"{'mouth PSNR d>r':>14} {'mouth SSIM d>r':>14} {'HF c/d/r':>17}  target")
+            f"{'mouth PSNR d>r':>14} {'mouth SSIM d>r':>14} {'HF c/d/r':>17} {'flips':>5} {'used':>5} "
+            f"{'margin':>6}  target")
     lines = [head, "-" * len(head)]
     for r in rows:
         v = r["target"]
@@ -87,7 +91,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{r['psnr_deg']:6.2f}>{r['psnr_ref']:6.2f} {r['ssim_deg']:6.4f}>{r['ssim_ref']:6.4f} "
             f"{r['mouth_psnr_deg']:6.2f}>{r['mouth_psnr_ref']:6.2f} "
             f"{r['mouth_ssim_deg']:6.4f}>{r['mouth_ssim_ref']:6.4f} "
-            f"{r['hf_clean']:.3f}/{r['hf_deg']:.3f}/{r['hf_ref']:.3f}  "
+            f"{r['hf_clean']:.3f}/{r['hf_deg']:.3f}/{r['hf_ref']:.3f} {r.get('flip_rate', float('nan')):5.3f} "
+            f"{r.get('used_code_flips', float('nan')):5.3f} {r.get('relative_margin_mean', float('nan')):6.4f}  "
             f"{'MET' if not miss else 'missed: ' + ', '.join(miss)}")
     return "\n".join(lines)
 
@@ -98,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from talkfreq.data.degradations import apply_kind
     from talkfreq.data.prepared import PreparedDataset
+    from talkfreq.data.refiner_data import uint8_to_tensor
     from talkfreq.demo import experiment_config, experiment_parser, prepare_inputs, run_config, train_or_reuse
     from talkfreq.face.config import MOUTH_REGION
+    from talkfreq.metrics.fidelity import psnr
+    from talkfreq.metrics.robustness import robustness_report
     from talkfreq.models.sovqae import SOVQAE
     from talkfreq.pipeline.refine import refine_sequence
     from talkfreq.report.denoise_eval import strip_image
@@ -132,15 +140,17 @@ def main(argv: list[str] | None = None) -> int:
             trained = train_or_reuse("refiner", rcfg, who="restore")
             seconds[f"{video.stem}/{variant}"] = trained.seconds
             model = SOVQAE.from_pretrained(trained.model).eval()
-            recon, _ = refine_sequence(model, clean, batch_size=16)
-            from talkfreq.metrics.fidelity import psnr
-
+            recon, idx_clean = refine_sequence(model, clean, batch_size=16)
             psnr_recon = psnr(recon, clean)
             for kind, strength in cfg.degradations:
                 degraded = np.stack([apply_kind(f, kind=kind, strength=float(strength)) for f in clean])
-                refined, _ = refine_sequence(model, degraded, batch_size=16)
+                refined, idx = refine_sequence(model, degraded, batch_size=16)
+                # NRoUB of the nearest-code path, and how often the codes the refiner really uses flip
+                rep = robustness_report(model, uint8_to_tensor(clean), uint8_to_tensor(degraded)).as_dict()
                 row = {"clip": video.stem, "variant": variant, "degradation": f"{kind} {float(strength):g}",
-                       "psnr_recon": psnr_recon, **quality(clean, degraded, refined, mouth=mouth)}
+                       "psnr_recon": psnr_recon, **quality(clean, degraded, refined, mouth=mouth),
+                       "used_code_flips": float((idx != idx_clean).float().mean()),
+                       **{k: rep[k] for k in ("relative_margin_mean", "relative_shift_mean", "flip_rate")}}
                 row["target"] = verdict(row, cfg)
                 rows.append(row)
                 strips.append((f"{variant} {kind} {float(strength):g}", clean, degraded, refined))

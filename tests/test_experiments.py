@@ -386,3 +386,19 @@ def test_ablation_hubert_context_quick_with_a_tiny_hubert(abl, tmp_path):
     for k in (0, 2, 4, 8):
         cfg = json.loads((out / "runs" / f"ctx{k}" / "model" / "config.json").read_text())
         assert (cfg["config"]["audio_len"], cfg["config"]["audio_dim"]) == (2 * k + 1, 32)
+
+
+def test_refiner_restore_quick_run_on_a_real_clip(tmp_path):
+    """experiments/refiner_restore.py end to end at smoke size: both training phases, the held-out evaluation, the
+    table, results.json (the real numbers are in benchmarks/RESULTS.md)."""
+    from conftest import media
+
+    clip = media("video/real3dportrait_May_5s.mp4")
+    rr = load_script("experiments/refiner_restore.py")
+    assert rr.main(["--quick", "--out", str(tmp_path), f"clips=[{clip}]", "degradations=[[gaussian_blur,2.0]]"]) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    [row] = res["rows"]
+    assert row["degradation"] == "gaussian_blur 2" and set(row["target"]) == {"psnr", "ssim", "mouth_psnr",
+                                                                               "mouth_ssim", "hf"}
+    assert row["psnr_deg"] < 40 and 0 <= row["used_code_flips"] <= 1
+    assert (tmp_path / "strip_real3dportrait_May_5s.png").is_file()
