@@ -91,6 +91,7 @@ class EvalResult:
     fps: float
     notes: list[str]
     unavailable: dict[str, str]  # column key -> why
+    unreliable: dict[str, str] = field(default_factory=dict)  # column key -> why its values mean nothing
     files: dict[str, Path]
     nroub: Optional[dict[str, Any]] = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -248,9 +249,12 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         nroub = _nroub(refiner, nroub_crops, notes)
     timings["metrics"] = time.perf_counter() - t1
 
+    from talkfreq.report.sync_scoring import LSE_KEYS, lse_unreliable
+
+    lse_why = lse_unreliable(rows[0].values)
     result = EvalResult(out=out, reference=ref, rows=rows, best=best_rows(rows), frames=stream.frames,
                         scored=scored, fps=cfg.fps, notes=notes, unavailable=unavailable, files={}, nroub=nroub,
-                        timings=timings)
+                        timings=timings, unreliable=dict.fromkeys(LSE_KEYS, lse_why) if lse_why else {})
     _write_outputs(result, cfg=cfg, scorers=scorers, closeups=closeups, closeup_index=closeup_index,
                    paths=paths, track=track, progress=progress)
     return result
