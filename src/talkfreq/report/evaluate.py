@@ -91,10 +91,10 @@ class EvalResult:
     fps: float
     notes: list[str]
     unavailable: dict[str, str]  # column key -> why
-    unreliable: dict[str, str] = field(default_factory=dict)  # column key -> why its values mean nothing
     files: dict[str, Path]
     nroub: Optional[dict[str, Any]] = None
     timings: dict[str, float] = field(default_factory=dict)
+    unreliable: dict[str, str] = field(default_factory=dict)  # column key -> why its values mean nothing
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
