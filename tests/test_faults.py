@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import write_wav
 from talkfreq.cli import main
 from talkfreq.errors import TalkfreqError
 from talkfreq.io import VideoReader, VideoWriter, load_video_audio, probe
@@ -102,17 +103,6 @@ def frames_of(path: Path) -> np.ndarray:
 def speechy(seconds: float, rate: int) -> np.ndarray:
     t = np.arange(int(seconds * rate)) / rate
     return (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
-
-
-def write_wav(path: Path, wav: np.ndarray, rate: int = 16000) -> Path:
-    import wave
-
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes())
-    return path
 
 
 # ------------------------------------------------------------------------------------------------ 1. disk full
