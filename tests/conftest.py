@@ -39,6 +39,20 @@ def rewrite_video(src: Path, dst: Path, *, fn=lambda f: f, frames: int | None = 
     return dst
 
 
+def write_wav(path: Path, wav, rate: int = 16000) -> Path:
+    """``wav`` (float, [-1, 1]) as a 16-bit mono WAV file at ``rate``."""
+    import wave
+
+    import numpy as np
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(wav, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
 def run_metrics(run: Path) -> list[dict[str, str]]:
     """Rows of the CSV logger's metrics.csv of a training run folder (its latest version, i.e. after any resume)."""
     import csv

@@ -101,7 +101,7 @@ def test_refine_keeps_frames_fps_audio_and_pixels_outside_the_face(clip_video, p
 
 def test_frames_without_a_face_pass_through_and_are_counted(clip_video, model_dir, tmp_path, capsys):
     frames = decode(clip_video)
-    frames[20:35] = 128  # 15 grey frames: no face for 0.6 s (longer than refine's max_gap of 5)
+    frames[20:35] = 128  # 15 grey frames: no face for 0.6 s (longer than refine's max_gap_seconds of 0.2)
     video = tmp_path / "gap.mp4"
     with VideoWriter(video, fps=25, width=frames.shape[2], height=frames.shape[1],
                      audio=load_audio(clip_video), sample_rate=16000) as w:

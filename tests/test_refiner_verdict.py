@@ -33,3 +33,9 @@ def test_unavailable_lse_is_not_measured_and_unpaired_rows_give_no_verdict():
     [v] = refiner_verdicts(rows)
     assert "lip sync kept (same AV offset, LSE-D/LSE-C within 5%): not measured" in v
     assert refiner_verdicts(rows[:2]) == []
+
+
+def test_unreliable_lse_columns_give_no_sync_verdict():
+    [v] = refiner_verdicts(_rows({"mouth_psnr": 26.0}), sync_unreliable="the expert puts the real clip at offset +3")
+    assert "not measured (the LSE columns are unreliable: the expert puts the real clip at offset +3)" in v
+    assert "did not earn its place" in v

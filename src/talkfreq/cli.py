@@ -124,12 +124,14 @@ def train(
     resume: Annotated[Optional[str], typer.Option(help="'last' or a checkpoint path.")] = None,
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Training steps.")] = None,
     vgg16: Annotated[Optional[Path], typer.Option("--vgg16", help="torchvision VGG16 weights for the perceptual loss (sets loss.vgg16).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, step lines or Lightning banners (sets logging.quiet).")] = False,
 ) -> None:
     """Train the SyncNet expert, a stage-1 generator (FREAK / Wav2Lip) or a SOVQAE refiner with Lightning."""
     from talkfreq.training.registry import train as run_train
 
     extra = {"data.root": str(data) if data else None, "run.name": name, "run.resume": resume,
-             "trainer.max_steps": max_steps, "loss.vgg16": str(vgg16) if vgg16 else None}
+             "trainer.max_steps": max_steps, "loss.vgg16": str(vgg16) if vgg16 else None,
+             "logging.quiet": True if quiet else None}
     out = run_train(kind, config, overrides or [], extra=extra)
     _console().print(f"run folder: {out}")
 
@@ -238,12 +240,21 @@ def refine(
     con = _console()
     flips = "n/a" if res.temporal_flip_rate != res.temporal_flip_rate else f"{res.temporal_flip_rate:.3f}"
     con.print(
-        f"wrote {res.out}: {res.frames} frames at {res.fps:g} fps ({res.width}x{res.height}), {res.refined} refined, "
+        f"wrote {res.out}: {res.frames} frames at {res.fps:g} fps ({_size(res)}), {res.refined} refined, "
         f"{res.no_face} without a face (unchanged), audio {'kept' if res.audio else 'none in input'}; "
         f"smoothing alpha {res.alpha:g}, code flips between frames {flips}; "
         f"{res.frames_per_second:.1f} frames/s end to end (boxes {res.seconds_boxes:.1f} s, refine "
         f"{res.seconds_refine:.1f} s)"
     )
+
+
+def _size(res) -> str:
+    """``WxH`` as written, saying so when an odd input size was padded."""
+    text = f"{res.width}x{res.height}"
+    if res.padded_from:
+        w, h = res.padded_from
+        text += f", padded from {w}x{h}: h264 players need even sizes"
+    return text
 
 
 def _parse_box(text: Optional[str]) -> Optional[list[float]]:
@@ -308,9 +319,9 @@ def infer(
         "a still" if res.source_frames == 1 else f"{res.source_frames}-frame video")
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items())
     _console().print(
-        f"wrote {res.out}: {res.frames} frames at {res.fps:g} fps ({res.width}x{res.height}), {res.mode} from {src}, "
+        f"wrote {res.out}: {res.frames} frames at {res.fps:g} fps ({_size(res)}), {res.mode} from {src}, "
         f"{res.generated} generated{' and refined' if res.refined else ''}, {res.no_face} without a face "
-        f"(unchanged), audio {res.audio_seconds:.2f} s"
+        f"(unchanged), audio {res.audio_seconds:.2f} s{' (silent: a resting mouth)' if res.silent else ''}"
         + (f"; stage 1 only: {res.stage1_out}" if res.stage1_out else "")
         + f"; {res.frames_per_second:.1f} frames/s end to end ({stages})",
         soft_wrap=True,  # one greppable line, whatever the terminal's width
@@ -399,6 +410,8 @@ def evaluate(
     con.print(res.table())
     for note in res.notes:
         con.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+    for why in dict.fromkeys(res.unreliable.values()):
+        con.print(f"[yellow]unreliable:[/yellow] {why}", soft_wrap=True, markup=True)
     con.print(f"report: {res.files['html']}", soft_wrap=True)
 
 
@@ -494,24 +507,102 @@ def bench(
         con.print(f"wrote {json_path}", soft_wrap=True)
 
 
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts, exits) as the installed typer raises them: typer >= 0.24 carries its own copy of click
+    (``typer._click``) and no longer raises the ``click`` package's classes; older typer raises those. Both are
+    collected, so either works."""
+    modules = []
+    for name in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            modules.append(__import__(name, fromlist=["ClickException"]))
+        except ImportError:
+            pass
+
+    def classes(attr: str, *more: type) -> tuple[type, ...]:
+        found = [getattr(m, attr) for m in modules if isinstance(getattr(m, attr, None), type)]
+        return tuple(dict.fromkeys([*found, *more]))
+
+    return (classes("ClickException"), classes("Abort", getattr(typer, "Abort", KeyboardInterrupt)),
+            classes("Exit", typer.Exit))
+
+
+class _Signals:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread while a command runs, so every ``finally`` and
+    atomic writer cleans up (temporary mp4s, frame caches) whatever stopped the run; which signal came is kept for
+    the exit status (130 / 143). The previous handlers come back afterwards (tests call :func:`main` in-process)."""
+
+    NAMES = {2: "aborted", 15: "terminated"}
+
+    def __init__(self):
+        self.received: Optional[int] = None
+        self._saved: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received is None:
+            self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+    def stopped(self) -> int:
+        """Print why the command stopped; the exit status 128 + signal number (130 for Ctrl-C)."""
+        sig = self.received or 2
+        print(f"talkfreq: {self.NAMES.get(sig, f'stopped by signal {sig}')}", file=sys.stderr)
+        return 128 + sig
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``talkfreq`` console script; returns the exit status."""
-    import click
+    from talkfreq.errors import is_disk_full
 
+    usage_errors, aborts, exits = _click_exceptions()
     command = typer.main.get_command(app)
-    try:
-        rv = command.main(args=argv, prog_name="talkfreq", standalone_mode=False)
-    except TalkfreqError as exc:
-        print(f"talkfreq: error: {exc}", file=sys.stderr)
-        return 2
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except click.exceptions.Abort:
-        print("talkfreq: aborted", file=sys.stderr)
-        return 130
+    with _Signals() as signals:
+        try:
+            rv = command.main(args=argv, prog_name="talkfreq", standalone_mode=False)
+        except TalkfreqError as exc:
+            print(f"talkfreq: error: {exc}", file=sys.stderr)
+            return 2
+        except exits as exc:
+            if signals.received:  # typer turns an interrupt into Exit(130) itself
+                return signals.stopped()
+            return exc.exit_code
+        except usage_errors as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `talkfreq`: the help is the answer
+                exc.show()
+                return exc.exit_code
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            print(f"talkfreq: error: {exc.format_message()}{hint}", file=sys.stderr)
+            return exc.exit_code
+        except (KeyboardInterrupt, *aborts):
+            return signals.stopped()
+        except SystemExit:  # Lightning ends an interrupted fit with sys.exit(1)
+            if signals.received:
+                return signals.stopped()
+            raise
+        except OSError as exc:
+            if is_disk_full(exc):  # a write the commands do not wrap themselves (checkpoints, datasets)
+                where = f" ({exc.filename})" if exc.filename else ""
+                print(f"talkfreq: error: no space left on the device{where}; free some space and run again",
+                      file=sys.stderr)
+                return 2
+            raise
+    if signals.received:  # typer (>= 0.24, non-standalone) returns Exit(130) of an interrupt as the value
+        return signals.stopped()
     return rv if isinstance(rv, int) else 0
 
 

@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -176,7 +176,7 @@ def train_or_reuse(kind: str, cfg: Any, *, who: str = "demo") -> Trained:
 
     out = run_dir(cfg.run)
     stamp = out / FINISHED_FILE
-    want = to_yaml(cfg)
+    want = to_yaml(replace(cfg, logging=replace(cfg.logging, quiet=False)))  # --quiet trains the same model
     if (out / "model" / "config.json").is_file() and stamp.is_file():
         done = json.loads(stamp.read_text())
         if done.get("config") == want:
@@ -311,8 +311,9 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     prep = prepare_inputs(split.inputs, out=out / "prepared", crop_size=cfg.crop_size, quiet=quiet)
 
     def trained(kind: str, file: str, *overrides: str) -> Path:
+        quieter = ["logging.quiet=true"] if quiet else []
         return train_or_reuse(kind, run_config(kind, configs / file, data=prep, runs=runs, name=Path(file).stem,
-                                               steps=cfg.steps, overrides=overrides)).model
+                                               steps=cfg.steps, overrides=[*overrides, *quieter])).model
 
     expert = trained("syncnet", "syncnet.yaml")
     freak = trained("stage1", "freak.yaml")

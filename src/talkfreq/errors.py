@@ -7,6 +7,7 @@ traceback. Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 
@@ -51,3 +52,8 @@ def require_writable_dir(path: str | Path) -> Path:
     except OSError as exc:
         raise TalkfreqError(f"{p}: output folder cannot be written ({exc.strerror or exc})") from exc
     return p
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the OSError of a write that found the device (or the user's quota) full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

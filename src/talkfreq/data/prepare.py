@@ -114,7 +114,7 @@ def _track(src: Source, cfg: PrepareConfig) -> tuple[np.ndarray, np.ndarray, np.
     reader = VideoReader(src.path, fps=cfg.fps, max_side=detection_side(cfg.face))
     size = (reader.source_width, reader.source_height)
     dets = detect_clip(detector, reader, cfg=cfg.face, scale=reader.scale, frame_size=size)
-    track = track_faces(dets, cfg=cfg.face, frame_size=size)
+    track = track_faces(dets, cfg=cfg.face, frame_size=size, fps=cfg.fps)
     if not track.valid.any():
         raise MediaError(f"{src.path}: no face found in any frame")
     # face-less frames keep the nearest usable box so the frame array stays dense; `valid` tells samplers

@@ -36,8 +36,11 @@ class FaceConfig:
     face_index: 0 = the largest face; k = the k-th largest at the first frame with that many faces. That face is
         then followed by overlap, so the identity never swaps mid-clip.
     smooth_window: centred temporal smoothing of box centre and size, in frames (1 = off).
-    miss_policy: ``interpolate`` (linear over gaps of at most ``max_gap`` frames), ``hold`` (keep the last box) or
+    miss_policy: ``interpolate`` (linear over gaps of at most ``max_gap_seconds``), ``hold`` (keep the last box) or
         ``skip`` (frames without a face are left untouched).
+    max_gap_seconds: the longest run of face-less frames ``interpolate`` fills (at the clip's ends too); a longer
+        one stays invalid as a whole. 0.4 s: a blink of the detector is bridged, but a cut-away, a hand over the face
+        or a blank half second is not turned into "valid" crops of whatever the frames show.
     padding: fraction of the box side added on each side of the square crop.
     shift_y: the crop centre moves down by this fraction of the box side (Haar boxes cut the chin; the mouth matters).
     crop_size: side of the square face crop in pixels (96/128/256/512 are the usual sizes).
@@ -59,10 +62,14 @@ class FaceConfig:
     face_index: int = 0
     smooth_window: int = 5
     miss_policy: str = "interpolate"
-    max_gap: int = 25
+    max_gap_seconds: float = 0.4
     padding: float = 0.25
     shift_y: float = 0.1
     crop_size: int = 256
+
+    def max_gap_frames(self, fps: float) -> int:
+        """``max_gap_seconds`` in frames at ``fps``."""
+        return int(math.floor(self.max_gap_seconds * fps + 1e-6))
 
     def __post_init__(self) -> None:
         # Runs when OmegaConf builds the object too, so a bad value fails at config time with one line.
@@ -78,10 +85,11 @@ class FaceConfig:
         _at_least("detect_every", self.detect_every, 1)
         _at_least("face_index", self.face_index, 0)
         _at_least("smooth_window", self.smooth_window, 1)
-        _at_least("max_gap", self.max_gap, 0)
         _at_least("crop_size", self.crop_size, 17)
         if not (math.isfinite(self.min_face_frac) and 0.0 <= self.min_face_frac < 1.0):
             raise ConfigError(f"face.min_face_frac must be in [0, 1), got {self.min_face_frac}")
+        if not (math.isfinite(self.max_gap_seconds) and self.max_gap_seconds >= 0.0):
+            raise ConfigError(f"face.max_gap_seconds must be >= 0, got {self.max_gap_seconds}")
         if not (math.isfinite(self.padding) and 0.0 <= self.padding <= 2.0):
             raise ConfigError(f"face.padding must be in [0, 2], got {self.padding}")
         if not (math.isfinite(self.shift_y) and -1.0 <= self.shift_y <= 1.0):

@@ -245,10 +245,11 @@ class FaceTrack(NamedTuple):
 
 
 def track_faces(
-    detections: Sequence[Optional[np.ndarray]], *, cfg: FaceConfig, frame_size: tuple[int, int]
+    detections: Sequence[Optional[np.ndarray]], *, cfg: FaceConfig, frame_size: tuple[int, int], fps: float = 25.0
 ) -> FaceTrack:
     """:func:`select_track`, :func:`bridge_skipped`, :func:`fill_and_smooth` and :func:`square_boxes` with the
-    settings of ``cfg``. A None detection is a frame the detector skipped (``detect_every``; see
+    settings of ``cfg`` (``fps``: the detections' frame rate, which turns ``cfg.max_gap_seconds`` into frames). A None
+    detection is a frame the detector skipped (``detect_every``; see
     :func:`talkfreq.face.detect_all`).
 
     User boxes (backend ``boxes``) skip :func:`select_track`: they are taken as given.
@@ -268,6 +269,6 @@ def track_faces(
     if not looked.all():
         raw, found = bridge_skipped(raw, found, looked)
     boxes, valid = fill_and_smooth(
-        raw, found, miss_policy=cfg.miss_policy, max_gap=cfg.max_gap, smooth_window=cfg.smooth_window
+        raw, found, miss_policy=cfg.miss_policy, max_gap=cfg.max_gap_frames(fps), smooth_window=cfg.smooth_window
     )
     return FaceTrack(boxes, square_boxes(boxes, padding=cfg.padding, shift_y=cfg.shift_y), valid, found)

@@ -2,6 +2,6 @@
 
 from talkfreq.io.audio import fit_length, is_silent, load_audio, load_video_audio
 from talkfreq.io.media import MediaInfo, open_media, probe
-from talkfreq.io.video import VideoReader, VideoWriter
+from talkfreq.io.video import VideoReader, VideoWriter, aac_rate
 
-__all__ = ["MediaInfo", "VideoReader", "VideoWriter", "fit_length", "is_silent", "load_audio", "load_video_audio", "open_media", "probe"]
+__all__ = ["MediaInfo", "VideoReader", "VideoWriter", "aac_rate", "fit_length", "is_silent", "load_audio", "load_video_audio", "open_media", "probe"]

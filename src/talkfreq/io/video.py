@@ -13,8 +13,11 @@ from pathlib import Path
 import av
 import numpy as np
 
-from talkfreq.errors import MediaError, TalkfreqError
+from talkfreq.errors import MediaError, TalkfreqError, is_disk_full
 from talkfreq.io.media import open_media
+
+# sample rates ffmpeg's AAC encoder takes; :func:`aac_rate` moves any other to 48 kHz
+AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 
 
 class VideoReader:
@@ -112,6 +115,38 @@ def _even(n: int) -> int:
     return n + (n % 2)
 
 
+def aac_rate(rate: int | None) -> int:
+    """The sample rate to mux audio of ``rate`` Hz at: itself when AAC can encode it, else 48 kHz (resample the
+    audio to it, e.g. with ``load_audio(..., sample_rate=aac_rate(rate))``). None (unknown) gives 16 kHz."""
+    rate = int(rate or 16000)
+    return rate if rate in AAC_RATES else 48000
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temp_files(parent: Path, stem: str, suffix: str) -> list[Path]:
+    """Remove the temporary files of ``VideoWriter``s for ``parent/stem+suffix`` whose process is gone (killed with
+    SIGKILL, or a machine that went down); the running ones are left alone. Returns what was removed."""
+    removed = []
+    for p in parent.glob(f".{stem}.tmp-*{suffix}"):
+        pid = p.name[len(f".{stem}.tmp-"): len(p.name) - len(suffix)]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            try:
+                p.unlink()
+                removed.append(p)
+            except OSError:
+                pass
+    return removed
+
+
 class VideoWriter:
     """Write RGB frames as h264 (yuv420p) with an optional AAC audio track, atomically.
 
@@ -122,7 +157,8 @@ class VideoWriter:
     Args:
         path: output .mp4.
         fps: frame rate of the output timeline.
-        width, height: frame size; odd sizes are padded by one pixel (yuv420p needs even sizes).
+        width, height: frame size; odd sizes are padded by one pixel (h264 in yuv420p, what players take, needs
+            even sizes): ``out_width`` / ``out_height`` say what is written.
         audio: (L,) or (L, C) float32 in [-1, 1] at ``sample_rate``, or None for a silent video.
         crf, preset: libx264 quality/speed (18/"veryfast": visually lossless for face crops).
     """
@@ -148,6 +184,7 @@ class VideoWriter:
             raise TalkfreqError(f"{self.path}: output folder {parent} cannot be written")
         self.fps = Fraction(fps).limit_denominator(1001)
         self.width, self.height = int(width), int(height)
+        self.out_width, self.out_height = _even(self.width), _even(self.height)
         self.sample_rate = int(sample_rate)
         if audio is not None:
             audio = np.asarray(audio, dtype=np.float32)
@@ -161,10 +198,37 @@ class VideoWriter:
         self.frames_written = 0
         self._audio_pos = 0
 
+    @property
+    def padded(self) -> bool:
+        """The written size differs from the frames' (odd width or height, padded by one pixel)."""
+        return (self.out_width, self.out_height) != (self.width, self.height)
+
+    def _disk_full(self, exc: OSError) -> TalkfreqError:
+        return TalkfreqError(f"{self.path}: no space left on the device while writing the video "
+                             f"({self.frames_written} frames written); nothing was saved, free some space and run "
+                             f"again")
+
+    def _mux(self, packets) -> None:
+        try:
+            for pkt in packets:
+                self._container.mux(pkt)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise self._disk_full(exc) from exc
+            raise
+
     def __enter__(self) -> VideoWriter:
-        self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        # a run killed without a chance to clean up (SIGKILL) left its temporary file: the next run removes it
+        remove_stale_temp_files(self._tmp.parent, self.path.stem, self._tmp.suffix)
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format="mp4")
+        except OSError as exc:
+            self._tmp.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise self._disk_full(exc) from exc
+            raise
         vs = self._container.add_stream("libx264", rate=self.fps)
-        vs.width, vs.height = _even(self.width), _even(self.height)
+        vs.width, vs.height = self.out_width, self.out_height
         vs.pix_fmt = "yuv420p"
         vs.options = {"crf": str(self._crf), "preset": self._preset}
         self._v = vs
@@ -183,8 +247,7 @@ class VideoWriter:
         if (frame.shape[0] % 2) or (frame.shape[1] % 2):
             frame = np.pad(frame, ((0, frame.shape[0] % 2), (0, frame.shape[1] % 2), (0, 0)), mode="edge")
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame, dtype=np.uint8), format="rgb24")
-        for pkt in self._v.encode(vf):
-            self._container.mux(pkt)
+        self._mux(self._v.encode(vf))
         self.frames_written += 1
         self._push_audio(until=int(round(self.frames_written / float(self.fps) * self.sample_rate)))
 
@@ -203,22 +266,23 @@ class VideoWriter:
             af.sample_rate = self.sample_rate
             af.pts = self._audio_pos
             af.time_base = Fraction(1, self.sample_rate)
-            for pkt in self._a.encode(af):
-                self._container.mux(pkt)
+            self._mux(self._a.encode(af))
             self._audio_pos += chunk.shape[0]
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
             if exc_type is None:
-                for pkt in self._v.encode(None):
-                    self._container.mux(pkt)
+                self._mux(self._v.encode(None))
                 if self._a is not None:
                     self._push_audio(until=self.audio.shape[0])
-                    for pkt in self._a.encode(None):
-                        self._container.mux(pkt)
+                    self._mux(self._a.encode(None))
             self._container.close()
-        except BaseException:
+        except BaseException as err:
             self._tmp.unlink(missing_ok=True)
+            if exc_type is not None:  # closing a file that already failed: the first error is the one to report
+                return
+            if isinstance(err, OSError) and is_disk_full(err):
+                raise self._disk_full(err) from err
             raise
         if exc_type is not None or self.frames_written == 0:
             self._tmp.unlink(missing_ok=True)

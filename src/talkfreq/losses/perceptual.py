@@ -109,7 +109,9 @@ def load_vgg16(path: str | Path | None = None) -> VGG16Features:
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated download, an HTML error page, a pickle with code...
-        raise TalkfreqError(f"{p}: cannot read VGG16 weights ({type(exc).__name__}: {exc})") from exc
+        from talkfreq.models._io import load_failure
+
+        raise TalkfreqError(f"{p}: cannot read VGG16 weights: {load_failure(exc)}") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

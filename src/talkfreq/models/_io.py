@@ -126,6 +126,26 @@ def check_state_dict(model: nn.Module, state: dict[str, torch.Tensor], *, source
         raise TalkfreqError(f"{source}: weights do not match {type(model).__name__}: " + "; ".join(parts))
 
 
+def load_failure(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, as one whole clause for a one-line error. torch's own message
+    runs for paragraphs and advises ``weights_only=False``, which would run the file's pickled code: talkfreq never
+    does that, so the advice is not passed on."""
+    import re
+
+    text = " ".join(str(exc).split())
+    if "central directory" in text or "PytorchStreamReader" in text:
+        return "the file is damaged or truncated (its zip archive cannot be read); copy or download it again"
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f" such as {found.group(1)}" if found else ""
+        return (f"it holds Python objects{what} besides tensors, or is damaged; talkfreq loads plain tensors only and "
+                f"never runs a file's pickled code")
+    if not text:
+        return type(exc).__name__
+    first = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]  # one whole sentence, never cut inside one
+    return first.rstrip(".")
+
+
 def load_state_file(path: str | Path, *, map_location: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     """``torch.load(weights_only=True)`` of a state dict, with one-line errors."""
     p = Path(path)
@@ -134,8 +154,7 @@ def load_state_file(path: str | Path, *, map_location: str | torch.device = "cpu
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle/zip errors of many kinds: all mean "not a readable weights file"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TalkfreqError(f"{p}: not a readable weights file ({first[:200]})") from exc
+        raise TalkfreqError(f"{p}: not a readable weights file: {load_failure(exc)}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise TalkfreqError(f"{p}: expected a state dict (name -> tensor)")
     return state
@@ -204,8 +223,7 @@ def read_lightning_checkpoint(path: str | Path, *, map_location: str | torch.dev
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle/zip errors of many kinds: all mean "not a readable checkpoint"
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise TalkfreqError(f"{p}: not a readable checkpoint ({first[:200]})") from exc
+        raise TalkfreqError(f"{p}: not a readable checkpoint: {load_failure(exc)}") from exc
     if not isinstance(ckpt, dict):
         return {}, {}
     hp = ckpt.get("hyper_parameters", {})

@@ -42,9 +42,9 @@ class StreamConfig:
     temporal_smoothing: Optional[float] = None  # refiner latent alpha in [0, 1); None: the model's inference.json
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     crf: int = 18
-    # max_gap 5 (prepare: 25): a face gone for more than 0.2 s is not guessed at, because pasting a generated crop
+    # max_gap_seconds 0.2 (prepare: 0.4): a face gone for longer is not guessed at, because pasting a generated crop
     # over a frame without the face would draw one there
-    face: FaceConfig = field(default_factory=lambda: FaceConfig(max_gap=5))
+    face: FaceConfig = field(default_factory=lambda: FaceConfig(max_gap_seconds=0.2))
     accel: AccelConfig = field(default_factory=AccelConfig)  # dtype, channels-last, compile, threads, overlap
 
     def __post_init__(self) -> None:
@@ -167,5 +167,5 @@ def detect_boxes(video: Path, *, cfg: FaceConfig, fps: float, progress: Progress
     dets = detect_clip(_Timed(detector, timer), prefetched(timer.iterate(reader, "decode")), cfg=cfg,
                        scale=reader.scale, frame_size=size, on_frame=on_frame)
     with timer("detect"):
-        track = track_faces(dets, cfg=cfg, frame_size=size)
+        track = track_faces(dets, cfg=cfg, frame_size=size, fps=fps)
     return track.crop_boxes.astype(np.float64), track.valid, len(dets)

@@ -15,8 +15,9 @@ the video (ours: a fixed reference keeps the appearance steady when the video's 
 **Timeline.** The output runs at ``fps`` (25) for N = round(audio seconds x fps) frames; video frames are put on
 that timeline by timestamps (:class:`~talkfreq.io.VideoReader`). Frame k gets the audio window of time k / fps,
 built as training builds it (:mod:`talkfreq.pipeline.inputs`). The output's AAC track is the driving audio at its
-own rate (mono; 48 kHz when the rate is not an AAC rate), fitted to N / fps seconds: the audio's length within half
-a frame.
+own rate (mono; 48 kHz when the rate is not an AAC rate, :func:`talkfreq.io.aac_rate`), fitted to N / fps seconds:
+the audio's length within half a frame. A silent track (a pause, a still, a placeholder) is a valid input: the model
+gets the mel of silence, which its training pauses taught to be a closed mouth at rest.
 
 **Streaming.** Two passes for a video, as ``refine``: face boxes on small frames (the whole track is needed for
 miss filling and centred smoothing; N x 4 floats), then decode -> crop -> stage 1 -> refiner -> paste -> encode in
@@ -29,9 +30,11 @@ the length. Frames without a face are written unchanged and counted. ``InferResu
 each stage (``STAGES``: decode, detect, audio, crop, stage1, refiner, paste, encode, measured where each runs, so
 with overlap they can add up to more than ``wall``, the whole call) for the benchmark.
 
-**Errors.** Every input is checked before any frame is processed — files, image face, silent or empty audio, model
+**Errors.** Every input is checked before any frame is processed — files, image face, empty audio, model
 kinds (a refiner given as stage 1 and the reverse), face sizes (stage 1 and refiner must share ``image_size``),
-output paths — each a one-line :class:`TalkfreqError`; the writers are atomic, so a failed run leaves no output.
+output paths, room for the frame cache — each a one-line :class:`TalkfreqError`; the writers are atomic, so a
+failed or stopped run leaves no output. Odd frame sizes are padded by one pixel (h264's yuv420p needs even sizes):
+``InferResult.width``/``height`` are the written size, ``padded_from`` the input's.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from talkfreq.audio.features import SpeechFeatureConfig
 from talkfreq.audio.mel import MelConfig
 from talkfreq.errors import ConfigError, MediaError, TalkfreqError, require_file
 from talkfreq.face import crop_face
-from talkfreq.io import VideoReader, VideoWriter, fit_length, is_silent, load_audio, probe
+from talkfreq.io import VideoReader, VideoWriter, aac_rate, fit_length, is_silent, load_audio, probe
 from talkfreq.models.sovqae import SOVQAE
 from talkfreq.pipeline import inputs as mi
 from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
@@ -57,12 +60,10 @@ from talkfreq.pipeline.common import Progress, StageTimer, StreamConfig, check_o
 from talkfreq.pipeline.paste import feather_mask, paste_many
 from talkfreq.pipeline.refine import LatentSmoother, refine_tensor
 from talkfreq.pipeline.stream import batched, run_stream
-from talkfreq.pipeline.sources import image_face_box, is_image, read_image, video_frames
+from talkfreq.pipeline.sources import check_cache_space, image_face_box, is_image, read_image, video_frames
 
 MODES = ("dubbing", "one-shot")
 STAGES = ("decode", "detect", "audio", "crop", "stage1", "refiner", "paste", "encode", "wall")
-# sample rates ffmpeg's AAC encoder takes; others are resampled to 48 kHz
-AAC_RATES = frozenset({96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000})
 _MODE_DEFAULTS = {"dubbing": ("half", "lower"), "one-shot": ("full", "face")}  # mask kind, paste region
 
 
@@ -77,7 +78,7 @@ class InferConfig(StreamConfig):
     box: Optional[list[float]] = None  # a face box x0,y0,x1,y1 in frame pixels instead of detection
     # speech.model "" = not given: a speech-feature checkpoint does not record its speech model (see inputs)
     speech: SpeechFeatureConfig = field(default_factory=lambda: SpeechFeatureConfig(model=""))
-    cache_dir: Optional[str] = None  # ping-pong frame cache; None: the output's folder
+    cache_dir: Optional[str] = None  # ping-pong frame cache (an unnamed file); None: the temp folder
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,7 +111,7 @@ class InferResult:
     generated: int  # frames with a generated face
     no_face: int  # frames written unchanged because no face box was available
     fps: float
-    width: int
+    width: int  # as written: an odd input size is padded by one pixel
     height: int
     audio_seconds: float
     source_frames: int  # frames of the face video on the output timeline (1 for a still)
@@ -118,6 +119,8 @@ class InferResult:
     refined: bool
     timings: dict[str, float]  # seconds per stage (STAGES; see the module docstring)
     seconds: float  # whole call, checks included
+    padded_from: Optional[tuple[int, int]] = None  # (width, height) of the input when it was odd and got padded
+    silent: bool = False  # the driving audio is below -60 dBFS (the face gets a closed, resting mouth)
 
     @property
     def frames_per_second(self) -> float:
@@ -196,13 +199,10 @@ def _driving_audio(path: Path, *, fps: float):
     rate16 = MelConfig().sample_rate
     wav = load_audio(path, sample_rate=rate16)  # missing / unreadable / no track / empty: one-line errors
     seconds = len(wav) / rate16
-    if is_silent(wav):
-        raise MediaError(f"{path}: the audio is silent (below -60 dBFS); there is no speech to drive the face")
     n = int(round(seconds * fps))
     if n < 1:
         raise MediaError(f"{path}: the audio lasts {seconds * 1000:.0f} ms, less than one video frame")
-    src_rate = probe(path).audio_rate
-    mux_rate = src_rate if src_rate in AAC_RATES else 48000
+    mux_rate = aac_rate(probe(path).audio_rate)
     mux = wav if mux_rate == rate16 else load_audio(path, sample_rate=mux_rate)
     return fit_length(wav, int(round(n / fps * rate16))), n, seconds, fit_length(mux, int(round(n / fps * mux_rate))), mux_rate
 
@@ -294,8 +294,9 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
     else:
         info = probe(face)
         width, height = info.width, info.height
-        frames = video_frames(face, fps=cfg.fps, n_out=n_frames, n_src=n_src,
-                              cache_dir=cfg.cache_dir or (out.parent if str(out.parent) else "."))
+        if n_frames > n_src:
+            check_cache_space(cfg.cache_dir, frames=n_src, shape=(height, width, 3))
+        frames = video_frames(face, fps=cfg.fps, n_out=n_frames, n_src=n_src, cache_dir=cfg.cache_dir)
 
     # ---- the streaming pass
     paste_mask = feather_mask(size, region=region, feather=cfg.feather)
@@ -358,7 +359,9 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
     wall = time.perf_counter() - t_start
     return InferResult(
         out=out, stage1_out=stage1_out, mode=mode, frames=written, generated=counts["generated"],
-        no_face=written - counts["generated"], fps=cfg.fps, width=width, height=height, audio_seconds=seconds,
+        no_face=written - counts["generated"], fps=cfg.fps, width=writers[0].out_width,
+        height=writers[0].out_height, audio_seconds=seconds,
+        padded_from=(width, height) if writers[0].padded else None, silent=is_silent(wav16),
         source_frames=n_src, pingpong=n_frames > n_src and not still, refined=refiner is not None,
         timings={**timer.seconds, "wall": wall}, seconds=wall,
     )

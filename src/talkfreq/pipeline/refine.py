@@ -12,8 +12,10 @@ given; so a 25 fps FREAK/Wav2Lip output stays 25 fps and a VFR phone clip comes 
 Memory is bounded by a few batches of frames, whatever the video's length: the pass runs the three-stage loop of
 :mod:`talkfreq.pipeline.stream` (decode + crop and paste + encode overlapped with the network when
 ``accel.overlap``), and the network runs as ``accel`` says (:mod:`talkfreq.pipeline.accel`). The audio track is
-decoded once, put on the video's timeline and muxed into the output (mono, at its own sample rate); the writer is
-atomic, so a failed run leaves no output file. Frames without a face are written unchanged and counted.
+decoded once, put on the video's timeline and muxed into the output (at its own sample rate, or 48 kHz when AAC
+cannot encode that rate: :func:`talkfreq.io.aac_rate`); the writer is atomic, so a failed run leaves no output file.
+Frames without a face are written unchanged and counted; a video with no face on any frame is a one-line error, as
+in ``infer`` and ``prepare``. An odd frame size is padded by one pixel (``RefineResult.padded_from``).
 ``RefineResult.timings`` holds the seconds of each stage (``STAGES``).
 
 Temporal stability (ours; LaDTalk claims temporal consistency without saying how): ``temporal_smoothing = alpha``
@@ -60,7 +62,7 @@ class RefineResult:
     refined: int
     no_face: int  # frames written unchanged because no face box was available
     fps: float
-    width: int
+    width: int  # as written: an odd input size is padded by one pixel
     height: int
     audio: bool
     alpha: float
@@ -68,6 +70,7 @@ class RefineResult:
     seconds_boxes: float  # wall time of the box pass
     seconds_refine: float  # wall time of the refine pass (decode + crop + network + paste + encode)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (STAGES; overlapped: sum > wall)
+    padded_from: Optional[tuple[int, int]] = None  # (width, height) of the input when it was odd and got padded
 
     @property
     def frames_per_second(self) -> float:
@@ -154,7 +157,7 @@ def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig
                  boxes_from: str | Path | None = None, progress: Progress | None = None) -> RefineResult:
     """Refine every face frame of ``video`` with ``model`` (a :class:`SOVQAE`) into ``out`` (.mp4); see the module
     docstring. ``alpha`` is the temporal smoothing actually used (the caller resolves ``cfg.temporal_smoothing``)."""
-    from talkfreq.io import VideoReader, VideoWriter, load_video_audio, probe
+    from talkfreq.io import VideoReader, VideoWriter, aac_rate, load_video_audio, probe
 
     t_start = time.perf_counter()
     video, out = Path(video), Path(out)
@@ -178,11 +181,14 @@ def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig
                                 f"frames at {fps:g} fps; was it prepared from this video?")
     else:
         boxes, valid, n = detect_boxes(video, cfg=cfg.face, fps=fps, progress=progress, timer=timer)
+    if not np.asarray(valid).any():
+        where = f"in the boxes of {boxes_from}" if boxes_from is not None else "on any frame"
+        raise MediaError(f"{video}: no face found {where}; nothing to refine")
     seconds_boxes = time.perf_counter() - t0
 
     t1 = time.perf_counter()
     reader = VideoReader(video, fps=fps)
-    audio, rate = None, info.audio_rate or 16000
+    audio, rate = None, aac_rate(info.audio_rate)
     if info.has_audio:
         audio = load_video_audio(video, sample_rate=rate, duration=n / fps)
     mask = feather_mask(size, region=cfg.region, feather=cfg.feather)
@@ -237,8 +243,9 @@ def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig
     seconds_refine = time.perf_counter() - t1
     written, refined, pairs = counts["written"], counts["refined"], counts["pairs"]
     return RefineResult(
-        out=out, frames=written, refined=refined, no_face=written - refined, fps=fps, width=reader.source_width,
-        height=reader.source_height, audio=audio is not None, alpha=alpha,
+        out=out, frames=written, refined=refined, no_face=written - refined, fps=fps, width=writer.out_width,
+        height=writer.out_height, audio=audio is not None, alpha=alpha,
+        padded_from=(reader.source_width, reader.source_height) if writer.padded else None,
         temporal_flip_rate=counts["flips"] / pairs if pairs else float("nan"), seconds_boxes=seconds_boxes,
         seconds_refine=seconds_refine, timings={**timer.seconds, "wall": time.perf_counter() - t_start},
     )

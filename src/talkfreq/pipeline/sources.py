@@ -6,11 +6,14 @@
   forward-backward (ping-pong: 0, 1, ..., M-1, M-2, ..., 1, 0, 1, ...; ours, to avoid the jump cut of a loop).
   Playing backward needs frames already decoded; they are kept in a :class:`FrameCache` file, written as the
   forward pass decodes them and only when ping-pong is needed, so memory stays at one batch whatever the length.
+  The file is raw RGB (frames x H x W x 3 bytes: 3 GB for 20 s of 1080x1920) in the temp folder, never the output's
+  folder, and has no name on disk (:func:`check_cache_space` says before the run whether it fits).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -19,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from talkfreq.errors import MediaError, TalkfreqError, require_file
+from talkfreq.errors import MediaError, TalkfreqError, is_disk_full, require_file
 from talkfreq.face import FaceConfig, make_detector, track_faces
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"})
@@ -77,28 +80,57 @@ def pingpong_index(k: int, n_src: int) -> int:
     return j if j < n_src else period - j
 
 
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.0f} MB"
+
+
+def check_cache_space(directory: str | Path | None, *, frames: int, shape: tuple[int, int, int]) -> None:
+    """One-line error, before any work, when a :class:`FrameCache` of ``frames`` frames of ``shape`` would not fit
+    in ``directory`` (None: the temp folder) with 5 % of the device to spare."""
+    where = Path(directory or tempfile.gettempdir())
+    need = int(frames) * int(np.prod(shape))
+    try:
+        usage = shutil.disk_usage(where)
+    except OSError as exc:
+        raise TalkfreqError(f"cannot use {where} for the frame cache ({exc.strerror or exc}); set cache_dir=") from exc
+    if need > usage.free - 0.05 * usage.total:
+        raise TalkfreqError(f"the video is shorter than the audio and plays forward-backward from a frame cache of "
+                            f"{_gb(need)} ({frames} frames of {shape[1]}x{shape[0]}), but {where} has "
+                            f"{_gb(usage.free)} free; set cache_dir= to a folder with more space, or cut the audio")
+
+
 class FrameCache:
     """Fixed-size RGB frames in a temporary file: ``write`` in order, ``read(i)`` in any order.
 
-    Reads use ``pread`` into a fresh array rather than a memmap: mapped pages count towards the process's resident
-    memory, and over a long ping-pong they would grow it to the file's size.
+    The file has no name on disk (an unlinked temporary file, in ``directory`` or the temp folder): however the
+    process ends, even killed outright, its space is given back and nothing is left to clean. Reads use ``pread``
+    into a fresh array rather than a memmap: mapped pages count towards the process's resident memory, and over a
+    long ping-pong they would grow it to the file's size.
     """
 
     def __init__(self, *, shape: tuple[int, int, int], directory: str | Path | None):
         self.shape = tuple(int(v) for v in shape)
         self.nbytes = int(np.prod(self.shape))
+        self.directory = Path(directory or tempfile.gettempdir())
         try:
-            fd, name = tempfile.mkstemp(prefix=".talkfreq-frames-", suffix=".rgb", dir=directory)
+            self._file = tempfile.TemporaryFile(prefix=".talkfreq-frames-", suffix=".rgb", dir=self.directory)
         except OSError as exc:
-            raise TalkfreqError(f"cannot create the frame cache in {directory or tempfile.gettempdir()} "
-                                f"({exc.strerror or exc}); set cache_dir=") from exc
-        self.fd, self.path, self.count = fd, Path(name), 0
+            raise TalkfreqError(f"cannot create the frame cache in {self.directory} ({exc.strerror or exc}); "
+                                f"set cache_dir=") from exc
+        self.fd, self.count = self._file.fileno(), 0
 
     def write(self, frame: np.ndarray) -> None:
         data = np.ascontiguousarray(frame, np.uint8)
         if data.shape != self.shape:
             raise ValueError(f"frame is {data.shape}, cache holds {self.shape}")
-        os.pwrite(self.fd, data.tobytes(), self.count * self.nbytes)
+        try:
+            os.pwrite(self.fd, data.tobytes(), self.count * self.nbytes)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise TalkfreqError(f"no space left in {self.directory} for the forward-backward frame cache "
+                                    f"(after {self.count} frames, {_gb(self.count * self.nbytes)}); set cache_dir= "
+                                    f"to a folder with more space") from exc
+            raise
         self.count += 1
 
     def read(self, i: int) -> np.ndarray:
@@ -109,9 +141,8 @@ class FrameCache:
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
+            self._file.close()
             self.fd = -1
-        self.path.unlink(missing_ok=True)
 
 
 def video_frames(video: Path, *, fps: float, n_out: int, n_src: int, cache_dir: str | Path | None

@@ -179,7 +179,7 @@ def compare_video(
         fps: the common timeline.
         progress: ``progress(stage, done, total)`` callback (stages ``boxes``, ``compare``).
     """
-    from talkfreq.io import VideoWriter, load_video_audio, probe
+    from talkfreq.io import VideoWriter, aac_rate, load_video_audio, probe
     from talkfreq.pipeline.common import check_output
 
     ref, cands = check_inputs(reference, candidates)
@@ -212,7 +212,7 @@ def compare_video(
     width, height = sum(tile_w.values()), tile_h + strip_h
 
     info = probe(ref)
-    rate = info.audio_rate or 16000
+    rate = aac_rate(info.audio_rate)  # AAC takes only some rates: others are resampled to 48 kHz
     audio = load_video_audio(ref, sample_rate=rate) if info.has_audio else None
     total = stream.estimate() or None
     with VideoWriter(out, fps=fps, width=width, height=height, audio=audio, sample_rate=rate, crf=cfg.crf) as writer:

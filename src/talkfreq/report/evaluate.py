@@ -96,6 +96,7 @@ class EvalResult:
     files: dict[str, Path]
     nroub: Optional[dict[str, Any]] = None
     timings: dict[str, float] = field(default_factory=dict)
+    unreliable: dict[str, str] = field(default_factory=dict)  # column key -> why its values mean nothing
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -262,10 +263,14 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         nroub = _nroub(refiner, nroub_crops, notes)
     timings["metrics"] = time.perf_counter() - t1
 
-    notes[:0] = refiner_verdicts(rows)  # first: the question the evaluation of a refiner exists to answer
+    from talkfreq.report.sync_scoring import LSE_KEYS, lse_unreliable
+
+    lse_why = lse_unreliable(rows[0].values)
+    # first among the notes: the question the evaluation of a refiner exists to answer
+    notes[:0] = refiner_verdicts(rows, sync_unreliable=lse_why)
     result = EvalResult(out=out, reference=ref, rows=rows, best=best_rows(rows), frames=stream.frames,
                         scored=scored, fps=cfg.fps, notes=notes, unavailable=unavailable, files={}, nroub=nroub,
-                        timings=timings)
+                        timings=timings, unreliable=dict.fromkeys(LSE_KEYS, lse_why) if lse_why else {})
     _write_outputs(result, cfg=cfg, scorers=scorers, closeups=closeups, closeup_index=closeup_index,
                    paths=paths, track=track, progress=progress)
     return result

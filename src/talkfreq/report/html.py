@@ -31,6 +31,7 @@ td.best { background: #d9f2d9; font-weight: 700; }
 td.best::after { content: " \\2605"; color: #2a7a2a; font-size: 11px; }
 td.unavailable { color: #999; font-style: italic; }
 .legend, .notes { font-size: 13px; color: #444; }
+.unreliable { font-size: 13px; color: #8a4b00; background: #fff4e0; padding: 4px 8px; }
 dl.columns { font-size: 12px; color: #444; display: grid; grid-template-columns: max-content auto; gap: 2px 14px; }
 dl.columns dt { font-weight: 600; } dl.columns dd { margin: 0; }
 figure { margin: 14px 0; } figure img { max-width: 100%; border: 1px solid #ddd; }
@@ -120,6 +121,12 @@ def write_html(path: Path, result: EvalResult, *, cfg: EvalConfig, files: dict[s
         "and is scored by the same tool, but never marked best. \u201cunavailable\u201d: the metric needs a "
         "network that was not supplied.</p>",
     ]
+    if result.unreliable:
+        labels = {c.key: c.label for c in COLUMNS}
+        for why in dict.fromkeys(result.unreliable.values()):
+            cols = [labels.get(k, k) for k, w in result.unreliable.items() if w == why]
+            parts.append(f'<p class="unreliable" id="unreliable">\u26a0 <b>{escape(", ".join(cols))} unreliable:</b> '
+                         f"{escape(why)}</p>")
     if result.unavailable:
         labels = {c.key: c.label for c in COLUMNS}
         by_reason: dict[str, list[str]] = {}

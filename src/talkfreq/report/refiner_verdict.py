@@ -40,8 +40,10 @@ def _sync(base: dict, refined: dict, tolerance: float) -> Optional[list[str]]:
     return failed
 
 
-def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05) -> list[str]:
-    """One sentence per stage-1 / refined pair among ``rows`` (the reference row first, as evaluate orders them)."""
+def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
+                     sync_unreliable: Optional[str] = None) -> list[str]:
+    """One sentence per stage-1 / refined pair among ``rows`` (the reference row first, as evaluate orders them).
+    ``sync_unreliable``: why the LSE columns cannot be trusted (the expert fails on the real clip), if they cannot."""
     real = next((r.values for r in rows if r.role == "reference"), {})
     by_name = {r.name: r for r in rows if r.role == "candidate"}
     out = []
@@ -53,6 +55,8 @@ def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05) -> li
         sync = _sync(by_name[base_name].values, row.values, sync_tolerance)
         d = "not measured" if detail is None else ("held" if not detail else f"did NOT hold ({', '.join(detail)})")
         s = "not measured" if sync is None else ("held" if not sync else f"did NOT hold ({', '.join(sync)})")
+        if sync_unreliable and sync is not None:
+            s, sync = f"not measured (the LSE columns are unreliable: {sync_unreliable})", None
         won = "earned its place" if detail == [] and sync == [] else "did not earn its place"
         out.append(f"Refiner verdict, {name} vs {base_name}: the refiner {won} - detail columns (mouth PSNR/SSIM not lower, mouth HF ratio and spectrum gap closer to real): "
                    f"{d}; lip sync kept (same AV offset, LSE-D/LSE-C within {sync_tolerance:.0%}): {s}.")

@@ -24,6 +24,28 @@ from talkfreq.face import FaceConfig
 from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_scores
 
 KINDS = ("talkfreq", "syncnet_v2")
+LSE_KEYS = ("lse_d", "lse_c", "lse_offset")
+# LSE-C of the real clip below which the expert finds no sync evidence even there: audio shifted out of the scan
+# scores 0.02-0.03 with the tiny experts, real clips 0.4-0.55 (benchmarks/RESULTS.md); syncnet_v2 gives real clips ~7
+RELIABLE_REAL_LSE_C = 0.1
+
+
+def lse_unreliable(real: dict[str, Any]) -> str | None:
+    """Why the LSE columns say nothing, judged on the real clip's own scores ``real`` (``lse_offset``, ``lse_c``):
+    an expert that finds the real clip out of sync (offset not 0) or without a sync peak (LSE-C near 0) cannot rank
+    the candidates. None when the real clip scores as in sync (or was not scored)."""
+    offset, conf = real.get("lse_offset"), real.get("lse_c")
+    if offset is None or conf is None:
+        return None
+    why = []
+    if round(float(offset)) != 0:
+        why.append(f"AV offset {float(offset):+.0f} frames")
+    if float(conf) < RELIABLE_REAL_LSE_C:
+        why.append(f"LSE-C {float(conf):.3f}, below {RELIABLE_REAL_LSE_C:g}")
+    if not why:
+        return None
+    return (f"the SyncNet expert scores the real clip itself as out of sync ({', '.join(why)}); its LSE columns "
+            f"cannot rank the candidates' lip sync (an undertrained expert, or a real clip whose audio is offset)")
 
 
 def syncnet_embedder(model):

@@ -62,6 +62,7 @@ def write_json(path: Path, result: EvalResult, *, cfg: EvalConfig) -> Path:
                   "metrics": {c.key: _plain(r.values.get(c.key)) for c in COLUMNS}} for r in result.rows],
         "best": result.best,
         "unavailable": result.unavailable,
+        "unreliable": result.unreliable,
         "notes": result.notes,
         "nroub": result.nroub,
         "timings_s": {k: round(v, 3) for k, v in result.timings.items()},

@@ -17,6 +17,8 @@ gradients, so the other ranks never wait on it.
 
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -170,3 +172,49 @@ def finish_logger(trainer) -> None:
     for logger in trainer.loggers:
         if isinstance(logger, WandbLogger) and getattr(logger, "_experiment", None) is not None:
             logger.experiment.finish()
+
+
+class StepLines(Callback):
+    """Prints ``step N/M  key=value ...  T s`` every ``every_n_steps`` training steps (and after the last), rank 0
+    only: the progress of a run whose output goes to a file, where a progress bar shows nothing until the end."""
+
+    def __init__(self, *, every_n_steps: int, stream=None):
+        super().__init__()
+        self.every_n_steps = max(1, int(every_n_steps))
+        self.stream = stream
+        self._last = -1
+        self._t0 = time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self._t0 = time.perf_counter()
+
+    def _line(self, trainer) -> None:
+        step = trainer.global_step
+        if step == self._last or not trainer.is_global_zero:
+            return
+        self._last = step
+        values = []
+        for k, v in trainer.progress_bar_metrics.items():
+            try:
+                values.append(f"{k}={float(v):.4g}")
+            except (TypeError, ValueError):
+                pass
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else "?"
+        parts = [f"step {step}/{total}", *values, f"{time.perf_counter() - self._t0:.0f} s"]
+        print("  ".join(parts), file=self.stream or sys.stdout, flush=True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:
+            self._line(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._line(trainer)
+
+
+def quiet_lightning() -> None:
+    """Silence Lightning's info banners ("GPU available ...", tips, "max_steps reached") for ``--quiet``; its
+    warnings and errors still show."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)

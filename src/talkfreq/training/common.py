@@ -5,18 +5,31 @@ Each trainable thing (SyncNet expert, stage 1, refiner) has a run config with th
 ``run.out_dir/run.name/``: ``checkpoints/last.ckpt`` (every ``checkpoint_every_n_steps``) and ``best.ckpt`` (by
 ``run.monitor``), the logger's files, and ``config.yaml`` (the full merged config, so a run can be reproduced).
 ``run.resume=last`` (or a checkpoint path) continues exactly: Lightning restores weights, optimiser and scheduler
-states, the global step and the loop position.
+states, the global step and the loop position. Resuming checks the new config against the ``config.yaml`` of the
+checkpoint's run before anything is written: only ``trainer.*``, ``run.*``, ``logging.*``, ``data.root`` and
+``data.num_workers`` may change (``RESUMABLE``); any other difference (a model size, a loss weight) is a one-line
+error naming the keys, and the run folder is left as it was. ``run.resume=last`` with no ``last.ckpt`` yet starts
+from step 0 and says so on stderr, louder when an earlier run in the folder stopped before its first checkpoint: it
+is the command a preemptible job repeats, so its first run must not be refused.
+
+Output: with stdout not a terminal (a log file, a scheduler), a ``step N/M`` line with the progress-bar metrics is
+printed every ``trainer.log_every_n_steps`` steps (:class:`StepLines`) and the progress bar is off;
+``logging.quiet`` (``--quiet``) drops the bar, the step lines and Lightning's banners and tips.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from talkfreq.config import to_yaml
 from talkfreq.errors import TalkfreqError, require_writable_dir
+
+# config keys (prefixes) a resumed run may change: how long and where it runs, how it logs, where the data is
+RESUMABLE = ("trainer.", "run.", "logging.", "data.root", "data.num_workers")
 
 
 @dataclass
@@ -44,6 +57,7 @@ class LoggingConfig:
     project: str = "talkfreq"
     offline: bool = True
     sample_every_n_steps: int = 1000  # sample grids and averaged spectra of generated vs real crops
+    quiet: bool = False  # no progress bar, step lines, banners or tips (``--quiet``)
 
 
 @dataclass
@@ -90,26 +104,85 @@ def make_logger(logging: LoggingConfig, *, save_dir: Path, name: str):
     raise TalkfreqError(f"logging.logger must be wandb, tensorboard, csv or none, got {logging.logger!r}")
 
 
+def warn(message: str) -> None:
+    """One line on stderr, seen whatever the logging setup (Lightning's own logs may be silenced)."""
+    print(f"talkfreq: warning: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
 def resolve_resume(run: RunConfig) -> Optional[str]:
-    """The checkpoint to resume from, or None. ``last`` with no last.ckpt yet starts fresh (first run of a job)."""
+    """The checkpoint to resume from, or None. ``last`` with no last.ckpt yet starts fresh (the first run of a job
+    that is repeated with ``--resume last``), with a warning (see the module docstring)."""
     if not run.resume:
         return None
     if run.resume == "last":
-        last = run_dir(run) / "checkpoints" / "last.ckpt"
-        return str(last) if last.is_file() else None
+        folder = run_dir(run)
+        last = folder / "checkpoints" / "last.ckpt"
+        if last.is_file():
+            return str(last)
+        if (folder / "config.yaml").is_file():
+            warn(f"--resume last: {folder} holds no checkpoint: an earlier run there stopped before its first one "
+                 f"(written every {run.checkpoint_every_n_steps} steps, run.checkpoint_every_n_steps), so its "
+                 f"steps are lost; training starts again from step 0")
+        else:
+            warn(f"--resume last: no checkpoint in {folder} yet; training starts from step 0")
+        return None
     path = Path(run.resume)
     if not path.is_file():
         raise TalkfreqError(f"{path}: checkpoint to resume from not found")
     return str(path)
 
 
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def check_resume_config(checkpoint: str | Path, full_config: Any) -> None:
+    """One-line error when ``full_config`` differs from the ``config.yaml`` of the run that wrote ``checkpoint``
+    (its folder's parent) in anything but ``RESUMABLE`` keys; nothing to check when that file is missing."""
+    from omegaconf import OmegaConf
+
+    saved = Path(checkpoint).resolve().parent.parent / "config.yaml"
+    if not saved.is_file():
+        return
+    try:
+        old = _flat(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
+    except Exception as exc:  # an unreadable file describes nothing to compare against
+        raise TalkfreqError(f"{saved}: unreadable run config ({str(exc).splitlines()[0] if str(exc) else exc})") from exc
+    new = _flat(OmegaConf.to_container(OmegaConf.create(to_yaml(full_config)), resolve=True))
+    diff = [k for k in sorted(old.keys() | new.keys())
+            if old.get(k, "<unset>") != new.get(k, "<unset>") and not k.startswith(RESUMABLE)]
+    if diff:
+        shown = ", ".join(f"{k} {old.get(k, '<unset>')} -> {new.get(k, '<unset>')}" for k in diff[:4])
+        more = f" (+{len(diff) - 4} more)" if len(diff) > 4 else ""
+        raise TalkfreqError(
+            f"{checkpoint}: cannot resume with a changed config: {shown}{more}; a resumed run keeps the model and "
+            f"training settings of {saved} (only trainer.*, run.*, logging.*, data.root and data.num_workers may "
+            f"change); start a new run with another --name")
+
+
 def build_trainer(*, trainer: TrainerConfig, logging: LoggingConfig, run: RunConfig, callbacks: list | None = None,
-                  full_config: Any = None):
-    """A ``lightning.Trainer`` writing into ``run_dir(run)``, with last/best checkpoints and the chosen logger."""
+                  full_config: Any = None, resume: str | None = None):
+    """A ``lightning.Trainer`` writing into ``run_dir(run)``, with last/best checkpoints and the chosen logger.
+
+    ``resume``: the checkpoint the fit will resume from; its run's config is checked first
+    (:func:`check_resume_config`), before ``config.yaml`` is written.
+    """
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from talkfreq.training.callbacks import StepLines, quiet_lightning
+
+    if resume is not None and full_config is not None:
+        check_resume_config(resume, full_config)
     out = require_writable_dir(run_dir(run))
+    if logging.quiet:
+        quiet_lightning()
+    steps = [] if logging.quiet or sys.stdout.isatty() else [StepLines(every_n_steps=trainer.log_every_n_steps)]
     if full_config is not None:
         (out / "config.yaml").write_text(to_yaml(full_config))
     ckpt_dir = out / "checkpoints"
@@ -135,8 +208,9 @@ def build_trainer(*, trainer: TrainerConfig, logging: LoggingConfig, run: RunCon
         accumulate_grad_batches=trainer.accumulate_grad_batches,
         deterministic=trainer.deterministic,
         logger=make_logger(logging, save_dir=out, name=run.name),
-        callbacks=[last, best, *(callbacks or [])],
-        enable_progress_bar=True,
+        callbacks=[last, best, *steps, *(callbacks or [])],
+        # a bar redrawn with carriage returns is noise in a log file: the step lines are that run's progress
+        enable_progress_bar=not logging.quiet and sys.stdout.isatty(),
         enable_model_summary=False,
     )
 

@@ -405,7 +405,7 @@ def fit(cfg: Config) -> Path:
     trainer_cfg = replace(cfg.trainer, gradient_clip_val=0.0) if module.gan_on else cfg.trainer
     out = run_dir(cfg.run)
     trainer = build_trainer(
-        trainer=trainer_cfg, logging=cfg.logging, run=cfg.run, full_config=cfg,
+        trainer=trainer_cfg, logging=cfg.logging, run=cfg.run, full_config=cfg, resume=ckpt,
         callbacks=[SamplePreview(out_dir=out / "samples", every_n_steps=cfg.logging.sample_every_n_steps)],
     )
     with warnings.catch_warnings():

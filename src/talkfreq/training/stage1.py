@@ -317,7 +317,7 @@ def fit(cfg: Config) -> Path:
     out = run_dir(cfg.run)
     preview = SamplePreview(out_dir=out / "samples", every_n_steps=cfg.logging.sample_every_n_steps)
     trainer = build_trainer(trainer=trainer_cfg, logging=cfg.logging, run=cfg.run, callbacks=[preview],
-                            full_config=cfg)
+                            full_config=cfg, resume=resume)
     log.info("stage 1 (%s, %d px) -> %s%s", cfg.model, image_size(cfg), out, f", resuming {resume}" if resume else "")
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     finish_logger(trainer)

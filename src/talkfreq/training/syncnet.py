@@ -79,7 +79,8 @@ def fit(cfg: Config) -> Path:
     data = SyncNetDataModule(cfg.data, image_size=cfg.model.image_size, seed=cfg.trainer.seed)
     module = SyncNetModule(cfg=cfg)
     out = run_dir(cfg.run)
-    trainer = build_trainer(trainer=cfg.trainer, logging=cfg.logging, run=cfg.run, full_config=cfg)
+    trainer = build_trainer(trainer=cfg.trainer, logging=cfg.logging, run=cfg.run, full_config=cfg,
+                            resume=resume)
     log.info("SyncNet expert (%d px) -> %s%s", cfg.model.image_size, out, f", resuming {resume}" if resume else "")
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     finish_logger(trainer)
