@@ -17,7 +17,8 @@ work folder; those show real people: keep them out of the repository.
     flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/refiner_restore.py [--out DIR] [--steps N]
         [--quick] [-c configs/experiments/refiner_restore.yaml] [key=value ...]
 
-Finished runs with the same config are reused (re-running only re-evaluates).
+Finished runs with the same config are reused (re-running only re-evaluates); ``--eval-only`` evaluates the trained
+models in ``--out`` without comparing configs (after a code change that added config fields, say).
 """
 
 from __future__ import annotations
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     from talkfreq.report.denoise_eval import strip_image
 
     ap = experiment_parser(__doc__.splitlines()[0])
+    ap.add_argument("--eval-only", action="store_true",
+                    help="evaluate the models already trained in --out (whatever config they were trained with)")
     cfg, args = experiment_config(ExperimentConfig, ap, argv, default_config=DEFAULT_CONFIG)
     if args.video is not None:
         cfg.clips = [str(args.video.resolve())]
@@ -137,9 +140,14 @@ def main(argv: list[str] | None = None) -> int:
             rcfg = run_config("refiner", REPO / cfg.refiner_config, data=data, runs=work / "runs" / video.stem,
                               name=variant, steps=cfg.steps,
                               overrides=[*overrides, f"data.frame_range=[0,{train_stop}]"])
-            trained = train_or_reuse("refiner", rcfg, who="restore")
-            seconds[f"{video.stem}/{variant}"] = trained.seconds
-            model = SOVQAE.from_pretrained(trained.model).eval()
+            if args.eval_only:
+                from talkfreq.training.common import run_dir
+
+                model_dir, seconds[f"{video.stem}/{variant}"] = run_dir(rcfg.run) / "model", None
+            else:
+                trained = train_or_reuse("refiner", rcfg, who="restore")
+                model_dir, seconds[f"{video.stem}/{variant}"] = trained.model, trained.seconds
+            model = SOVQAE.from_pretrained(model_dir).eval()
             recon, idx_clean = refine_sequence(model, clean, batch_size=16)
             psnr_recon = psnr(recon, clean)
             for kind, strength in cfg.degradations:
