@@ -30,6 +30,7 @@ DtypeOpt = Annotated[Optional[str], typer.Option(help="Compute dtype: auto, fp32
 CompileOpt = Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the networks (default: on for CUDA, off on the CPU).", show_default=False)]
 ChannelsLastOpt = Annotated[Optional[bool], typer.Option("--channels-last/--no-channels-last", help="Channels-last memory format (default: on for CUDA, off on the CPU).", show_default=False)]
 ThreadsOpt = Annotated[Optional[int], typer.Option(help="CPU threads of torch (default: torch's own setting).")]
+FidelityOpt = Annotated[Optional[float], typer.Option(help="Refiner output back towards its input, 0-1 (1: unchanged; default: the model's).")]
 
 
 def _accel(dtype: Optional[str], compile_: Optional[bool], channels_last: Optional[bool], threads: Optional[int]) -> dict:
@@ -198,6 +199,7 @@ def refine(
     boxes_from: Annotated[Optional[Path], typer.Option("--boxes-from", help="Reuse the crop boxes of a prepared clip folder (DATA/clips/<id>) instead of detecting.")] = None,
     region: Annotated[Optional[str], typer.Option(help="Pasted region: face or lower.")] = None,
     temporal_smoothing: Annotated[Optional[float], typer.Option("--temporal-smoothing", help="Latent smoothing alpha in [0, 1) (default: the model's, else 0).")] = None,
+    fidelity: FidelityOpt = None,
     feather: Annotated[Optional[float], typer.Option(help="Mask edge sigma, fraction of the crop side.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     dtype: DtypeOpt = None,
@@ -212,16 +214,17 @@ def refine(
     from talkfreq.config import load_config, split_overrides
     from talkfreq.errors import require_file
     from talkfreq.pipeline.refine import RefineConfig, refine_video
-    from talkfreq.pipeline.inputs import inference_defaults, load_refiner
+    from talkfreq.pipeline.inputs import inference_defaults, load_refiner, with_fidelity
 
     paths, overrides = split_overrides(inputs)
     if len(paths) != 1:
         raise TalkfreqError(f"refine: expected one input video, got {len(paths)}")
     cfg = load_config(RefineConfig, config, overrides, extra={
         "batch_size": batch, "region": region, "temporal_smoothing": temporal_smoothing, "feather": feather,
+        "fidelity": fidelity,
         "device": device, **_accel(dtype, compile_, channels_last, threads)})
     require_file(paths[0], "video")  # before loading the model: the cheapest check first
-    model = load_refiner(refiner)
+    model = with_fidelity(load_refiner(refiner), cfg.fidelity)
     alpha = cfg.temporal_smoothing
     if alpha is None:
         alpha = float(inference_defaults(refiner).get("latent_smoothing", 0.0))
@@ -277,6 +280,7 @@ def infer(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .mp4.")],
     overrides: Overrides = None,
     refiner: Annotated[Optional[Path], typer.Option(help="Refiner: a SOVQAE run's model/ folder or .ckpt (none: stage 1 only).")] = None,
+    fidelity: FidelityOpt = None,
     config: ConfigOpt = None,
     mode: Annotated[Optional[str], typer.Option(help="dubbing or one-shot (default: dubbing for a video, one-shot for an image).")] = None,
     batch: Annotated[Optional[int], typer.Option(help="Frames per forward pass.")] = None,
@@ -302,7 +306,8 @@ def infer(
 
     cfg = load_config(InferConfig, config, overrides or [], extra={
         "mode": mode, "batch_size": batch, "device": device, "face.face_index": face_index, "box": _parse_box(box),
-        "reference": reference, "speech.model": speech_model, **_accel(dtype, compile_, channels_last, threads)})
+        "reference": reference, "speech.model": speech_model, "fidelity": fidelity,
+        **_accel(dtype, compile_, channels_last, threads)})
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _frames_per_second_column(),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn())
     with Progress(*columns, disable=quiet) as bar:

@@ -40,6 +40,7 @@ class StreamConfig:
     region: str = "face"  # face | lower (see talkfreq.pipeline.paste)
     feather: float = 0.03  # mask edge sigma as a fraction of the crop side
     temporal_smoothing: Optional[float] = None  # refiner latent alpha in [0, 1); None: the model's inference.json
+    fidelity: Optional[float] = None  # refiner output back towards its input, 0-1 (1: unchanged); None: the model's
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     crf: int = 18
     # max_gap_seconds 0.2 (prepare: 0.4): a face gone for longer is not guessed at, because pasting a generated crop
@@ -54,6 +55,8 @@ class StreamConfig:
             raise ConfigError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
         if self.temporal_smoothing is not None and not 0.0 <= self.temporal_smoothing < 1.0:
             raise ConfigError(f"temporal smoothing alpha must be in [0, 1), got {self.temporal_smoothing}")
+        if self.fidelity is not None and not 0.0 <= self.fidelity <= 1.0:
+            raise ConfigError(f"fidelity must be in [0, 1], got {self.fidelity}")
         if not 0.0 <= self.feather <= 0.1:
             raise ConfigError(f"feather must be in [0, 0.1] (fraction of the crop side), got {self.feather}")
 

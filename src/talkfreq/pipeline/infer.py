@@ -186,6 +186,8 @@ def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
         refiner = load_refiner(path)
     if refiner is not None and not isinstance(refiner, SOVQAE):
         raise TalkfreqError(f"the refiner must be a SOVQAE, got {type(refiner).__name__}")
+    if refiner is not None:
+        refiner = mi.with_fidelity(refiner, cfg.fidelity)
     s1 = int(stage1.config.image_size)
     if refiner is not None and int(refiner.config.image_size) != s1:
         raise TalkfreqError(f"face size mismatch: the stage-1 model makes {s1} px faces but the refiner was built "

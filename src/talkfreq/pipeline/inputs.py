@@ -204,6 +204,14 @@ def load_refiner(path: str | Path, *, map_location: str | torch.device = "cpu") 
     return load_prefixed_state(SOVQAE(config=sov), ckpt, prefix="model.", source=str(p))
 
 
+def with_fidelity(model: SOVQAE, fidelity: float | None) -> SOVQAE:
+    """``model`` with its output fidelity (:func:`talkfreq.models.sovqae_restore.frequency_split`) set to
+    ``fidelity``; None keeps the model's own."""
+    if fidelity is not None:
+        model.config = replace(model.config, fidelity=float(fidelity))
+    return model
+
+
 def inference_defaults(path: str | Path) -> dict[str, Any]:
     """The ``inference.json`` saved beside a model folder (or the config in a .ckpt): ``{"latent_smoothing": a}``."""
     p = Path(path)
