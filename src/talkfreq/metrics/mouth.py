@@ -55,6 +55,7 @@ class SilenceConfig:
     edge_frames: int = 2  # frames this close to a voiced one are not silent: the lips move before and after sound
 
 
+SILENCE_SAMPLE_RATE = 16000  # the audio rate evaluate judges silence at (any rate works)
 DEFAULT_MOUTH = MouthConfig()
 DEFAULT_SILENCE = SilenceConfig()
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # BT.601
