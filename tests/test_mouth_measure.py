@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import media
 from talkfreq.metrics.mouth import (
     SilenceConfig,
     frame_levels,
@@ -16,20 +17,13 @@ from talkfreq.metrics.mouth import (
     silent_frames,
     silent_opening_ratio,
 )
-from tests.conftest import media
+from test_experiments import load_script
 
 SR, FPS = 16000, 25.0
 
 
-def face_crops(video: Path, *, size: int = 256) -> np.ndarray:
-    """(N, size, size, 3) face crops of ``video`` cut the way ``talkfreq evaluate`` cuts them."""
-    from talkfreq.face import FaceConfig, crop_face
-    from talkfreq.io import VideoReader
-    from talkfreq.report.common import reference_track
-
-    track = reference_track(video, face=FaceConfig(crop_size=size), fps=FPS)
-    frames = [crop_face(f, track.boxes[i], size=size) for i, f in zip(range(len(track)), VideoReader(video, fps=FPS))]
-    return np.stack(frames)
+BENCH = load_script("benchmarks/mouth_measure.py")
+face_crops = BENCH.face_crops  # cut the way ``talkfreq evaluate`` cuts them
 
 
 @pytest.fixture(scope="module")
@@ -118,20 +112,16 @@ def test_pearson_and_silent_ratio():
     assert np.isnan(silent_opening_ratio(ref, s, ref_opening=np.zeros(4), ref_silent=s))
 
 
-# Hand-labelled frames of the KatieHill sample (256 px evaluate crops): lips apart with a dark gap, and lips
-# together. Labelled by looking at the crops, before the measure was tuned; smiles showing closed teeth are left out.
-KATIE_OPEN = [25, 30, 50, 55, 70, 170, 190]
-KATIE_CLOSED = [60, 75, 90, 115, 175]
-
-
 @pytest.mark.media
 def test_real_clip_open_frames_score_above_closed_and_the_mouth_moves_with_speech():
     from talkfreq.io import load_video_audio
 
-    video = media("video/sadtalker_WDA_KatieHill_000.mp4")
+    name = "sadtalker_WDA_KatieHill_000.mp4"
+    video = media(f"video/{name}")
     crops = face_crops(video)
     opening = mouth_opening(crops)
-    assert opening[KATIE_OPEN].min() > opening[KATIE_CLOSED].max()
+    open_, closed = BENCH.LABELS[name]  # hand-labelled: lips apart with a dark gap / lips together
+    assert opening[open_].min() > opening[closed].max()
     # she smiles in her pauses, so the mean opening there is not lower; the mouth moves less there
     silent = silent_frames(load_video_audio(video, sample_rate=SR), sample_rate=SR, fps=FPS, n_frames=len(crops))
     step = np.abs(np.diff(opening))
