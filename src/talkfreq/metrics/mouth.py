@@ -26,7 +26,10 @@ and a smile with the teeth together reads nearly closed; a blurred mouth loses i
 (which is what a viewer sees too, but it is not a lip-gap length); profile views, hands or a microphone in front of
 the mouth, or a beard darker than the cavity break it; the box is a fixed fraction of the crop, so a crop much
 looser or tighter than talkfreq's (face.padding) needs other ``search`` / box settings. Smaller crops cost a little:
-synth r 0.94 / 0.93 / 0.91 and hand-label AUC 0.89-1.00 / 0.92-1.00 / 0.83-1.00 at 128 / 96 / 64 px.
+synth r 0.94 / 0.93 / 0.91 and hand-label AUC 0.89-1.00 / 0.92-1.00 / 0.83-1.00 at 128 / 96 / 64 px (downscaled
+256 px crops). It fails where the lip gap is only a pixel or two wide: on the 64 px crops of 128 px synth frames
+that experiments/synthetic_sync.py judges, r is 0.25 and 0.0 on two clips, where the luma darkness in a box around
+the known mouth centre (that experiment's own measure, which counts the lips) reaches 0.86 and 0.82.
 """
 
 from __future__ import annotations
