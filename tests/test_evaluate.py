@@ -89,6 +89,15 @@ def test_blur_lowers_fidelity_detail_and_sharpness(report):
     assert blur["flicker_ratio"] < 1.0  # blur smooths frame-to-frame texture changes too
 
 
+def test_mouth_open_columns(report):
+    real, copy, blur = (report.row(n).values for n in (REFERENCE_NAME, "copy", "blur"))
+    assert real["mouth_open_r"] == 1.0 and copy["mouth_open_r"] == pytest.approx(1.0)
+    assert copy["mouth_open"] == real["mouth_open"] > 0
+    # the synth clip pauses between words: its silent stretches exist and the copy rests exactly as open
+    assert real["mouth_open_silent"] == pytest.approx(1.0) and copy["mouth_open_silent"] == pytest.approx(1.0)
+    assert blur["mouth_open_r"] < 1.0 and blur["mouth_open"] != real["mouth_open"]
+
+
 def test_best_marking_picks_the_copy_and_never_the_reference(report):
     marked = {c.key for c in COLUMNS if c.direction is not None} - {"lpips", "fid"}  # no weights for either here
     assert set(report.best) == marked

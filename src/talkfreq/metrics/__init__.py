@@ -1,4 +1,5 @@
-"""Evaluation metrics on frame batches: fidelity, frequency, sharpness, temporal flicker, lip sync."""
+"""Evaluation metrics on frame batches: fidelity, frequency, sharpness, temporal flicker, lip sync, mouth
+opening."""
 
 from talkfreq.metrics.fidelity import as_frames, crop_box, fid_score, lpips_score, psnr, region_psnr, region_ssim, ssim
 from talkfreq.metrics.frequency import (
@@ -7,6 +8,14 @@ from talkfreq.metrics.frequency import (
     mean_log_spectrum,
     radial_power_spectrum,
     spectrum_gap,
+)
+from talkfreq.metrics.mouth import (
+    frame_levels,
+    mouth_opening,
+    mouth_rows,
+    pearson,
+    silent_frames,
+    silent_opening_ratio,
 )
 from talkfreq.metrics.sharpness import cpbd, laplacian_variance
 from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_scores, offset_distances, sync_embeddings

@@ -41,7 +41,7 @@ from talkfreq.metrics.frequency import HF_RADIUS, RADIAL_BINS
 from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, RegionConfig, check_inputs, reference_track
 from talkfreq.report.compare_video import CompareConfig
 from talkfreq.report.refiner_verdict import refiner_verdicts
-from talkfreq.report.scoring import COLUMNS, Row, VideoScorer, best_rows
+from talkfreq.report.scoring import COLUMNS, Row, VideoScorer, best_rows, silence_masks
 
 CSV_FILE, JSON_FILE, HTML_FILE = "metrics.csv", "metrics.json", "report.html"
 VIDEO_FILE, FIGURES = "compare.mp4", "figures"
@@ -246,9 +246,15 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         notes.append(f"{stream.frames - scored} of {stream.frames} frames had no face in the reference and were "
                      f"not scored")
 
+    silent = silence_masks(paths, reference=REFERENCE_NAME, n_frames=stream.frames, fps=cfg.fps)
+    if not silent:
+        unavailable["mouth_open_silent"] = "the reference has no audio track to find its silent stretches"
     rows = []
     for n, sc in scorers.items():
         values = sc.values(scorers[REFERENCE_NAME], hf_radius=cfg.hf_radius)
+        if silent:
+            values["mouth_open_silent"] = sc.silent_opening(scorers[REFERENCE_NAME], silent=silent[n],
+                                                            ref_silent=silent[REFERENCE_NAME])
         values.update(lse_d=None, lse_c=None, lse_offset=None)
         if n in sync:
             try:

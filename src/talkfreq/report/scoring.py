@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -30,9 +31,14 @@ from talkfreq.metrics import (
     flicker_ratio,
     laplacian_variance,
     lpips_score,
+    mouth_opening,
+    mouth_rows,
     psnr,
     region_psnr,
     region_ssim,
+    pearson,
+    silent_frames,
+    silent_opening_ratio,
     spectrum_gap,
     ssim,
 )
@@ -71,11 +77,17 @@ COLUMNS: tuple[Column, ...] = (
     Column("mouth_spectrum_gap", "mouth spectrum gap", "min", "{:.4f}", "the same inside the mouth region"),
     Column("flicker_ratio", "flicker ratio", "ref", "{:.3f}",
            "high-pass temporal energy / the real video's (1 = as steady)"),
+    Column("mouth_open", "mouth open", "ref", "{:.4f}",
+           "mean mouth opening: dark fraction of the box around the reference's mouth row (metrics.mouth)"),
+    Column("mouth_open_r", "mouth open r", "max", "{:.3f}",
+           "Pearson r over frames of the mouth opening with the real video's (the real row: 1 by definition)"),
+    Column("mouth_open_silent", "silent mouth open", "ref", "{:.3f}",
+           "mean opening in the silent stretches of the video's audio / the real video's (1 = rests as the real)"),
 )
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 ARROWS = {"max": "\u2191", "min": "\u2193", "ref": "\u2248", None: ""}  # header marks: up, down, approx
 UNAVAILABLE = "unavailable"
-PER_FRAME = ("psnr", "ssim", "mouth_psnr", "mouth_ssim", "lpips", "laplacian_var", "cpbd")
+PER_FRAME = ("psnr", "ssim", "mouth_psnr", "mouth_ssim", "lpips", "laplacian_var", "cpbd", "mouth_open")
 
 
 @dataclass
@@ -145,6 +157,7 @@ class VideoScorer:
             self.fid_stats.add(inception_features(self.inception, x))
         pf["laplacian_var"].extend(laplacian_variance(x, reduction="none"))
         pf["cpbd"].extend(cpbd(x, reduction="none"))
+        pf["mouth_open"].extend(mouth_opening(crops, rows=mouth_rows(ref)))  # the real mouth's box for every video
         self.face_spec.add(x)
         self.mouth_spec.add(x)
         # the flicker's second differences must not span frames that were skipped (no face there)
@@ -174,7 +187,33 @@ class VideoScorer:
                                                reference.mouth_spec.mean_log_spectrum()),
             "flicker_ratio": _flicker_ratio(self.flicker.value, reference.flicker.value),
             "fid": _fid(reference.fid_stats, self.fid_stats),
+            "mouth_open_r": 1.0 if self is reference else pearson(self.per_frame["mouth_open"],
+                                                                   reference.per_frame["mouth_open"]),
+            "mouth_open_silent": None,  # needs the audio: :meth:`silent_opening`
         }
+
+    def silent_opening(self, reference: VideoScorer, *, silent: np.ndarray, ref_silent: np.ndarray
+                       ) -> Optional[float]:
+        """Mean mouth opening over this video's silent frames / the reference's over its own; ``silent`` and
+        ``ref_silent`` are (N,) bool masks over the timeline. None when either has no silent scored frame or the
+        real mouth rests fully shut (0: no ratio)."""
+        v = silent_opening_ratio(self.per_frame["mouth_open"], silent[self.index],
+                                 ref_opening=reference.per_frame["mouth_open"], ref_silent=ref_silent[reference.index])
+        return None if math.isnan(v) else v
+
+
+def silence_masks(paths: dict[str, Path], *, reference: str, n_frames: int, fps: float
+                  ) -> dict[str, np.ndarray]:
+    """{name: (n_frames,) bool silent frames of its own audio (:func:`talkfreq.metrics.mouth.silent_frames`; the
+    reference's audio for a video without a track)}; empty when the reference has no audio track."""
+    from talkfreq.io import load_video_audio, probe
+    from talkfreq.metrics.mouth import SILENCE_SAMPLE_RATE as rate
+
+    masks = {n: silent_frames(load_video_audio(p, sample_rate=rate), sample_rate=rate, fps=fps, n_frames=n_frames)
+             for n, p in paths.items() if probe(p).has_audio}
+    if reference not in masks:
+        return {}
+    return {n: masks.get(n, masks[reference]) for n in paths}
 
 
 def _fid(real: Optional[FeatureStats], fake: Optional[FeatureStats]) -> Optional[float]:
