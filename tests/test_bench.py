@@ -81,9 +81,7 @@ def test_train_throughput_script_tiny(tmp_path):
     from test_experiments import load_script
 
     tt = load_script("benchmarks/train_throughput.py")
-    rows = (("s1", "stage1", "configs/stage1/tiny_freak.yaml", ["loss.percep=0"]),
-            ("ref", "refiner", "configs/refiner/tiny.yaml", ["loss.gan=0.1", "loss.gan_start_step=0"]))
-    for name, kind, file, over in rows:
+    for name, (kind, file, over) in tt.TINY.items():
         r = tt.measure(name, kind, file, over, device="cpu", batch=2, steps=1, warmup=1, precision=None,
                        out_dir=tmp_path)
         assert r["batch"] == 2 and r["steps"] == 1 and r["images_per_second"] > 0
