@@ -4,6 +4,7 @@ the one summary table and JSON (``summary``). The shell script owns the order of
     python benchmarks/gpu_check.py info INFO.json
     python benchmarks/gpu_check.py video DEST.mp4 [--seconds S] [--size PX] [--wheels DIR]
     python benchmarks/gpu_check.py summary WORK OUT
+    python benchmarks/gpu_check.py sizes FOLDER    # what a device call would carry, against its limit
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ PACKAGES = ["torch", "lightning", "torchmetrics", "numpy", "cv2", "av", "omegaco
 # what the parts import: an import error here is cheaper to read than one inside every part
 MODULES = ["talkfreq.cli", "talkfreq.bench", "talkfreq.pipeline.infer", "talkfreq.training.syncnet",
            "talkfreq.training.stage1", "talkfreq.training.refiner"]
-CLIP = "bench.mp4"  # the name under the wheels folder that `make gpu-wheels` gives the sample clip
+CLIP = "bench.mp4"
+TREE_LIMIT_MIB = 64  # what one device call may carry: the tree git sees plus the carried folders  # the name under the wheels folder that `make gpu-wheels` gives the sample clip
 
 
 def info(path: Path) -> int:
@@ -85,6 +87,23 @@ def video(dest: Path, *, seconds: float, size: int, wheels: Path) -> int:
     shutil.copyfile(dest.parent / "synth" / "id00" / "id00_c00.mp4", dest)
     print(f"end-to-end clip: synthetic, {size} px, {seconds:g} s (no sample clip here)")
     return 0
+
+
+def sizes(folder: Path, repo: Path) -> int:
+    """Each file of ``folder``, its total, and with the files git would send (tracked and untracked-not-ignored) of
+    ``repo``; 1 when that is over :data:`TREE_LIMIT_MIB`."""
+    mib = 2**20
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    for p in files:
+        print(f"{p.stat().st_size / mib:9.2f} MiB  {p.name}")
+    carried = sum(p.stat().st_size for p in files)
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=repo, capture_output=True,
+                            check=True).stdout.decode().split("\0")
+    tree = sum((repo / f).stat().st_size for f in listed if f and (repo / f).is_file())
+    total = (carried + tree) / mib
+    print(f"{carried / mib:9.2f} MiB  {folder} in all\n{tree / mib:9.2f} MiB  the repository's tree\n"
+          f"{total:9.2f} MiB  one device call (limit {TREE_LIMIT_MIB} MiB): {'fits' if total <= TREE_LIMIT_MIB else 'TOO BIG'}")
+    return 0 if total <= TREE_LIMIT_MIB else 1
 
 
 # ------------------------------------------------------------------------------------------------- summary
@@ -196,9 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("summary")
     s.add_argument("work", type=Path)
     s.add_argument("out", type=Path)
+    sub.add_parser("sizes").add_argument("folder", type=Path)
     args = ap.parse_args(argv)
     if args.cmd == "info":
         return info(args.path)
+    if args.cmd == "sizes":
+        return sizes(args.folder, Path(__file__).resolve().parents[1])
     if args.cmd == "video":
         return video(args.dest, seconds=args.seconds, size=args.size, wheels=args.wheels)
     return summary(args.work, args.out)

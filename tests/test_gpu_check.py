@@ -71,3 +71,13 @@ def test_summary_reports_a_timed_out_part_and_fails(tmp_path, capsys):
     assert "TIMEOUT" in text and "90 s (cap 90 s)" in text
     parts = json.loads((tmp_path / "summary.json").read_text())["parts"]
     assert [p["status"] for p in parts] == ["ok", "TIMEOUT"] and parts[0]["seconds"] == 2.5
+
+
+def test_sizes_lists_the_carried_files_and_checks_the_limit(tmp_path, capsys, monkeypatch):
+    gc = load_script("benchmarks/gpu_check.py")
+    (tmp_path / "a.whl").write_bytes(b"x" * 2**20)
+    assert gc.sizes(tmp_path, REPO) == 0
+    text = capsys.readouterr().out
+    assert "1.00 MiB  a.whl" in text and "the repository's tree" in text and "fits" in text
+    monkeypatch.setattr(gc, "TREE_LIMIT_MIB", 1)
+    assert gc.sizes(tmp_path, REPO) == 1 and "TOO BIG" in capsys.readouterr().out
