@@ -146,7 +146,8 @@ def _bench_rows(label: str, data: dict) -> list[tuple[str, str, str]]:
             peak = data["header"].get("peak_flops")
             pct = 100 * m["gflops_per_frame"] * 1e9 * r["fps"] / peak if peak and r.get("fps") else None
             value = (f"{1000 / r['fps']:.2f} ms/frame at batch {best}" if r.get("fps") else "not measured")
-            value += f", latency {one['latency_ms']:.1f} ms at batch 1" if one.get("latency_ms") else ""
+            value += f", latency {one['latency_ms']:.1f} ms at batch {min(m['speed'], key=int)}" \
+                if one.get("latency_ms") else ""
             value += f", {pct:.1f} % of peak" if pct is not None else ""
             value += f", {r['gpu_peak_mb']:.0f} MB GPU" if r.get("gpu_peak_mb") else ""
             rows.append((label, f"{p[stage]} ({stage})", value))

@@ -8,7 +8,8 @@
 #   bash benchmarks/gpu_check.sh            # on a CUDA machine (your own: PYTHON=.venv/bin/python)
 #   bash benchmarks/gpu_check.sh --dry-run  # the same steps on the CPU with tiny sizes (tests/test_gpu_check.py)
 #
-# PYTHON (default python3), GPU_CHECK_WHEELS (default .whl; no wheels there: the environment as it is).
+# PYTHON (default python3), GPU_CHECK_WHEELS (default .whl; no wheels there: the environment as it is),
+# GPU_CHECK_ONLY (e.g. "bench512 train": only those of tests, bench256, bench512, train; to rerun what failed).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -31,6 +32,10 @@ export PYTHONPATH=$REPO/src:$WORK/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFER
 part() {  # NAME CAP COMMAND...: COMMAND under a time cap (the whole process group is killed), its exit status noted
   local name=$1 cap=$2 start rc
   shift 2
+  case " install info clip ${GPU_CHECK_ONLY:-$name} " in
+    *" $name "*) ;;
+    *) echo "=== $name: not in GPU_CHECK_ONLY"; return ;;
+  esac
   echo "=== $name (cap ${cap} s): $*"
   start=$EPOCHREALTIME
   timeout -k 10 "$cap" "$@"
@@ -58,22 +63,22 @@ if ((DRY)); then
   TRAIN=(--tiny --batch 2 --steps 1 --warmup 1)
 else
   CLIP=(--seconds 8 --size 512)
-  TESTS=(--timeout 120)
-  # batch 1 gives the latency, 32 the throughput; each batch size is one more compilation, so two
-  BENCH=(--batches 1,32 --seconds 8 max_seconds=3 "e2e_batches=[best]")
+  TESTS=(--timeout 90)  # one hanging test leaves the others their time
+  # one batch size: each size is one more compilation of every network, and the caps are tight
+  BENCH=(--batches 32 --seconds 8 max_seconds=3 "e2e_batches=[best]")
   TRAIN=(--no-cpu --precision bf16-mixed --steps 5 --warmup 2)
 fi
 
-part install 45 bash -c install_wheels
+part install 30 bash -c install_wheels
 part info 30 "$PY" benchmarks/gpu_check.py info "$WORK/info.json"
-part clip 30 "$PY" benchmarks/gpu_check.py video "$WORK/clip.mp4" --wheels "$WHEELS" "${CLIP[@]}"
-part tests 140 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider --junitxml="$DEST/pytest.xml" \
+part clip 20 "$PY" benchmarks/gpu_check.py video "$WORK/clip.mp4" --wheels "$WHEELS" "${CLIP[@]}"
+part tests 120 "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider --junitxml="$DEST/pytest.xml" \
   "${TESTS[@]}"
 for size in 256 512; do
-  part "bench$size" 90 "$PY" -m talkfreq.cli bench --pipelines "FREAK-$size" --video "$WORK/clip.mp4" \
+  part "bench$size" 120 "$PY" -m talkfreq.cli bench --pipelines "FREAK-$size" --video "$WORK/clip.mp4" \
     --json "$DEST/bench_$size.json" "${BENCH[@]}"
 done
-part train 45 "$PY" benchmarks/train_throughput.py --json "$DEST/train.json" "${TRAIN[@]}"
+part train 40 "$PY" benchmarks/train_throughput.py --json "$DEST/train.json" "${TRAIN[@]}"
 
 "$PY" benchmarks/gpu_check.py summary "$WORK" "$DEST"
 rc=$?

@@ -76,8 +76,9 @@ def written(monkeypatch) -> dict[str, list[np.ndarray]]:
     return frames
 
 
-def run_infer(clip: Path, models: dict[str, Path], out: Path, accel: AccelConfig, device: str = "cpu", **kw):
-    cfg = InferConfig(batch_size=4, accel=accel, device=device, **kw)  # 13 batches: the queues fill and drain
+def run_infer(clip: Path, models: dict[str, Path], out: Path, accel: AccelConfig, device: str = "cpu",
+              batch_size: int = 4, **kw):
+    cfg = InferConfig(batch_size=batch_size, accel=accel, device=device, **kw)  # 4: 13 batches, queues fill and drain
     return infer(clip, audio=clip, stage1=models["stage1"], refiner=models["refiner"], out=out,
                  save_stage1=out.with_name(out.stem + "_s1.mp4"), cfg=cfg)
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import media
 
 from talkfreq import cli
-from talkfreq.bench import QUICK, bench_config, best_batch, combined_fps, evaluate_targets
+from talkfreq.bench import QUICK, bench_config, best_batch, combined_fps, evaluate_targets, model_names
 from talkfreq.errors import ConfigError
 from talkfreq.model_cost import GPU_PEAK_TFLOPS, gpu_peak
 
@@ -64,6 +64,13 @@ def test_best_batch_and_targets():
     assert gpu["need"] == ">= 60" and gpu["passed"] is False
     pipes[0]["e2e"] = {"4": {"error": "boom"}}
     assert evaluate_targets(models, pipes, cuda=False)[1]["passed"] is None  # not measured is not a fail
+
+
+def test_model_names_add_the_cpu_yardstick_on_the_cpu_only():
+    assert model_names(["FREAK-256"], cuda=False) == ["FREAK-256", "SOVQAE-256", "Wav2Lip-96"]
+    assert model_names(["FREAK-256"], cuda=True) == ["FREAK-256", "SOVQAE-256"]
+    assert model_names(["Wav2Lip-96", "FREAK-256"], cuda=False) == ["Wav2Lip-96", "SOVQAE-96", "FREAK-256",
+                                                                     "SOVQAE-256"]
 
 
 def test_config_quick_preset_and_errors(tmp_path):

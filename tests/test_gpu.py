@@ -43,10 +43,11 @@ def test_half_precision_matches_cpu_fp32_within_tolerance(dtype, clip, models, c
 
 def test_compile_matches_eager_and_does_not_fall_back(clip, models, tmp_path, written):
     eager, compiled = (AccelConfig(dtype="bf16", channels_last=True, compile=c) for c in (False, True))
-    run_infer(clip, models, tmp_path / "eager.mp4", eager, device=DEVICE)
+    run = {"device": DEVICE, "batch_size": 5}  # 50 frames in batches of one shape: one compilation per network
+    run_infer(clip, models, tmp_path / "eager.mp4", eager, **run)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        run_infer(clip, models, tmp_path / "compiled.mp4", compiled, device=DEVICE)
+        run_infer(clip, models, tmp_path / "compiled.mp4", compiled, **run)
     fallbacks = [str(w.message) for w in caught if "torch.compile of" in str(w.message)]
     assert not fallbacks, fallbacks  # a silent eager fallback would make every compiled number an eager one
     assert_frames_close(written, "eager", "compiled")

@@ -51,6 +51,18 @@ def test_dry_run_runs_every_part_and_writes_the_summary(tmp_path):
                                                      "pytest.xml", "summary.json", "train.json"]
 
 
+def test_only_runs_the_named_parts(tmp_path):
+    out = tmp_path / "out"
+    env = os.environ | {"OUT": str(out), "PYTHON": sys.executable, "GPU_CHECK_WHEELS": str(tmp_path),
+                        "GPU_CHECK_ONLY": "none"}
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry-run"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [p["part"] for p in summary["parts"]] == ["install", "info", "clip"]  # the ones every part needs
+    assert "=== bench512: not in GPU_CHECK_ONLY" in proc.stdout
+
+
 def test_video_synthesizes_a_clip_when_no_sample_is_there(tmp_path, monkeypatch):
     import talkfreq.bench
     from talkfreq.io import VideoReader
