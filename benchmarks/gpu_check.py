@@ -195,7 +195,7 @@ def summary(work: Path, out: Path) -> int:
     total = sum(p["seconds"] for p in parts)
     print(f"\ngpu check{' (dry run, CPU, tiny sizes)' if result['dry_run'] else ''}: {total:.0f} s in all; "
           f"files in {out}")
-    w = min(max(len(r[1]) for r in rows), 44)  # a longer target name pushes its value along, not every row's
+    w = min(max(len(r[1]) for r in [*rows, ('', 'status / measure')]), 44)  # longer: pushes its own value along
     print(f"{'part':<10} {'status / measure':<{w}}  value\n" + "-" * (w + 60))
     for p in parts:
         print(f"{p['part']:<10} {p['status']:<{w}}  {p['seconds']:.0f} s (cap {p['cap_s']} s)")

@@ -24,7 +24,8 @@ WHEELS=${GPU_CHECK_WHEELS:-.whl}
 DEST=${OUT:-outputs/gpu_check}
 mkdir -p "$DEST" && DEST=$(cd "$DEST" && pwd)
 WORK=$(mktemp -d /tmp/talkfreq-gpu-check.XXXXXX)
-exec > >(tee "$DEST/gpu_check.log") 2>&1
+exec 3>&1 4>&2 > >(tee "$DEST/gpu_check.log") 2>&1
+TEE=$!
 # the carried packages shadow the machine's; the repo's source shadows any installed talkfreq
 export PYTHONPATH=$REPO/src:$WORK/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLCONFIGDIR=$WORK/mpl
 ((DRY)) && touch "$WORK/dry_run"
@@ -83,4 +84,7 @@ part train 40 "$PY" benchmarks/train_throughput.py --json "$DEST/train.json" "${
 "$PY" benchmarks/gpu_check.py summary "$WORK" "$DEST"
 rc=$?
 rm -rf "$WORK"
+# the table is the output's last lines: let tee write them before the script (and with it, the call) ends
+exec 1>&3 2>&4 3>&- 4>&-
+wait "$TEE" 2>/dev/null
 exit $rc
