@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 DEMO    := outputs/demo
 
-.PHONY: demo test test-slow install clean bench
+.PHONY: demo test test-slow install clean bench gpu-wheels
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,18 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/prepare_speed.py
 	$(BIN)/python benchmarks/pipeline.py
+
+# The GPU machine of benchmarks/gpu_check.sh reaches no registry: these wheels (cp312, manylinux x86-64) and the
+# sample clip travel with the tree in .whl/ (ignored), within the device call's size limit.
+WHL       := .whl
+MANYLINUX := $(foreach t,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1,--platform $(t)_x86_64)
+
+gpu-wheels:
+	rm -rf $(WHL) && mkdir -p $(WHL)
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $(MANYLINUX) \
+		-d $(WHL) -r benchmarks/gpu_wheels.txt
+	PYTHONPATH=src $(BIN)/python benchmarks/gpu_check.py video $(WHL)/bench.mp4 --wheels $(WHL)
+	$(PY) benchmarks/gpu_check.py sizes $(WHL)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

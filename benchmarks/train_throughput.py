@@ -15,6 +15,7 @@ carries 5 frames). ``SOVQAE-256 +GAN`` is the refiner after ``loss.gan_start_ste
 ``SOVQAE-256`` is before it. ``--wide`` adds the previous, wide 256 px models (configs/*/..._256_wide.yaml).
 
     flock /tmp/talkfreq-heavy.lock .venv/bin/python benchmarks/train_throughput.py [--steps 5] [--batch N] [--wide]
+        [--tiny] [--no-cpu] [--precision bf16-mixed]
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ ROWS: dict[str, tuple[str, str, list[str]]] = {
 WIDE: dict[str, tuple[str, str, list[str]]] = {
     "FREAK-256-wide": ("stage1", "configs/stage1/freak_256_wide.yaml", ["loss.percep=0"]),
     "SOVQAE-256-wide": ("refiner", "configs/refiner/sovqae_256_wide.yaml", []),
+}
+TINY: dict[str, tuple[str, str, list[str]]] = {  # --tiny: the test configs, a smoke run of the script
+    "FREAK-tiny": ("stage1", "configs/stage1/tiny_freak.yaml", ["loss.percep=0"]),
+    "SOVQAE-tiny +GAN": ("refiner", "configs/refiner/tiny.yaml", ["loss.gan=0.1", "loss.gan_start_step=0"]),
 }
 
 
@@ -129,23 +134,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch", type=int, default=None, help="batch size of every row (default: each config's)")
     ap.add_argument("--precision", default=None, help="Lightning precision of every row (default: each config's)")
-    ap.add_argument("--rows", default=None, help="comma-separated subset of " + ", ".join([*ROWS, *WIDE]))
+    ap.add_argument("--rows", default=None, help="comma-separated subset of " + ", ".join([*ROWS, *WIDE, *TINY]))
     ap.add_argument("--wide", action="store_true", help="also the wide 256 px models of before issue 7")
+    ap.add_argument("--tiny", action="store_true", help="only the tiny test configs (a smoke run)")
     ap.add_argument("--no-cuda", action="store_true")
+    ap.add_argument("--no-cpu", action="store_true", help="CUDA rows only")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    table = ROWS | (WIDE if args.wide else {})
+    every = ROWS | WIDE | TINY
+    table = TINY if args.tiny else ROWS | (WIDE if args.wide else {})
     names = [n.strip() for n in args.rows.split(",")] if args.rows else list(table)
-    unknown = [n for n in names if n not in ROWS | WIDE]
+    unknown = [n for n in names if n not in every]
     if unknown:
         ap.error(f"unknown row {unknown[0]!r}")
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and not args.no_cuda else [])
+    devices = ([] if args.no_cpu else ["cpu"]) + (["cuda"] if torch.cuda.is_available() and not args.no_cuda else [])
+    if not devices:
+        ap.error("no device left: --no-cpu without CUDA")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available" lines in the table
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for device in devices:
             for name in names:
-                kind, file, over = (ROWS | WIDE)[name]
+                kind, file, over = every[name]
                 print(f"... {name} on {device}", flush=True)
                 rows.append(measure(name, kind, file, over, device=device, batch=args.batch, steps=args.steps,
                                     warmup=args.warmup, precision=args.precision, out_dir=Path(tmp)))

@@ -9,7 +9,7 @@ import pytest
 from conftest import media
 
 from talkfreq import cli
-from talkfreq.bench import QUICK, bench_config, best_batch, combined_fps, evaluate_targets
+from talkfreq.bench import QUICK, bench_config, best_batch, combined_fps, evaluate_targets, model_names
 from talkfreq.errors import ConfigError
 from talkfreq.model_cost import GPU_PEAK_TFLOPS, gpu_peak
 
@@ -66,6 +66,13 @@ def test_best_batch_and_targets():
     assert evaluate_targets(models, pipes, cuda=False)[1]["passed"] is None  # not measured is not a fail
 
 
+def test_model_names_add_the_cpu_yardstick_on_the_cpu_only():
+    assert model_names(["FREAK-256"], cuda=False) == ["FREAK-256", "SOVQAE-256", "Wav2Lip-96"]
+    assert model_names(["FREAK-256"], cuda=True) == ["FREAK-256", "SOVQAE-256"]
+    assert model_names(["Wav2Lip-96", "FREAK-256"], cuda=False) == ["Wav2Lip-96", "SOVQAE-96", "FREAK-256",
+                                                                     "SOVQAE-256"]
+
+
 def test_config_quick_preset_and_errors(tmp_path):
     cfg = bench_config(None, [], quick=True, seconds=2.5)
     assert cfg.seconds == 2.5 and cfg.batches == QUICK["batches"] and cfg.e2e_batches == ["best"]
@@ -81,9 +88,7 @@ def test_train_throughput_script_tiny(tmp_path):
     from test_experiments import load_script
 
     tt = load_script("benchmarks/train_throughput.py")
-    rows = (("s1", "stage1", "configs/stage1/tiny_freak.yaml", ["loss.percep=0"]),
-            ("ref", "refiner", "configs/refiner/tiny.yaml", ["loss.gan=0.1", "loss.gan_start_step=0"]))
-    for name, kind, file, over in rows:
+    for name, (kind, file, over) in tt.TINY.items():
         r = tt.measure(name, kind, file, over, device="cpu", batch=2, steps=1, warmup=1, precision=None,
                        out_dir=tmp_path)
         assert r["batch"] == 2 and r["steps"] == 1 and r["images_per_second"] > 0

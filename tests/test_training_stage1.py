@@ -337,3 +337,17 @@ def test_sync_term_switches_on_below_sync_start(prepared_dir, tmp_path, start, o
     rows = run_metrics(run)
     assert len(column(rows, "val/sync")) >= 1  # validation measures it either way
     assert (len(column(rows, "train/sync")) >= 1) is on  # training pays for the expert only once it is on
+
+
+def test_sync_loss_takes_bf16_frames_under_cpu_autocast():
+    """bf16-mixed training on the CPU: the resize to the expert's size has no bf16 CPU kernel, so it runs in fp32."""
+    from types import SimpleNamespace
+
+    from talkfreq.training.stage1 import Stage1Module
+
+    torch.manual_seed(0)
+    expert = SyncNet(config=SyncNetConfig(image_size=32)).eval()
+    fake = (torch.rand(2 * 5, 3, 48, 48) * 2 - 1).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = Stage1Module.sync_loss(SimpleNamespace(sync_expert=expert), fake, torch.randn(2, 1, 80, 16))
+    assert torch.isfinite(loss)

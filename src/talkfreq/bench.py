@@ -271,6 +271,15 @@ def evaluate_targets(models: dict[str, dict], pipelines: list[dict], *, cuda: bo
     return out
 
 
+def model_names(pipelines: list[str], *, cuda: bool) -> list[str]:
+    """The models a run measures: each pipeline's two, and on the CPU the CPU target's yardstick (on a GPU it would
+    only cost compile time: the GPU targets do not use it)."""
+    names = list(dict.fromkeys(n for p in pipelines for n in PIPELINES[p]))
+    if not cuda and CPU_TARGET[0] in pipelines and CPU_TARGET[1] not in names:
+        names.append(CPU_TARGET[1])
+    return names
+
+
 def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure every pipeline of ``cfg`` (see the module docstring); ``progress(text)`` hears what runs now."""
     from talkfreq.pipeline.accel import resolve_accel
@@ -281,9 +290,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None
     device = resolve_device(cfg.device)
     resolve_accel(cfg.accel, device)  # an impossible dtype is a one-line error before any work
     common = {"device": cfg.device, "accel": asdict(cfg.accel), "tiny": cfg.tiny}
-    names = list(dict.fromkeys(n for p in cfg.pipelines for n in PIPELINES[p]))
-    if CPU_TARGET[0] in cfg.pipelines and CPU_TARGET[1] not in names:
-        names.append(CPU_TARGET[1])  # the CPU target's yardstick, measured in the same run
+    names = model_names(cfg.pipelines, cuda=device.type == "cuda")
     with tempfile.TemporaryDirectory(prefix="talkfreq-bench-") as tmp:
         say(f"cut the first {cfg.seconds:g} s of {video.name}")
         clip = clip_head(video, cfg.seconds, Path(tmp) / "clip.mp4")

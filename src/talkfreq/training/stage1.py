@@ -193,7 +193,9 @@ class Stage1Module(L.LightningModule):
         """Expert BCE of (B·5,3,S,S) generated frames against their (B,1,80,16) mel windows, target "in sync"."""
         size = self.sync_expert.config.image_size
         if fake.shape[-1] != size:
-            fake = F.interpolate(fake, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            # float32: the CPU has no bf16 antialiased resize (bf16-mixed training); a no-op for fp32 frames
+            fake = F.interpolate(fake.float(), size=(size, size), mode="bilinear", align_corners=False,
+                                 antialias=True)
         faces = stack_lower_halves(rearrange(fake, "(b t) c h w -> b t c h w", b=mel.shape[0]))
         audio_emb, video_emb = self.sync_expert(faces, mel)
         return expert_loss(audio_emb, video_emb, torch.ones(mel.shape[0], device=mel.device))
