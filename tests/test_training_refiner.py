@@ -170,7 +170,8 @@ def test_code_predictor_beats_nearest_code_snapping_on_degraded_crops(refiner_da
     ds = PreparedDataset(refiner_data)
     frames = [resize_uint8(f, 32) for m in ds.metas for f in ds.clip(m.clip_id).frames[-10:]]
     rng = __import__("numpy").random.default_rng(0)
-    deg = Degradation(kinds=["gaussian_blur", "downup"], gaussian_sigma=[1.5, 2.0], downup_factor=[2.0, 3.0])
+    deg = Degradation(kinds=["gaussian_blur", "downup", "noise"], prob=1.0, gaussian_sigma=[2.0, 3.0],
+                      downup_factor=[3.0, 4.0], noise_sigma=[8.0, 12.0])
     clean = uint8_to_tensor(__import__("numpy").stack(frames))
     noisy = uint8_to_tensor(__import__("numpy").stack([degrade(f, cfg=deg, rng=rng) for f in frames]))
     with torch.no_grad():
@@ -179,4 +180,5 @@ def test_code_predictor_beats_nearest_code_snapping_on_degraded_crops(refiner_da
         predicted = student(noisy, restore=True).indices
     acc_snap = (snapped == target).float().mean().item()
     acc_pred = (predicted == target).float().mean().item()
-    assert acc_pred > acc_snap + 0.05, (acc_pred, acc_snap)
+    print(f"code accuracy on degraded crops: predicted {acc_pred:.3f}, nearest-code snapping {acc_snap:.3f}")
+    assert acc_snap < 0.9 and acc_pred > acc_snap + 0.05, (acc_pred, acc_snap)
