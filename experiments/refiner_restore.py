@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from talkfreq.data.prepared import PreparedDataset
     from talkfreq.data.refiner_data import uint8_to_tensor
     from talkfreq.demo import experiment_config, experiment_parser, prepare_inputs, run_config, train_or_reuse
-    from talkfreq.face.config import MOUTH_REGION
+    from talkfreq.face.config import MOUTH_REGION, fraction_box
     from talkfreq.metrics.fidelity import psnr
     from talkfreq.metrics.robustness import robustness_report
     from talkfreq.models.sovqae import SOVQAE
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     work = (args.out or DEFAULT_OUT).resolve()
     t_start = time.perf_counter()
     s = cfg.crop_size
-    mouth = tuple(int(round(v * s)) for v in MOUTH_REGION)
+    mouth = fraction_box(MOUTH_REGION, s)
     rows, seconds = [], {}
     for clip_path in cfg.clips:
         video = (REPO / clip_path).resolve()

@@ -17,6 +17,12 @@ MISS_POLICIES = ("interpolate", "hold", "skip")
 MOUTH_REGION = (0.28, 0.53, 0.72, 0.81)
 
 
+def fraction_box(fractions, size: int) -> tuple[int, int, int, int]:
+    """Pixel box ``(x0, y0, x1, y1)`` (x1/y1 exclusive) of ``fractions`` ``(x0, y0, x1, y1)`` of a ``size`` px crop."""
+    x0, y0, x1, y1 = (int(round(float(v) * size)) for v in fractions)
+    return x0, y0, x1, y1
+
+
 @dataclass
 class FaceConfig:
     """How faces are found, followed and cropped.

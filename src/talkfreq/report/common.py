@@ -27,7 +27,7 @@ import numpy as np
 
 from talkfreq.errors import ConfigError, MediaError, TalkfreqError, require_file
 from talkfreq.face import FaceConfig
-from talkfreq.face.config import MOUTH_REGION
+from talkfreq.face.config import MOUTH_REGION, fraction_box
 
 TIMELINE_FPS = 25.0  # default timeline of evaluate and compare-video (talkfreq's models work at 25 fps)
 REFERENCE_NAME = "real"  # the reference's row name and tile label
@@ -56,8 +56,7 @@ class RegionConfig:
 
     def crop_box(self, name: str, size: int) -> tuple[int, int, int, int]:
         """Pixel box ``(x0, y0, x1, y1)`` (x1/y1 exclusive) of region ``name`` inside a ``size`` x ``size`` crop."""
-        x0, y0, x1, y1 = self.fractions(name)
-        box = (int(round(x0 * size)), int(round(y0 * size)), int(round(x1 * size)), int(round(y1 * size)))
+        box = fraction_box(self.fractions(name), size)
         if box[2] <= box[0] or box[3] <= box[1]:
             raise ConfigError(f"region {name} is empty in a {size}-px crop; use a larger face.crop_size")
         return box

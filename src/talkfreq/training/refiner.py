@@ -42,7 +42,7 @@ from talkfreq.config import to_dict
 from talkfreq.data.degradations import Degradation
 from talkfreq.data.refiner_data import RefinerDataConfig, RefinerDataModule
 from talkfreq.errors import ConfigError, TalkfreqError
-from talkfreq.face.config import MOUTH_REGION
+from talkfreq.face.config import MOUTH_REGION, fraction_box
 from talkfreq.losses.codebook import (
     CodebookRegConfig,
     latent_spread,
@@ -151,6 +151,7 @@ class RefinerModule(L.LightningModule):
         if self.denoise:
             # set once the restoration phase has begun (saved: a resumed run does not copy the teacher again)
             self.register_buffer("restore_started", torch.zeros((), dtype=torch.bool))
+            self._restoration_applied = False  # this process froze the weights already (not saved)
             if cfg.denoise.teacher == "frozen":
                 self._make_teacher()
             if self.start_step == 0:
@@ -176,6 +177,9 @@ class RefinerModule(L.LightningModule):
     def _start_restoration(self) -> None:
         """The switch from clean training to restoration: the teacher becomes a frozen copy of the model as it is
         now (unless this run started from ``init_from`` or already switched before a resume), weights freeze."""
+        if self._restoration_applied:
+            return
+        self._restoration_applied = True
         self._freeze_for_restoration()
         if not bool(self.restore_started):
             if self.teacher is not None and self.start_step > 0:
@@ -354,7 +358,7 @@ class RefinerModule(L.LightningModule):
 def _mouth_mask(x: Tensor) -> Tensor:
     """(B, 1, S, S) mask, 1 inside :data:`~talkfreq.face.config.MOUTH_REGION` of (B, C, S, S) crops."""
     s = x.shape[-1]
-    x0, y0, x1, y1 = (int(round(v * s)) for v in MOUTH_REGION)
+    x0, y0, x1, y1 = fraction_box(MOUTH_REGION, s)
     m = x.new_zeros((1, 1, s, s))
     m[..., y0:y1, x0:x1] = 1.0
     return m
