@@ -356,6 +356,28 @@ def demo(
     run_demo(out=out, cfg=cfg, video=video, quiet=quiet)
 
 
+@app.command()
+def personalize(
+    video: Annotated[Path, typer.Argument(help="One person's talking-head clip (a few seconds to minutes, speech).")],
+    overrides: Overrides = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output folder (default: outputs/personal/<clip name>).")] = None,
+    config: ConfigOpt = None,
+    steps: Annotated[Optional[int], typer.Option(help="Training steps of every stage (default: configs/personal).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """A per-identity model from one clip: its first 80% trains a SyncNet scorer, FREAK and the restoring refiner
+    (configs/personal), its last 20% is dubbed with its own audio and scored at 256 px -> runs/*/model and
+    report.html. CPU budget and results: benchmarks/RESULTS.md "personal"."""
+    from talkfreq.config import load_config
+    from talkfreq.demo import PERSONAL_CONFIGS, PERSONAL_CROP, DemoConfig, run_demo
+    from talkfreq.errors import require_file
+
+    require_file(video, "video")
+    defaults = [f"configs={PERSONAL_CONFIGS}", f"crop_size={PERSONAL_CROP}"]  # before the user's: those win
+    cfg = load_config(DemoConfig, config, [*defaults, *(overrides or [])], extra={"steps": steps})
+    run_demo(out=out or Path("outputs/personal") / video.stem, cfg=cfg, video=video, quiet=quiet)
+
+
 def _stage_progress(bar, labels: dict[str, str]):
     """A ``progress(stage, done, total)`` callback adding one task per stage to the rich Progress ``bar``."""
     tasks: dict[str, int] = {}

@@ -4,7 +4,8 @@ Samples (all images (3,S,S) float in [-1, 1], resized on the fly from the prepar
 ``image_size`` with antialiased bilinear interpolation when the two differ):
 
 - :class:`Stage1Dataset` — ``target`` frame t, ``reference`` from the same clip at least ``ref_min_gap`` frames away,
-  ``mask`` (1,S,S) half (prob. ``p_half``) or full, ``masked`` = target with the mask applied, ``audio`` = the mel
+  ``mask`` (1,S,S) the dubbing mask (prob. ``p_half``: half, or the generator's ``dub_mask``) or full,
+  ``masked`` = target with the mask applied, ``audio`` = the mel
   window (1,80,16) or speech features (2·context+1, D). With ``window=5`` (the sync loss is on) also
   ``sync_frames`` (5,3,S,S) = targets t..t+4, ``sync_audio`` (5, *audio) and ``sync_mel`` (1,80,16) at t.
 - :class:`SyncNetDataset` — Wav2Lip's recipe: ``faces`` (15,S/2,S) = lower halves of frames t..t+4, ``mel``
@@ -39,6 +40,7 @@ from talkfreq.audio.features import feature_window
 from talkfreq.audio.mel import MelConfig, mel_window
 from talkfreq.data.frames import frames_to_tensor
 from talkfreq.data.prepared import ClipMeta, PreparedClip, PreparedDataset
+from talkfreq.data.retrieval import KeyScale, ReferenceBank, distances, mel_keys
 from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.models.freak import apply_mask, make_mask
 
@@ -46,6 +48,8 @@ log = logging.getLogger(__name__)
 
 SYNC_WINDOW = 5  # frames seen by the SyncNet expert (Wav2Lip's syncnet_T)
 _AUDIO_KINDS = ("mel", "hubert")
+REFERENCE_KINDS = ("random", "audio")
+BANK_FRAMES = 500  # at most this many training frames in a reference bank (128 px: ~10 MB compressed)
 
 
 @dataclass
@@ -55,8 +59,13 @@ class DataConfig:
     root: Optional[str] = None  # prepared dataset folder (``--data``)
     batch_size: int = 8
     num_workers: int = 4
-    p_half: float = 0.5  # probability of a half (dubbing) mask; otherwise full (one-shot)
+    p_half: float = 0.5  # probability of the dubbing mask (half/lower); otherwise full (one-shot)
     ref_min_gap: int = 5  # frames between the reference and the target window
+    # random: any frame at least ref_min_gap away (Wav2Lip's); audio: one of the ref_topk frames (that far away)
+    # whose audio window is nearest to the target's (talkfreq.data.retrieval; inference then retrieves from the
+    # reference bank saved with the model)
+    reference: str = "random"
+    ref_topk: int = 3
     audio: str = "mel"  # mel | hubert (needs speech.npy from `talkfreq prepare --speech-model`)
     context: int = 2  # hubert: rows on each side of the frame, window 2·context+1 (the paper ablates it)
     neg_min_shift: int = 5  # SyncNet negatives: mel window shifted by at least this many frames
@@ -139,7 +148,7 @@ class Stage1Dataset(_ClipSamples):
     """Generator training samples; see the module docstring for the keys and shapes."""
 
     def __init__(self, data: PreparedDataset, segments: list[tuple[str, int, int]], *, cfg: DataConfig,
-                 image_size: int, seed: int = 0, sync: bool = False, val: bool = False):
+                 image_size: int, seed: int = 0, sync: bool = False, val: bool = False, dub_mask: str = "half"):
         if cfg.audio not in _AUDIO_KINDS:
             raise ConfigError(f"data.audio must be mel or hubert, got {cfg.audio!r}")
         if cfg.audio == "hubert":
@@ -150,10 +159,26 @@ class Stage1Dataset(_ClipSamples):
                     f"prepare the data with `talkfreq prepare --speech-model MODEL` or set data.audio=mel")
         if not 0.0 <= cfg.p_half <= 1.0:
             raise ConfigError(f"data.p_half must be in [0, 1], got {cfg.p_half}")
+        if cfg.reference not in REFERENCE_KINDS or cfg.ref_topk < 1:
+            raise ConfigError(f"data.reference must be one of {', '.join(REFERENCE_KINDS)} and data.ref_topk >= 1, "
+                              f"got {cfg.reference!r} and {cfg.ref_topk}")
         self.cfg = cfg
         self.sync = sync
+        self.dub_mask = dub_mask  # the generator's (FREAKConfig.dub_mask), written once there
         super().__init__(data, segments, window=SYNC_WINDOW if sync else 1, image_size=image_size, seed=seed,
                          val=val)
+        self._keys: dict[str, np.ndarray] = {}  # clip -> standardised audio keys of its valid frames
+
+    def audio_keys(self, cid: str) -> np.ndarray:
+        """(len(valid_frames[cid]), D) standardised :func:`~talkfreq.data.retrieval.mel_keys` of the clip's valid
+        frames (computed once per process)."""
+        keys = self._keys.get(cid)
+        if keys is None:
+            meta = self.metas[cid]
+            raw = mel_keys(np.load(self.root / "clips" / cid / "mel.npy"), self.valid_frames[cid], fps=meta.fps,
+                           cfg=_mel_cfg(meta))
+            keys = self._keys[cid] = KeyScale.of(raw)(raw)
+        return keys
 
     def audio_window(self, clip: PreparedClip, t: int) -> torch.Tensor:
         """(1,80,16) mel window or (2·context+1, D) speech features of frame t (zeros with ``zero_audio``)."""
@@ -167,10 +192,16 @@ class Stage1Dataset(_ClipSamples):
         frames = self.valid_frames[cid]
         lo, hi = t, t + self.window - 1
         dist = np.maximum(lo - frames, frames - hi)  # distance to the target window (<= 0 inside it)
-        far = frames[dist >= self.cfg.ref_min_gap]
-        if len(far):
-            return int(rng.choice(far))
-        return int(frames[np.argmax(dist)])
+        far = dist >= self.cfg.ref_min_gap
+        if not far.any():
+            return int(frames[np.argmax(dist)])
+        if self.cfg.reference == "audio":
+            keys = self.audio_keys(cid)
+            i = int(np.searchsorted(frames, t))  # t is a valid frame: every window frame is
+            d = distances(keys[i:i + 1], keys[far])[0]
+            top = np.argsort(d, kind="stable")[: self.cfg.ref_topk]
+            return int(frames[far][rng.choice(top)])
+        return int(rng.choice(frames[far]))
 
     def sample(self, index: int, *, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         cid = self.clip_ids[self.clip_of[index]]
@@ -178,7 +209,7 @@ class Stage1Dataset(_ClipSamples):
         clip = self._clip(cid)
         s = self.image_size
         r = self.reference_index(cid, t, rng=rng)
-        kind = "half" if rng.random() < self.cfg.p_half else "full"
+        kind = self.dub_mask if rng.random() < self.cfg.p_half else "full"
         frames = frames_to_tensor(clip.frames[t:t + self.window], size=s)  # (W,3,S,S)
         mask = make_mask(kind, batch=1, size=s)[0]
         out = {
@@ -338,7 +369,8 @@ class Stage1DataModule(StreamLoaders, _LightningDataModule):
     step, sharded by the trainer's rank; validation reads a fixed map-style dataset.
     """
 
-    def __init__(self, cfg: DataConfig, *, image_size: int, seed: int = 0, sync: bool = False):
+    def __init__(self, cfg: DataConfig, *, image_size: int, seed: int = 0, sync: bool = False,
+                 dub_mask: str = "half"):
         super().__init__()
         if not cfg.root:
             raise ConfigError("data.root is not set: pass --data DIR (a folder written by `talkfreq prepare`)")
@@ -348,6 +380,7 @@ class Stage1DataModule(StreamLoaders, _LightningDataModule):
         self.image_size = image_size
         self.seed = seed
         self.sync = sync
+        self.dub_mask = dub_mask
         self.data = PreparedDataset(cfg.root)
         if not len(self.data):
             raise TalkfreqError(f"{self.data.root}: the prepared dataset has no finished clips")
@@ -356,6 +389,7 @@ class Stage1DataModule(StreamLoaders, _LightningDataModule):
         if fell_back:
             log.info("%s: no separate train/val clips in the index; holding out the last %.0f%% of each clip's "
                      "frames for validation", self.data.root, 100 * cfg.holdout_fraction)
+        self.train_segments = train
         self.train_set = self._make(train, val=False)
         self.val_set = self._make(val, val=True)
         if len(self.train_set) == 0:
@@ -363,7 +397,27 @@ class Stage1DataModule(StreamLoaders, _LightningDataModule):
 
     def _make(self, segments: list[tuple[str, int, int]], *, val: bool) -> _ClipSamples:
         return Stage1Dataset(self.data, segments, cfg=self.cfg, image_size=self.image_size, seed=self.seed,
-                             sync=self.sync, val=val)
+                             sync=self.sync, val=val, dub_mask=self.dub_mask)
+
+    def reference_bank(self, *, max_frames: int = BANK_FRAMES) -> ReferenceBank:
+        """The training frames as a :class:`~talkfreq.data.retrieval.ReferenceBank` for ``infer``: the valid frames
+        of the train split (evenly thinned to ``max_frames`` in all), at the generator's size, with raw audio keys."""
+        picks = []
+        for cid, lo, hi in self.train_segments:
+            clip = PreparedClip(self.data.root / "clips" / cid)
+            picks.append((clip, np.flatnonzero(clip.valid[lo:hi]) + lo))
+        total = sum(len(v) for _, v in picks)
+        if not total:
+            raise TalkfreqError(f"{self.data.root}: no valid frame in the train split for a reference bank")
+        step = max(1.0, total / max_frames)
+        crops, keys = [], []
+        for clip, valid in picks:
+            pick = valid[np.unique(np.floor(np.arange(0, len(valid), step)).astype(np.int64))]
+            if len(pick):
+                img = frames_to_tensor(clip.frames[pick], size=self.image_size)  # (N,3,S,S) in [-1, 1]
+                crops.append(((img.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+                keys.append(mel_keys(clip.mel, pick, fps=clip.meta.fps, cfg=_mel_cfg(clip.meta)))
+        return ReferenceBank(crops=np.concatenate(crops), keys=np.concatenate(keys))
 
     @property
     def speech_dim(self) -> int:

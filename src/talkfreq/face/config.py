@@ -16,6 +16,16 @@ MISS_POLICIES = ("interpolate", "hold", "skip")
 # the default padding and shift_y below: where a lip-sync generator repaints, scored and weighted in training.
 MOUTH_REGION = (0.28, 0.53, 0.72, 0.81)
 
+# Ellipses (centre x, centre y, semi-axis x, semi-axis y) as fractions of a face crop with the default padding and
+# shift_y (the detector's face box spans about [1/6, 5/6] of the crop horizontally and [0.10, 0.77] vertically, and
+# Haar boxes cut the chin): ``face`` covers forehead to chin, ``lower`` nose, mouth and chin - the region a dubbing
+# model changes. The paste-back blends through them (talkfreq.pipeline.paste) and a FREAK trained with the ``lower``
+# dubbing mask hides exactly the ``lower`` one, so what is pasted is what was generated.
+REGIONS: dict[str, tuple[float, float, float, float]] = {
+    "face": (0.5, 0.49, 0.36, 0.43),
+    "lower": (0.5, 0.67, 0.30, 0.22),
+}
+
 
 def fraction_box(fractions, size: int) -> tuple[int, int, int, int]:
     """Pixel box ``(x0, y0, x1, y1)`` (x1/y1 exclusive) of ``fractions`` ``(x0, y0, x1, y1)`` of a ``size`` px crop."""

@@ -46,6 +46,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from talkfreq.errors import ConfigError
+from talkfreq.face.config import REGIONS
 from talkfreq.models._io import PretrainedMixin, build_config
 from talkfreq.models.freak_blocks import AVFM, VEFM, AudioEncoder, ResBlock, VisualEncoder, group_count
 
@@ -68,6 +69,10 @@ class FREAKConfig:
     audio_embed_dim: int = 512
     avfm_bands: int = 8  # radial frequency bands of the AVFM gain
     avfm_decoder_scales: int = 2  # AVFM on the bottleneck and on this many of the coarsest decoder levels
+    # The dubbing mask this model is trained with and run with (ours): "half" hides rows S/2.. (Wav2Lip's); "lower"
+    # hides only the ellipse over nose, mouth and chin that the paste-back replaces (face.config.REGIONS), so the
+    # cheeks' outline and the face's position stay visible - see configs/personal/freak.yaml for what it buys.
+    dub_mask: str = "half"
 
 
 def _validate(cfg: FREAKConfig) -> None:
@@ -83,6 +88,8 @@ def _validate(cfg: FREAKConfig) -> None:
                           f" = {factor}")
     if not 0 <= cfg.avfm_decoder_scales <= cfg.num_scales - 1:
         raise ConfigError(f"FREAK: avfm_decoder_scales must be in 0..{cfg.num_scales - 1}")
+    if cfg.dub_mask not in DUB_MASKS:
+        raise ConfigError(f"FREAK: dub_mask must be one of {', '.join(DUB_MASKS)}, got {cfg.dub_mask!r}")
     if min(cfg.base_channels, cfg.audio_dim, cfg.audio_len, cfg.avfm_bands, *cfg.channel_mult) < 1:
         raise ConfigError("FREAK: channel, audio and band sizes must be positive")
 
@@ -181,19 +188,26 @@ class FREAK(PretrainedMixin, nn.Module):
         return torch.tanh(self.out_shuffle(self.out_conv(F.silu(self.out_norm(x)))))
 
 
-MaskKind = Literal["half", "full"]
+MaskKind = Literal["half", "lower", "full"]
+DUB_MASKS = ("half", "lower")
 
 
 def make_mask(kind: MaskKind, *, batch: int, size: int, device: torch.device | str | None = None,
               dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A (B,1,S,S) mask, 1 = hidden: ``"half"`` hides rows S//2.. (dubbing), ``"full"`` hides all (one-shot)."""
+    """A (B,1,S,S) mask, 1 = hidden: ``"half"`` hides rows S//2.. and ``"lower"`` the ellipse
+    ``face.config.REGIONS["lower"]`` (dubbing), ``"full"`` hides all (one-shot)."""
     mask = torch.zeros(batch, 1, size, size, device=device, dtype=dtype)
     if kind == "half":
         mask[:, :, size // 2:] = 1.0
+    elif kind == "lower":
+        cx, cy, ax, ay = (v * size for v in REGIONS["lower"])
+        c = torch.arange(size, device=device, dtype=torch.float32) + 0.5  # pixel centres, as the crop boxes use
+        inside = ((c[None, :] - cx) / ax) ** 2 + ((c[:, None] - cy) / ay) ** 2 <= 1.0
+        mask[:, :] = inside.to(dtype)
     elif kind == "full":
         mask.fill_(1.0)
     else:
-        raise ValueError(f"mask kind must be 'half' or 'full', got {kind!r}")
+        raise ValueError(f"mask kind must be 'half', 'lower' or 'full', got {kind!r}")
     return mask
 
 

@@ -8,9 +8,12 @@ video longer than the audio is cut to it; a shorter one plays forward-backward (
 portrait as the reference, and the result is pasted over the ``face`` region of the still. One-shot from a video
 uses one of its frames as the portrait (``reference``: the first frame with a face, or a frame index).
 
-**Reference (dubbing).** ``reference=same`` (default) gives stage 1 each frame itself, unmasked, as the reference,
-as Wav2Lip's inference does; ``first`` uses the first frame with a face for every frame, an integer that frame of
-the video (ours: a fixed reference keeps the appearance steady when the video's own mouth should not leak in).
+**Reference (dubbing).** ``reference=same`` gives stage 1 each frame itself, unmasked, as the reference, as
+Wav2Lip's inference does; ``first`` uses the first frame with a face for every frame, an integer that frame of
+the video (ours: a fixed reference keeps the appearance steady when the video's own mouth should not leak in);
+``bank`` gives frame k the crop of the model's reference bank (:mod:`talkfreq.data.retrieval`: the identity's
+training frames) whose audio is nearest to frame k's driving audio, as the model was trained. ``auto`` (default):
+``bank`` for a model folder that holds a bank, else ``same``.
 
 **Timeline.** The output runs at ``fps`` (25) for N = round(audio seconds x fps) frames; video frames are put on
 that timeline by timestamps (:class:`~talkfreq.io.VideoReader`). Frame k gets the audio window of time k / fps,
@@ -49,7 +52,8 @@ from typing import Optional, Union
 import numpy as np
 
 from talkfreq.audio.features import SpeechFeatureConfig
-from talkfreq.audio.mel import MelConfig
+from talkfreq.audio.mel import MelConfig, melspectrogram
+from talkfreq.data.retrieval import BANK_FILE, ReferenceBank, mel_keys
 from talkfreq.errors import ConfigError, MediaError, TalkfreqError, require_file
 from talkfreq.face import crop_face
 from talkfreq.io import VideoReader, VideoWriter, aac_rate, fit_length, is_silent, load_audio, probe
@@ -74,7 +78,7 @@ class InferConfig(StreamConfig):
     mode: Optional[str] = None  # dubbing | one-shot; None: dubbing for a video, one-shot for an image
     region: Optional[str] = None  # face | lower; None: lower for dubbing, face for one-shot
     fps: float = 25.0  # output frame rate
-    reference: str = "same"  # same | first | a frame index (see the module docstring)
+    reference: str = "auto"  # auto | same | first | bank | a frame index (see the module docstring)
     box: Optional[list[float]] = None  # a face box x0,y0,x1,y1 in frame pixels instead of detection
     # speech.model "" = not given: a speech-feature checkpoint does not record its speech model (see inputs)
     speech: SpeechFeatureConfig = field(default_factory=lambda: SpeechFeatureConfig(model=""))
@@ -95,11 +99,11 @@ class InferConfig(StreamConfig):
     def reference_choice(self) -> Union[str, int]:
         """``"same"``, ``"first"`` or a frame index."""
         ref = str(self.reference).strip().lower()
-        if ref in ("same", "first"):
+        if ref in ("auto", "same", "first", "bank"):
             return ref
         if ref.isdigit():
             return int(ref)
-        raise ConfigError(f"reference must be same, first or a frame index, got {self.reference!r}")
+        raise ConfigError(f"reference must be auto, same, first, bank or a frame index, got {self.reference!r}")
 
 
 @dataclass
@@ -137,6 +141,7 @@ class _Batch:
     starts: list[bool] = field(default_factory=list)  # per face: the refiner's latent smoothing restarts
     targets: Optional[np.ndarray] = None  # (F, S, S, 3) uint8 crops
     windows: Optional[np.ndarray] = None  # (F, *window) float32 audio
+    refs: Optional[np.ndarray] = None  # (F, S, S, 3) uint8 per-frame references (reference bank), else None
     crops: list[Optional[np.ndarray]] = field(default_factory=list)  # per writer (final, stage 1): (F, S, S, 3) uint8
 
 
@@ -146,7 +151,7 @@ def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.nd
     """The networks of one batch as ``infer`` runs them (also what the benchmarks time).
 
     ``targets`` (B, S, S, 3) uint8 face crops, ``audio`` (B, *window), ``reference`` one (S, S, 3) crop for every
-    frame or None (each target is its own reference) -> (final faces (B, S, S, 3) uint8: refined, or stage 1's when
+    frame, (B, S, S, 3) one per frame, or None (each target is its own reference) -> (final faces (B, S, S, 3) uint8: refined, or stage 1's when
     ``refiner`` is None; stage-1 faces when ``keep_stage1``, else None). Stage 1 and the refiner run back to back
     on ``accel.device``; ``timer`` gets ``stage1`` and ``refiner`` seconds (the device synchronised in each).
     """
@@ -217,6 +222,18 @@ def _frame_at(video: Path, index: int, *, fps: float) -> np.ndarray:
     raise TalkfreqError(f"{video}: has no frame {index}")
 
 
+def _reference_bank(stage1, choice, *, mode: str) -> Optional[ReferenceBank]:
+    """The stage-1 model folder's reference bank when ``choice`` asks for it (``bank``, or ``auto`` and one is
+    there) in dubbing; a one-line error for ``bank`` without one."""
+    if mode != "dubbing" or choice not in ("auto", "bank"):
+        return None
+    bank = ReferenceBank.load(stage1) if isinstance(stage1, (str, Path)) and Path(stage1).is_dir() else None
+    if bank is None and choice == "bank":
+        raise TalkfreqError(f"reference=bank: the stage-1 model {stage1} has no {BANK_FILE} (train it with "
+                            f"data.reference=audio, or use reference=same)")
+    return bank
+
+
 def _reference_index(choice, valid: np.ndarray, *, video: Path) -> int:
     idx = int(np.flatnonzero(valid)[0]) if choice in ("same", "first") else int(choice)
     if idx >= len(valid):
@@ -257,13 +274,18 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
     wav16, n_frames, seconds, mux, mux_rate = _driving_audio(audio, fps=cfg.fps)
     accel = resolve_accel(cfg.accel, resolve_device(cfg.device))
     speech = mi.resolve_speech(stage1, cfg.speech)  # the encoder recorded beside a model/ folder, unless given
+    stage1_path, bank = stage1, _reference_bank(stage1, cfg.reference_choice(), mode=mode)
     stage1, refiner, alpha = _load_models(stage1, refiner, cfg, accel)
+    if mode == "dubbing":
+        mask_kind = mi.dub_mask(stage1)  # the mask this generator was trained with
     if mode == "one-shot" and isinstance(stage1, mi.Wav2Lip):
         raise TalkfreqError("one-shot needs a FREAK stage-1 model: Wav2Lip is a dubbing model (trained on half "
                             "masks only); use --mode dubbing with a video")
     spec = mi.audio_spec(stage1)
     mi.check_speech_config(spec, speech, source="stage-1 model")
     size = int(stage1.config.image_size)
+    if bank is not None and bank.crops.shape[1] != size:
+        raise TalkfreqError(f"{stage1_path}/{BANK_FILE}: {bank.crops.shape[1]} px crops for a {size} px model")
     if still:
         boxes = image_face_box(image, cfg=cfg.face, source=str(face), fixed_box=cfg.box)[None]
 
@@ -271,6 +293,8 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
     with timer("audio"):
         track = mi.audio_track(wav16, n_frames=n_frames, fps=cfg.fps, spec=spec, speech=speech)
     choice = cfg.reference_choice()
+    choice = "same" if choice in ("auto", "bank") else choice  # bank: per frame, below
+    bank_mel = None if bank is None else (track if spec.kind == "mel" else melspectrogram(wav16))
     ref_crop = None
     n_src = 1
     if still:
@@ -321,12 +345,16 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
                 with timer("audio"):
                     b.windows = np.stack([mi.audio_window(track, items[j][0], fps=cfg.fps, spec=spec)
                                           for j in b.face_ids])
+                    if bank is not None:
+                        keys = mel_keys(bank_mel, [items[j][0] for j in b.face_ids], fps=cfg.fps)
+                        b.refs = bank.crops[bank.nearest(keys)]
             yield b
 
     def compute(b: _Batch) -> _Batch:  # this thread: the networks
         if b.face_ids:
             b.crops = list(generate(stage1, refiner, accel=accel, targets=b.targets, audio=b.windows, mask=mask_kind,
-                                    reference=ref_crop, smoother=smoother, starts=b.starts,
+                                    reference=ref_crop if b.refs is None else b.refs, smoother=smoother,
+                                    starts=b.starts,
                                     keep_stage1=stage1_out is not None, timer=timer))
         return b
 

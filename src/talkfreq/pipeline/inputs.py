@@ -4,7 +4,7 @@ exactly as training builds them.
 Training (:class:`talkfreq.data.datasets.Stage1Dataset` on a prepared clip) feeds the generator:
 
 - images as ``frames_to_tensor`` (uint8 RGB -> (3,S,S) in [-1, 1]);
-- ``mask`` from ``make_mask("half" | "full")`` and ``masked = apply_mask(target, mask)`` (mid-grey fill; a
+- ``mask`` from ``make_mask("half" | "lower" | "full")`` and ``masked = apply_mask(target, mask)`` (mid-grey fill; a
   published Wav2Lip's config asks for black, :func:`talkfreq.models.wav2lip.mask_fill_value`);
 - audio: the Wav2Lip mel of the 16 kHz audio fitted to N / fps seconds, windowed per frame by ``mel_window`` into
   (1, 80, 16) — for FREAK and Wav2Lip alike — or the HuBERT-style rows of ``speech_features`` (one per video frame),
@@ -37,14 +37,13 @@ from talkfreq.audio.mel import MelConfig, mel_window, melspectrogram
 from talkfreq.data.frames import frames_to_tensor
 from talkfreq.errors import TalkfreqError
 from talkfreq.models._io import peek_model_class
-from talkfreq.models.freak import FREAK, apply_mask, make_mask
+from talkfreq.models.freak import FREAK, MaskKind, apply_mask, make_mask
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 from talkfreq.models.wav2lip import Wav2Lip, mask_fill_value, wav2lip_input
 
 Stage1Model = Union[FREAK, Wav2Lip]
 INFERENCE_FILE = "inference.json"  # beside a saved refiner: the defaults `infer`/`refine` read (latent_smoothing)
 STAGE1_CLASSES = {"FREAK": FREAK, "Wav2Lip": Wav2Lip}
-MaskKind = Literal["half", "full"]
 
 
 @dataclass(frozen=True)
@@ -167,6 +166,11 @@ def stage1_batch(model: Stage1Model, *, targets: np.ndarray, references: np.ndar
     reference = frames_to_tensor(references, size=s).to(device)
     return stage1_forward(model, target=target, reference=reference, mask=mask,
                           audio=torch.from_numpy(np.ascontiguousarray(audio)).to(device))
+
+
+def dub_mask(model: Stage1Model) -> MaskKind:
+    """The mask ``model`` dubs with: a FREAK's ``dub_mask`` (``half`` or ``lower``), Wav2Lip's half."""
+    return model.config.dub_mask if isinstance(model, FREAK) else "half"
 
 
 def stage1_forward(model: Stage1Model, *, target: torch.Tensor, reference: torch.Tensor, audio: torch.Tensor,

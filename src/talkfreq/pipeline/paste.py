@@ -4,10 +4,8 @@
 into the frame with the inverse of the affine map that cut the crop (:func:`talkfreq.face.crop_to_frame_affine` of
 the same box) and alpha-blends. Pixels where the warped mask is 0 are returned exactly as they came in.
 
-The mask geometry is ours, fitted to the crop boxes of :func:`talkfreq.face.square_boxes` with its defaults
-(padding 0.25, shift_y 0.1: the detector's face box spans about [1/6, 5/6] of the crop horizontally and [0.10,
-0.77] vertically, and Haar boxes cut the chin): ``face`` is an ellipse over forehead to chin, ``lower`` one over
-nose, mouth and chin - the region a dubbing model changes. The edge is a Gaussian blur of the hard ellipse with a
+The mask geometry is ours: the ellipses :data:`talkfreq.face.config.REGIONS` (``face``: forehead to chin,
+``lower``: nose, mouth and chin), fitted to the crop boxes of :func:`talkfreq.face.square_boxes`. The edge is a Gaussian blur of the hard ellipse with a
 truncated kernel; the ellipse is shrunk, when needed, so that the kernel never reaches the crop border, which
 makes the mask exactly 0 on the border and the paste seamless however the crop sits in the frame.
 
@@ -25,15 +23,11 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from talkfreq.face.config import REGIONS
 from talkfreq.face.crop import crop_to_frame_affine
 
 __all__ = ["REGIONS", "feather_mask", "paste_back", "paste_many"]
 
-# (centre x, centre y, semi-axis x, semi-axis y) as fractions of the crop side (see the module docstring)
-REGIONS: dict[str, tuple[float, float, float, float]] = {
-    "face": (0.5, 0.49, 0.36, 0.43),
-    "lower": (0.5, 0.67, 0.30, 0.22),
-}
 
 
 @lru_cache(maxsize=16)

@@ -37,6 +37,7 @@ from talkfreq.metrics import (
     region_psnr,
     region_ssim,
     pearson,
+    seam_gradient,
     silent_frames,
     silent_opening_ratio,
     spectrum_gap,
@@ -73,6 +74,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("cpbd", "CPBD", "ref", "{:.3f}", "sharpness: cumulative probability of blur detection"),
     Column("hf_ratio", "HF ratio", "ref", "{:.4f}", "face: AC energy beyond the high-frequency radius / total"),
     Column("mouth_hf_ratio", "mouth HF ratio", "ref", "{:.4f}", "the same inside the mouth region"),
+    Column("seam", "seam", "ref", "{:.3f}",
+           "gradient across the dubbing paste boundary (the lower ellipse) / the real video's (1 = no visible box)"),
     Column("spectrum_gap", "spectrum gap", "min", "{:.4f}", "face: mean |log-amplitude spectrum - the real one's|"),
     Column("mouth_spectrum_gap", "mouth spectrum gap", "min", "{:.4f}", "the same inside the mouth region"),
     Column("flicker_ratio", "flicker ratio", "ref", "{:.3f}",
@@ -87,7 +90,7 @@ COLUMNS: tuple[Column, ...] = (
 COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 ARROWS = {"max": "\u2191", "min": "\u2193", "ref": "\u2248", None: ""}  # header marks: up, down, approx
 UNAVAILABLE = "unavailable"
-PER_FRAME = ("psnr", "ssim", "mouth_psnr", "mouth_ssim", "lpips", "laplacian_var", "cpbd", "mouth_open")
+PER_FRAME = ("psnr", "ssim", "mouth_psnr", "mouth_ssim", "lpips", "laplacian_var", "cpbd", "mouth_open", "seam")
 
 
 @dataclass
@@ -158,6 +161,7 @@ class VideoScorer:
         pf["laplacian_var"].extend(laplacian_variance(x, reduction="none"))
         pf["cpbd"].extend(cpbd(x, reduction="none"))
         pf["mouth_open"].extend(mouth_opening(crops, rows=mouth_rows(ref)))  # the real mouth's box for every video
+        pf["seam"].extend(seam_gradient(crops))
         self.face_spec.add(x)
         self.mouth_spec.add(x)
         # the flicker's second differences must not span frames that were skipped (no face there)
@@ -190,6 +194,7 @@ class VideoScorer:
             "mouth_open_r": 1.0 if self is reference else pearson(self.per_frame["mouth_open"],
                                                                    reference.per_frame["mouth_open"]),
             "mouth_open_silent": None,  # needs the audio: :meth:`silent_opening`
+            "seam": _ratio(mean["seam"], reference.per_frame["seam"]),
         }
 
     def silent_opening(self, reference: VideoScorer, *, silent: np.ndarray, ref_silent: np.ndarray
@@ -222,6 +227,12 @@ def _fid(real: Optional[FeatureStats], fake: Optional[FeatureStats]) -> Optional
     if real.n < 2 or fake.n < 2:
         return math.nan  # a covariance needs two frames
     return fid_from_stats(real, fake)
+
+
+def _ratio(value: Optional[float], ref_values: list[float]) -> Optional[float]:
+    """``value`` / the mean of the reference's ``ref_values``; None when either is missing or the latter is 0."""
+    ref = float(np.mean(ref_values)) if ref_values else 0.0
+    return None if value is None or ref <= 0 else value / ref
 
 
 def _flicker_ratio(value: float, ref: float) -> float:

@@ -42,7 +42,6 @@ from talkfreq.config import to_dict
 from talkfreq.data.degradations import Degradation
 from talkfreq.data.refiner_data import RefinerDataConfig, RefinerDataModule
 from talkfreq.errors import ConfigError, TalkfreqError
-from talkfreq.face.config import MOUTH_REGION, fraction_box
 from talkfreq.losses.codebook import (
     CodebookRegConfig,
     latent_spread,
@@ -51,6 +50,7 @@ from talkfreq.losses.codebook import (
 )
 from talkfreq.losses.frequency import focal_frequency_loss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
+from talkfreq.losses.region import mouth_weighted_l1
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 from talkfreq.pipeline.inputs import INFERENCE_FILE, load_refiner
@@ -205,13 +205,8 @@ class RefinerModule(L.LightningModule):
 
     def _reconstruction(self, x_hat: Tensor, target: Tensor, logs: dict[str, Tensor]) -> Tensor:
         w = self.cfg.loss
-        err = (x_hat - target).abs()
-        l1 = err.mean()
-        logs["l1"] = l1.detach()
-        if w.mouth_weight:
-            weight = 1.0 + w.mouth_weight * _mouth_mask(target)
-            l1 = (err * weight).mean() / weight.mean()
-        loss = w.l1 * l1
+        logs["l1"] = (x_hat - target).abs().mean().detach()
+        loss = w.l1 * mouth_weighted_l1(x_hat, target, mouth_weight=w.mouth_weight)
         if w.freq:
             ffl = focal_frequency_loss(x_hat, target, alpha=w.freq_alpha)
             logs["ffl"] = ffl.detach()
@@ -353,15 +348,6 @@ class RefinerModule(L.LightningModule):
         if self.gan_on:
             opts = [opts, adam(self.disc.parameters(), cfg=self.cfg.optim, lr=self.cfg.optim.disc_lr)]
         return with_schedule(opts, cfg=self.cfg.optim, total_steps=self.cfg.trainer.max_steps)
-
-
-def _mouth_mask(x: Tensor) -> Tensor:
-    """(B, 1, S, S) mask, 1 inside :data:`~talkfreq.face.config.MOUTH_REGION` of (B, C, S, S) crops."""
-    s = x.shape[-1]
-    x0, y0, x1, y1 = fraction_box(MOUTH_REGION, s)
-    m = x.new_zeros((1, 1, s, s))
-    m[..., y0:y1, x0:x1] = 1.0
-    return m
 
 
 def _config_from_dict(values: dict) -> Config:

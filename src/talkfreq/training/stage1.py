@@ -7,6 +7,8 @@ Generator loss (ours: a plain weighted sum of the terms each paper names)::
 
     rec·L1 + percep·LPIPS-VGG + freq·FFL(alpha) + sync·BCE(expert cosine, 1) + gan·L_adv
 
+(the L1 weighted 1 + ``loss.mouth_weight`` inside the mouth box when that is set, ours).
+
 FREAK names L_rec, L_percep and L_freq (the defaults: unit weights, ours). Wav2Lip's
 ``(1 - sw - dw)·L1 + sw·sync + dw·GAN`` with sw = 0.03, dw = 0.07 is rec 0.9, sync 0.03, gan 0.07 with the other
 terms off (configs/stage1/wav2lip_96.yaml). Wav2Lip switches its sync term on only once the generator's
@@ -46,6 +48,7 @@ from talkfreq.data.datasets import DataConfig, Stage1DataModule
 from talkfreq.errors import ConfigError
 from talkfreq.losses.frequency import FocalFrequencyLoss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
+from talkfreq.losses.region import mouth_weighted_l1
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.freak import FREAK, FREAKConfig, apply_mask
 from talkfreq.models.syncnet import SyncNet, expert_loss, stack_lower_halves
@@ -66,6 +69,7 @@ class LossConfig:
     """Loss weights (``loss.*``); a weight of 0 turns its term off. See the module docstring for the sum."""
 
     rec: float = 1.0  # L1
+    mouth_weight: float = 0.0  # extra L1 weight inside face.config.MOUTH_REGION (0: uniform; losses.region)
     percep: float = 1.0  # LPIPS-VGG; needs VGG16 weights
     vgg16: Optional[str] = None  # torchvision vgg16-397923af.pth; None: $TALKFREQ_VGG16
     freq: float = 1.0  # focal frequency loss
@@ -95,12 +99,17 @@ def image_size(cfg: Config) -> int:
     return cfg.freak.image_size if cfg.model == "freak" else cfg.wav2lip.image_size
 
 
+def dub_mask(cfg: Config) -> str:
+    """The generator's dubbing mask kind (Wav2Lip: always the half mask)."""
+    return cfg.freak.dub_mask if cfg.model == "freak" else "half"
+
+
 def check_config(cfg: Config) -> None:
     """One-line ConfigErrors for settings that cannot work together (run before anything is built)."""
     if cfg.model not in MODEL_KINDS:
         raise ConfigError(f"model must be one of {', '.join(MODEL_KINDS)}, got {cfg.model!r}")
     lw = cfg.loss
-    for name in ("rec", "percep", "freq", "sync", "gan"):
+    for name in ("rec", "mouth_weight", "percep", "freq", "sync", "gan"):
         if getattr(lw, name) < 0:
             raise ConfigError(f"loss.{name} must be >= 0, got {getattr(lw, name)}")
     if lw.gan_kind not in GAN_LOSSES:
@@ -204,7 +213,8 @@ class Stage1Module(L.LightningModule):
         """The weighted terms (``l1``, ``ffl``, ``percep``, ``sync`` as they are on) and their sum ``loss``."""
         lw = self.cfg.loss
         parts = {"l1": F.l1_loss(fake, target)}
-        total = lw.rec * parts["l1"]
+        rec = mouth_weighted_l1(fake, target, mouth_weight=lw.mouth_weight) if lw.mouth_weight else parts["l1"]
+        total = lw.rec * rec
         if lw.freq > 0:
             parts["ffl"] = self.ffl(fake, target)
             total = total + lw.freq * parts["ffl"]
@@ -306,7 +316,8 @@ def fit(cfg: Config) -> Path:
     resume = resolve_resume(cfg.run)
     # Seeded before the model is built, so two runs with the same seed start from the same weights.
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
-    data = Stage1DataModule(cfg.data, image_size=image_size(cfg), seed=cfg.trainer.seed, sync=cfg.loss.sync > 0)
+    data = Stage1DataModule(cfg.data, image_size=image_size(cfg), seed=cfg.trainer.seed, sync=cfg.loss.sync > 0,
+                            dub_mask=dub_mask(cfg))
     cfg = resolve_audio(cfg, speech_dim=data.speech_dim)
     speech_source = data.speech_source if cfg.data.audio == "hubert" else None  # mixed encoders fail here
     module = Stage1Module(cfg=cfg)
@@ -325,6 +336,8 @@ def fit(cfg: Config) -> Path:
     finish_logger(trainer)
     if trainer.is_global_zero:
         module.generator.save_pretrained(out / "model")
+        if cfg.data.reference == "audio":  # infer retrieves its references from the training frames
+            data.reference_bank().save(out / "model")
         if speech_source is not None:  # inference then makes the same features without --speech-model
             save_speech_record(out / "model", model=speech_source[0], layer=speech_source[1])
     return out

@@ -1,0 +1,168 @@
+"""The per-identity recipe's parts: the ``lower`` dubbing mask, the mouth-weighted L1, the seam measure, the
+``personalize`` command."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from talkfreq.cli import main
+from talkfreq.errors import ConfigError
+from talkfreq.face.config import MOUTH_REGION, REGIONS, fraction_box
+from talkfreq.losses.region import mouth_mask, mouth_weighted_l1
+from talkfreq.metrics.seam import boundary_band, seam_gradient
+from talkfreq.models.freak import FREAK, FREAKConfig, apply_mask, make_mask
+from talkfreq.pipeline import inputs as mi
+from talkfreq.pipeline.paste import feather_mask
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_lower_mask_hides_the_whole_mouth_box_and_nothing_above_the_nose(size):
+    m = make_mask("lower", batch=2, size=size)
+    assert m.shape == (2, 1, size, size) and torch.equal(m[0], m[1])
+    x0, y0, x1, y1 = fraction_box(MOUTH_REGION, size)
+    assert bool((m[0, 0, y0:y1, x0:x1] == 1).all())  # no pixel of the scored mouth leaks into the input
+    cx, cy, ax, ay = REGIONS["lower"]
+    assert float(m[0, 0, : int((cy - ay) * size) - 1].sum()) == 0.0  # eyes, nose bridge: visible
+    assert math.isclose(float(m.mean()), math.pi * ax * ay, rel_tol=0.03)  # the ellipse's area
+
+
+def test_lower_mask_is_where_the_dubbing_paste_blends():
+    size = 128
+    hidden = make_mask("lower", batch=1, size=size)[0, 0].numpy() > 0
+    alpha = feather_mask(size, region="lower")
+    # the paste takes the generator's pixels (alpha > 0.5) only where the generator had to draw them
+    assert (alpha[~hidden] <= 0.5 + 1e-6).all() and (alpha[hidden] > 0.3).mean() > 0.95
+
+
+def test_freak_config_dub_mask_and_the_pipeline_uses_it():
+    tiny = dict(image_size=32, base_channels=4, channel_mult=[1, 1], num_scales=2, audio_hidden=8, audio_embed_dim=8,
+                avfm_decoder_scales=1)
+    with pytest.raises(ConfigError, match="dub_mask"):
+        FREAK(config=FREAKConfig(**tiny, dub_mask="mouth"))
+    assert mi.dub_mask(FREAK(config=FREAKConfig(**tiny))) == "half"
+    model = FREAK(config=FREAKConfig(**tiny, dub_mask="lower")).eval()
+    assert mi.dub_mask(model) == "lower"
+    target = torch.rand(1, 3, 32, 32) * 2 - 1
+    audio = torch.randn(1, 16, 80)
+    with torch.no_grad():
+        out = mi.stage1_forward(model, target=target, reference=target, audio=audio, mask="lower")
+        mask = make_mask("lower", batch=1, size=32)
+        assert torch.allclose(out, model(target, apply_mask(target, mask), audio, mask))
+
+
+def test_dataset_draws_the_generators_dub_mask(prepared_dir):
+    from talkfreq.data.datasets import DataConfig, Stage1DataModule
+
+    dm = Stage1DataModule(DataConfig(root=str(prepared_dir), p_half=1.0), image_size=32, dub_mask="lower")
+    sample = dm.train_set[0]
+    assert torch.equal(sample["mask"], make_mask("lower", batch=1, size=32)[0])
+
+
+def test_mouth_weighted_l1():
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 64, 64), torch.rand(2, 3, 64, 64)
+    assert torch.allclose(mouth_weighted_l1(a, b, mouth_weight=0.0), F.l1_loss(a, b))
+    assert torch.allclose(mouth_weighted_l1(a, a + 0.25, mouth_weight=4.0), torch.tensor(0.25))  # uniform error
+    only_mouth = a + 0.5 * mouth_mask(a)
+    assert mouth_weighted_l1(a, only_mouth, mouth_weight=4.0) > 2 * F.l1_loss(a, only_mouth)
+
+
+def test_seam_gradient_sees_a_box_and_a_blur():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:128, 0:128]
+    base = (127 + 40 * np.sin(xx / 3.0) * np.cos(yy / 4.0) + rng.normal(0, 10, (128, 128))).clip(0, 255)
+    real = np.repeat(base[None, :, :, None], 3, axis=3).astype(np.uint8)
+    band = boundary_band(128)
+    assert band.any() and not band[:20].any()
+    cx, cy, ax, ay = (v * 128 for v in REGIONS["lower"])
+    inside = ((xx + 0.5 - cx) / ax) ** 2 + ((yy + 0.5 - cy) / ay) ** 2 <= 1
+    boxed = real.copy()
+    boxed[0][inside] = np.clip(boxed[0][inside].astype(int) + 40, 0, 255)
+    blurred = real.copy()
+    blurred[0][inside] = cv2.GaussianBlur(real[0], (0, 0), 4)[inside]
+    g_real, g_box, g_blur = (float(seam_gradient(x)[0]) for x in (real, boxed, blurred))
+    assert g_box > 1.1 * g_real and g_blur < 0.9 * g_real
+    with pytest.raises(ValueError):
+        seam_gradient(real[0])
+
+
+def test_personalize_help_and_missing_clip(tmp_path, capsys):
+    assert main(["personalize", "--help"]) == 0
+    assert "per-identity" in capsys.readouterr().out.lower()
+    assert main(["personalize", str(tmp_path / "nope.mp4")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.mp4" in err[0]
+
+
+# ---------------------------------------------------------------- audio-matched references
+
+
+def test_mel_keys_and_bank_round_trip(tmp_path, prepared_dir):
+    from talkfreq.data.prepared import PreparedDataset, PreparedClip
+    from talkfreq.data.retrieval import KEY_POOL, ReferenceBank, mel_keys
+
+    data = PreparedDataset(prepared_dir)
+    clip = PreparedClip(data.root / "clips" / data.metas[0].clip_id)
+    keys = mel_keys(clip.mel, range(len(clip)), fps=clip.meta.fps)
+    assert keys.shape == (len(clip), 80 * KEY_POOL) and np.isfinite(keys).all()
+    crops = np.asarray(clip.frames[: len(clip)])
+    bank = ReferenceBank(crops=crops, keys=keys)
+    own = bank.nearest(keys)
+    assert (keys[own] == keys).all()  # each key's nearest is itself (or an identical twin)
+    back = ReferenceBank.load(bank.save(tmp_path).parent)
+    assert np.array_equal(back.crops, crops) and np.array_equal(back.keys, keys)
+    assert ReferenceBank.load(tmp_path / "none") is None
+    with pytest.raises(Exception, match="do not match"):
+        ReferenceBank(crops=crops[:3], keys=keys)
+
+
+def test_audio_references_are_far_from_the_target_and_audio_near(prepared_dir):
+    from talkfreq.data.datasets import DataConfig, Stage1DataModule
+    from talkfreq.data.retrieval import distances
+
+    cfg = DataConfig(root=str(prepared_dir), reference="audio", ref_topk=2, ref_min_gap=5)
+    ds = Stage1DataModule(cfg, image_size=32).train_set
+    rand = Stage1DataModule(DataConfig(root=str(prepared_dir)), image_size=32).train_set
+    gaps, d_audio, d_rand = [], [], []
+    for i in range(0, len(ds), 3):
+        cid, t = ds.clip_ids[ds.clip_of[i]], int(ds.starts[i])
+        frames, keys = ds.valid_frames[cid], ds.audio_keys(cid)
+        rng = np.random.default_rng(i)
+        r, q = ds.reference_index(cid, t, rng=rng), rand.reference_index(cid, t, rng=np.random.default_rng(i))
+        gaps.append(abs(r - t))
+        at = lambda f: keys[np.searchsorted(frames, f)][None]  # noqa: E731
+        d_audio.append(distances(at(t), at(r))[0, 0])
+        d_rand.append(distances(at(t), at(q))[0, 0])
+    assert min(gaps) >= 5
+    assert np.mean(d_audio) < 0.8 * np.mean(d_rand)
+
+
+def test_infer_retrieves_references_from_the_models_bank(tmp_path, prepared_dir, synth_dir):
+    from talkfreq.data.datasets import DataConfig, Stage1DataModule
+    from talkfreq.io import VideoReader
+    from talkfreq.pipeline.infer import InferConfig, infer
+
+    tiny = dict(image_size=32, base_channels=8, channel_mult=[1, 2, 2], num_scales=3, audio_hidden=16,
+                audio_embed_dim=16, avfm_decoder_scales=1, dub_mask="lower")
+    model = tmp_path / "model"
+    FREAK(config=FREAKConfig(**tiny)).save_pretrained(model)
+    bank = Stage1DataModule(DataConfig(root=str(prepared_dir), reference="audio"), image_size=32).reference_bank(
+        max_frames=20)
+    assert len(bank.crops) <= 20 and bank.crops.shape[1:] == (32, 32, 3) and bank.crops.dtype == np.uint8
+    clip = synth_dir / "id00" / "id00_c00.mp4"
+    with pytest.raises(Exception, match="no reference_bank.npz"):
+        infer(clip, audio=clip, stage1=model, out=tmp_path / "x.mp4", cfg=InferConfig(reference="bank"))
+    assert not (tmp_path / "x.mp4").exists()
+    bank.save(model)
+    outs = {}
+    for ref in ("auto", "same"):
+        outs[ref] = infer(clip, audio=clip, stage1=model, out=tmp_path / f"{ref}.mp4", cfg=InferConfig(reference=ref))
+        assert outs[ref].frames == 50 and outs[ref].generated == 50
+    a, b = (np.stack(list(VideoReader(outs[k].out, fps=None))) for k in ("auto", "same"))
+    assert np.abs(a.astype(int) - b.astype(int)).max() > 0  # the bank's references change what is drawn
