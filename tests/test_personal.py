@@ -166,3 +166,46 @@ def test_infer_retrieves_references_from_the_models_bank(tmp_path, prepared_dir,
         assert outs[ref].frames == 50 and outs[ref].generated == 50
     a, b = (np.stack(list(VideoReader(outs[k].out, fps=None))) for k in ("auto", "same"))
     assert np.abs(a.astype(int) - b.astype(int)).max() > 0  # the bank's references change what is drawn
+
+
+def test_jitter_moves_training_samples_only(prepared_dir):
+    from talkfreq.data.datasets import DataConfig, Stage1DataModule, jitter
+
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(jitter(x, rng=np.random.default_rng(0), amount=1e-9), x, atol=1e-5)
+    moved = jitter(x, rng=np.random.default_rng(0), amount=0.1)
+    assert moved.shape == x.shape and not torch.allclose(moved, x)
+    plain = Stage1DataModule(DataConfig(root=str(prepared_dir)), image_size=32)
+    jit = Stage1DataModule(DataConfig(root=str(prepared_dir), jitter=0.08), image_size=32)
+    a, b = plain.train_set.sample(3, rng=np.random.default_rng(1)), jit.train_set.sample(3, rng=np.random.default_rng(1))
+    assert torch.equal(a["audio"], b["audio"]) and not torch.allclose(a["target"], b["target"])
+    assert torch.equal(b["masked"], apply_mask(b["target"], b["mask"]))  # the input is the moved target, masked
+    assert torch.equal(plain.val_set[0]["target"], jit.val_set[0]["target"])  # validation is never moved
+
+
+def test_stage1_init_from_a_trained_generator_and_audio_references_save_a_bank(prepared_dir, tmp_path):
+    from pathlib import Path
+
+    from talkfreq.data.retrieval import BANK_FILE, ReferenceBank
+    from talkfreq.training.stage1 import Config, Stage1Module
+
+    cfg_file = Path(__file__).resolve().parents[1] / "configs" / "stage1" / "tiny_freak.yaml"
+    common = ["--data", str(prepared_dir), f"run.out_dir={tmp_path}", "trainer.max_steps=2",
+              "trainer.val_check_interval=2", "logging.logger=none", "freak.dub_mask=lower", "data.p_half=1.0"]
+    assert main(["train", "stage1", "-c", str(cfg_file), *common, "run.name=a", "data.reference=audio",
+                 "data.jitter=0.05", "data.flip=true"]) == 0
+    bank = ReferenceBank.load(tmp_path / "a" / "model")
+    assert bank is not None and bank.crops.shape[1:] == (64, 64, 3)
+    src = FREAK.from_pretrained(tmp_path / "a" / "model")
+    assert src.config.dub_mask == "lower"
+    from talkfreq.config import load_config
+
+    cfg = load_config(Config, cfg_file, ["freak.dub_mask=lower", "freak.audio_len=16", "freak.audio_dim=80"])
+    module = Stage1Module(cfg=cfg)
+    assert not torch.equal(module.generator.out_conv.weight, src.out_conv.weight)
+    module.load_initial(tmp_path / "a" / "model")
+    assert all(torch.equal(a, b) for a, b in zip(module.generator.state_dict().values(), src.state_dict().values()))
+    other = Stage1Module(cfg=load_config(Config, cfg_file, ["freak.base_channels=4"]))
+    with pytest.raises(Exception, match="other shapes"):
+        other.load_initial(tmp_path / "a" / "model")
+    assert not (tmp_path / "b").exists() and (tmp_path / "a" / "model" / BANK_FILE).is_file()

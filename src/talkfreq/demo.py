@@ -44,6 +44,8 @@ class DemoConfig:
     identity: str = "id00"  # the refiner's identity, and whose last clip is held out
     steps: Optional[int] = None  # overrides trainer.max_steps of every stage (None: the configs' own)
     configs: str = str(REPO_CONFIGS)  # folder with syncnet.yaml, freak.yaml, refiner.yaml
+    # dotted overrides per network, by config name: {"freak": ["trainer.max_steps=500"], "refiner": [...]}
+    overrides: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -312,10 +314,17 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     split = make_split(video=video, synth=cfg.synth, identity=cfg.identity, out=out, quiet=quiet)
     prep = prepare_inputs(split.inputs, out=out / "prepared", crop_size=cfg.crop_size, quiet=quiet)
 
+    unknown = sorted(set(cfg.overrides) - {"syncnet", "freak", "refiner"})
+    if unknown:
+        from talkfreq.errors import ConfigError
+
+        raise ConfigError(f"overrides: unknown network {unknown[0]!r} (syncnet, freak or refiner)")
+
     def trained(kind: str, file: str, *overrides: str) -> Path:
         quieter = ["logging.quiet=true"] if quiet else []
-        return train_or_reuse(kind, run_config(kind, configs / file, data=prep, runs=runs, name=Path(file).stem,
-                                               steps=cfg.steps, overrides=[*overrides, *quieter])).model
+        name = Path(file).stem
+        return train_or_reuse(kind, run_config(kind, configs / file, data=prep, runs=runs, name=name, steps=cfg.steps,
+                                               overrides=[*overrides, *cfg.overrides.get(name, []), *quieter])).model
 
     expert = trained("syncnet", "syncnet.yaml")
     freak = trained("stage1", "freak.yaml")

@@ -33,6 +33,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule as _LightningDataModule
 from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
@@ -66,6 +67,11 @@ class DataConfig:
     # reference bank saved with the model)
     reference: str = "random"
     ref_topk: int = 3
+    # Training samples only: the target window and the reference each shifted by up to jitter x S and scaled by up to
+    # 1 +- jitter (one draw for the window, one for the reference; ours). A few seconds of one person show few head
+    # positions; a generator that saw each frame at one place learns the place, not the face (configs/personal).
+    jitter: float = 0.0
+    flip: bool = False  # training samples only: mirror the target window and the reference (each p = 0.5)
     audio: str = "mel"  # mel | hubert (needs speech.npy from `talkfreq prepare --speech-model`)
     context: int = 2  # hubert: rows on each side of the frame, window 2·context+1 (the paper ablates it)
     neg_min_shift: int = 5  # SyncNet negatives: mel window shifted by at least this many frames
@@ -159,6 +165,8 @@ class Stage1Dataset(_ClipSamples):
                     f"prepare the data with `talkfreq prepare --speech-model MODEL` or set data.audio=mel")
         if not 0.0 <= cfg.p_half <= 1.0:
             raise ConfigError(f"data.p_half must be in [0, 1], got {cfg.p_half}")
+        if not 0.0 <= cfg.jitter < 0.5:
+            raise ConfigError(f"data.jitter must be in [0, 0.5), got {cfg.jitter}")
         if cfg.reference not in REFERENCE_KINDS or cfg.ref_topk < 1:
             raise ConfigError(f"data.reference must be one of {', '.join(REFERENCE_KINDS)} and data.ref_topk >= 1, "
                               f"got {cfg.reference!r} and {cfg.ref_topk}")
@@ -211,10 +219,18 @@ class Stage1Dataset(_ClipSamples):
         r = self.reference_index(cid, t, rng=rng)
         kind = self.dub_mask if rng.random() < self.cfg.p_half else "full"
         frames = frames_to_tensor(clip.frames[t:t + self.window], size=s)  # (W,3,S,S)
+        reference = frames_to_tensor(clip.frames[r], size=s)
+        if self.cfg.jitter and not self.val:
+            frames = jitter(frames, rng=rng, amount=self.cfg.jitter)
+            reference = jitter(reference[None], rng=rng, amount=self.cfg.jitter)[0]
+        if self.cfg.flip and not self.val:
+            # a face and its mirror image speak alike; a clip of a few seconds shows the head turned one way only
+            frames = frames.flip(-1) if rng.random() < 0.5 else frames
+            reference = reference.flip(-1) if rng.random() < 0.5 else reference
         mask = make_mask(kind, batch=1, size=s)[0]
         out = {
             "target": frames[0],
-            "reference": frames_to_tensor(clip.frames[r], size=s),
+            "reference": reference,
             "mask": mask,
             "masked": apply_mask(frames[0], mask),
             "audio": self.audio_window(clip, t),
@@ -224,6 +240,16 @@ class Stage1Dataset(_ClipSamples):
             out["sync_audio"] = torch.stack([self.audio_window(clip, t + k) for k in range(self.window)])
             out["sync_mel"] = mel_tensor(clip, t)
         return out
+
+
+def jitter(images: torch.Tensor, *, rng: np.random.Generator, amount: float) -> torch.Tensor:
+    """(N,3,S,S) images moved by one random shift (up to ``amount`` x S each way) and zoom (1 +- ``amount``), edges
+    repeated (``data.jitter``)."""
+    zoom = 1.0 + rng.uniform(-amount, amount)
+    tx, ty = rng.uniform(-amount, amount, size=2) * 2.0  # affine_grid works in [-1, 1]: twice the fraction
+    theta = torch.tensor([[1.0 / zoom, 0.0, tx], [0.0, 1.0 / zoom, ty]], dtype=images.dtype)
+    grid = F.affine_grid(theta.expand(len(images), 2, 3), list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def mel_tensor(clip: PreparedClip, t: int) -> torch.Tensor:

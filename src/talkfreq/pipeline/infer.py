@@ -2,7 +2,8 @@
 SOVQAE refiner, pasted back into the frames, streaming.
 
 **Modes.** *Dubbing* (default for a video): every output frame is a frame of the face video; stage 1 sees it with
-the lower half masked (pose and upper face kept) and the refined face is pasted back over the ``lower`` region. A
+its dubbing mask (the lower half, or the ``lower`` ellipse for a FREAK trained with ``freak.dub_mask=lower``; pose and
+upper face kept) and the refined face is pasted back over the ``lower`` region. A
 video longer than the audio is cut to it; a shorter one plays forward-backward (:mod:`talkfreq.pipeline.sources`).
 *One-shot* (default for an image): a single portrait gives appearance; stage 1 sees it fully masked with the
 portrait as the reference, and the result is pasted over the ``face`` region of the still. One-shot from a video

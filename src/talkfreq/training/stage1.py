@@ -45,7 +45,7 @@ from talkfreq.audio.features import save_speech_record
 from talkfreq.audio.mel import MelConfig
 from talkfreq.config import to_dict
 from talkfreq.data.datasets import DataConfig, Stage1DataModule
-from talkfreq.errors import ConfigError
+from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.losses.frequency import FocalFrequencyLoss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
 from talkfreq.losses.region import mouth_weighted_l1
@@ -87,6 +87,9 @@ class Config(CommonSections):
     """``talkfreq train stage1`` run config: ``trainer``/``logging``/``run`` + the sections below."""
 
     model: str = "freak"  # freak | wav2lip
+    # start from a trained generator of the same kind and shapes (a model/ folder): e.g. the per-identity recipe
+    # fine-tuning a generator pretrained on more data; resuming a run ignores it (the checkpoint has the weights)
+    init_from: Optional[str] = None
     freak: FREAKConfig = field(default_factory=FREAKConfig)  # audio_len/audio_dim are set from data.audio
     wav2lip: Wav2LipConfig = field(default_factory=Wav2LipConfig)
     disc: PatchDiscriminatorConfig = field(default_factory=PatchDiscriminatorConfig)
@@ -167,6 +170,19 @@ class Stage1Module(L.LightningModule):
         self.disc = PatchDiscriminator(config=cfg.disc) if cfg.loss.gan > 0 else None
         self.automatic_optimization = self.disc is None
         self.register_buffer("sync_on", torch.tensor(cfg.loss.sync_start is None))
+
+    def load_initial(self, path: str | Path) -> None:
+        """Start from the weights of a trained generator (``init_from``): same kind, same parameter shapes."""
+        cls = FREAK if self.cfg.model == "freak" else Wav2Lip
+        src = cls.from_pretrained(path)
+        mine = self.generator.state_dict()
+        theirs = src.state_dict()
+        bad = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape] + [k for k in theirs
+                                                                                           if k not in mine]
+        if bad:
+            raise TalkfreqError(f"{path}: init_from holds a {self.cfg.model} of other shapes than this run's "
+                                f"({len(bad)} tensors differ, e.g. {bad[0]})")
+        self.generator.load_state_dict(theirs)
 
     def train(self, mode: bool = True) -> Stage1Module:
         super().train(mode)
@@ -321,6 +337,8 @@ def fit(cfg: Config) -> Path:
     cfg = resolve_audio(cfg, speech_dim=data.speech_dim)
     speech_source = data.speech_source if cfg.data.audio == "hubert" else None  # mixed encoders fail here
     module = Stage1Module(cfg=cfg)
+    if cfg.init_from and resume is None:
+        module.load_initial(cfg.init_from)
     trainer_cfg = cfg.trainer
     if not module.automatic_optimization:
         # Lightning refuses gradient_clip_val under manual optimisation (the module clips itself), and DDP must

@@ -1,0 +1,101 @@
+"""Does the per-identity recipe draw a real mouth on real faces within the CPU budget? (issue 13)
+
+For each clip and each variant (dotted overrides per network on top of configs/personal), runs what
+``talkfreq personalize CLIP`` runs - split (first 80 % trains, last 20 % is dubbed with its own audio), prepare at
+256 px, train the SyncNet scorer, FREAK and the refiner, dub, evaluate at 256 px - into ``OUT/<clip>/<variant>``,
+then prints one row per (clip, variant, candidate) with the numbers issue 13 judges and whether each target holds:
+mouth PSNR >= 27 dB, mouth SSIM >= 0.80, mouth_open_r >= 0.6, silent opening within 20 % of the real clip's, seam
+(gradient across the paste boundary) within 10 % of the real frames'; with the training minutes of each network.
+Writes ``results.json``; the reports (with close-up strips of real people) stay in ``OUT``: never commit them.
+
+    flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/personal.py [--out DIR] [--steps N] [--quick]
+        [-c configs/experiments/personal.yaml] ["variants={audio_ref: {freak: [data.reference=audio]}}" ...]
+
+Finished runs with the same config are reused, so re-running only re-evaluates.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = REPO / "configs" / "experiments" / "personal.yaml"
+DEFAULT_OUT = REPO / "outputs" / "experiments" / "personal"
+KEYS = ("psnr", "mouth_psnr", "mouth_ssim", "mouth_hf_ratio", "mouth_open", "mouth_open_r", "mouth_open_silent",
+        "seam", "lse_d", "lse_c", "lse_offset")
+TARGETS = {"mouth_psnr": (">=", 27.0), "mouth_ssim": (">=", 0.80), "mouth_open_r": (">=", 0.6),
+           "mouth_open_silent": ("within", 0.2), "seam": ("within", 0.1)}
+
+
+@dataclass
+class ExperimentConfig:
+    """``configs/experiments/personal.yaml``."""
+
+    clips: list[str] = field(default_factory=list)  # videos, relative to the repository root
+    variants: dict[str, dict[str, list[str]]] = field(default_factory=lambda: {"recipe": {}})
+    steps: Optional[int] = None  # overrides every network's trainer.max_steps
+    threads: int = 0
+    quick: list[str] = field(default_factory=list)
+
+
+def meets(key: str, value: Optional[float]) -> Optional[bool]:
+    if value is None or key not in TARGETS:
+        return None
+    how, target = TARGETS[key]
+    return value >= target if how == ">=" else abs(value - 1.0) <= target
+
+
+def format_table(rows: list[dict]) -> str:
+    head = ["clip", "variant", "video", "min", *KEYS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [r["clip"], r["variant"], r["video"], "" if r["minutes"] is None else f"{r['minutes']:.1f}"]
+        for k in KEYS:
+            v = r["values"].get(k)
+            ok = meets(k, v) if r["video"] != "real" else None
+            cells.append("-" if v is None else f"{v:.3f}{'' if ok is None else (' ✓' if ok else ' ✗')}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from talkfreq.config import load_config
+    from talkfreq.demo import (FINISHED_FILE, PERSONAL_CONFIGS, PERSONAL_CROP, DemoConfig, experiment_config,
+                               experiment_parser, run_demo, say)
+
+    ap = experiment_parser(__doc__.splitlines()[0])
+    cfg, args = experiment_config(ExperimentConfig, ap, argv, default_config=DEFAULT_CONFIG)
+    out = args.out or DEFAULT_OUT
+    rows = []
+    for clip in cfg.clips:
+        video = REPO / clip
+        for name, overrides in cfg.variants.items():
+            work = out / video.stem / name
+            say(f"{video.stem} / {name}", who="personal")
+            demo = load_config(DemoConfig, None, [f"configs={PERSONAL_CONFIGS}", f"crop_size={PERSONAL_CROP}"],
+                               extra={"steps": cfg.steps})
+            demo.overrides = {k: list(v) for k, v in overrides.items()}
+            run_demo(out=work, cfg=demo, video=video, quiet=True)
+            minutes = {}
+            for net in ("syncnet", "freak", "refiner"):
+                stamp = work / "runs" / net / FINISHED_FILE
+                minutes[net] = json.loads(stamp.read_text())["seconds"] / 60 if stamp.is_file() else None
+            metrics = json.loads((work / "report" / "metrics.json").read_text())
+            for row in metrics["rows"]:
+                spent = {"real": None, "FREAK": minutes["freak"]}.get(row["name"],
+                                                                     (minutes["freak"] or 0) + (minutes["refiner"] or 0))
+                rows.append({"clip": video.stem, "variant": name, "video": row["name"], "minutes": spent,
+                             "values": {k: row["metrics"].get(k) for k in KEYS}, "train_minutes": minutes})
+    (out / "results.json").parent.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    from talkfreq.demo import run_script
+
+    run_script(main)
