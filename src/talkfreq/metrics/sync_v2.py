@@ -11,12 +11,13 @@ What joonson/syncnet_python feeds syncnet_v2 (``run_pipeline.py`` ``crop_video``
 * **windows**: ``min(frames, samples // 640) - 5`` of them (one fewer than a full sliding count), distances over
   +-15 frame offsets as in :mod:`talkfreq.metrics.sync`.
 
-Ours: talkfreq has no S3FD, so the face box is talkfreq's own (Haar by default; in ``evaluate`` recovered from the
-reference's crop box by undoing ``face.padding`` and ``face.shift_y``, :func:`face_boxes_from_crop_boxes`) and it is
-smoothed by ``face.smooth_window`` (a centred mean). Haar boxes sit a little higher and narrower than S3FD's, so
-scores with the published weights approximate syncnet_python's; with ``face.backend=boxes`` and S3FD boxes the
-geometry is the original's. Everything after the box (crop, grey padding, resize, colour order, MFCCs, window count,
-distances) follows the original exactly.
+Boxes: with ``evaluate``'s default ``sync_protocol=talkfreq`` the face box is talkfreq's own track of the
+reference (recovered from its crop box by undoing ``face.padding`` and ``face.shift_y``,
+:func:`face_boxes_from_crop_boxes`), smoothed by ``face.smooth_window`` (a centred mean); Haar boxes sit a little
+higher and narrower than S3FD's, so scores with the published weights approximate syncnet_python's. With
+``sync_protocol=syncnet_python`` each video gets syncnet_python's own tracks and smoothing
+(:mod:`talkfreq.report.sync_pipeline`; S3FD with ``face.backend=s3fd``). Everything after the box (crop, grey
+padding, resize, colour order, MFCCs, window count, distances) follows the original exactly.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ import torch
 from talkfreq.audio.mfcc import MFCC_WINDOW, SYNCNET_SAMPLE_RATE, syncnet_mfcc
 from talkfreq.metrics.sync import LSEResult, SyncEmbedFn, SyncEmbeddingStream, lse_scores
 
-__all__ = ["V2_CROP_SCALE", "V2_SIZE", "crop_syncnet_v2", "face_boxes_from_crop_boxes", "lse_syncnet_v2",
-           "syncnet_v2_boxes", "syncnet_v2_embedder", "syncnet_v2_stream", "syncnet_v2_windows"]
+__all__ = ["V2_CROP_SCALE", "V2_SIZE", "crop_syncnet_v2", "crop_syncnet_v2_at", "face_boxes_from_crop_boxes",
+           "lse_syncnet_v2", "syncnet_v2_boxes", "syncnet_v2_embedder", "syncnet_v2_stream", "syncnet_v2_windows"]
 
 V2_CROP_SCALE = 0.4  # run_pipeline.py --crop_scale
 V2_SIZE = 224
@@ -59,21 +60,31 @@ def syncnet_v2_boxes(face_boxes: np.ndarray, *, crop_scale: float = V2_CROP_SCAL
 
 def crop_syncnet_v2(frame: np.ndarray, face_box, *, crop_scale: float = V2_CROP_SCALE) -> np.ndarray:
     """(224, 224, 3) uint8 crop of an (H, W, 3) uint8 frame for a face box ``[x0, y0, x1, y1]``, exactly as
-    ``run_pipeline.py`` cuts it: integer bounds by truncation on the grey-padded frame, then ``cv2.resize``.
-    Channel order is kept (talkfreq frames are RGB; :func:`syncnet_v2_embedder` flips to BGR)."""
+    ``run_pipeline.py`` cuts it for one unsmoothed box (:func:`crop_syncnet_v2_at`)."""
     x0, y0, x1, y1 = (float(v) for v in np.asarray(face_box, np.float64).reshape(4))
-    bs = max(x1 - x0, y1 - y0) / 2
-    if not np.isfinite(bs) or bs <= 0:
-        raise ValueError(f"face box must be finite with a positive size, got {[x0, y0, x1, y1]}")
+    return crop_syncnet_v2_at(frame, (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0) / 2, crop_scale=crop_scale)
+
+
+def crop_syncnet_v2_at(frame: np.ndarray, x: float, y: float, s: float, *,
+                       crop_scale: float = V2_CROP_SCALE) -> np.ndarray:
+    """(224, 224, 3) uint8 crop of an (H, W, 3) uint8 frame around a face of centre ``(x, y)`` and half side ``s``
+    (crop_video's smoothed ``dets``), exactly as ``run_pipeline.py`` cuts it: the frame padded by
+    ``bsi = int(s (1 + 2 crop_scale))`` with grey 110, rows ``int(y + bsi - s) .. int(y + bsi + s (1 + 2
+    crop_scale))`` and columns ``int(x + bsi - s (1 + crop_scale)) .. int(x + bsi + s (1 + crop_scale))`` of it
+    (truncation, as ``int``), then ``cv2.resize`` to 224 x 224 (bilinear). Channel order is kept (talkfreq frames
+    are RGB; :func:`syncnet_v2_embedder` flips to BGR)."""
+    bs = float(s)
+    if not (np.isfinite(bs) and np.isfinite(x) and np.isfinite(y)) or bs <= 0:
+        raise ValueError(f"face centre ({x}, {y}) and half side {s} must be finite with a positive size")
     bsi = int(bs * (1 + 2 * crop_scale))
-    my, mx = (y0 + y1) / 2 + bsi, (x0 + x1) / 2 + bsi
+    my, mx = float(y) + bsi, float(x) + bsi
     h, w = frame.shape[:2]
     # Bounds in the coordinates of the frame padded by bsi on every side, kept inside that padded frame as numpy
     # slicing keeps them there (a box far outside the frame would give garbage in the original; here grey).
     r0, r1 = (min(max(int(v), 0), h + 2 * bsi) for v in (my - bs, my + bs * (1 + 2 * crop_scale)))
     c0, c1 = (min(max(int(v), 0), w + 2 * bsi) for v in (mx - bs * (1 + crop_scale), mx + bs * (1 + crop_scale)))
     if r1 <= r0 or c1 <= c0:
-        raise ValueError(f"face box {[x0, y0, x1, y1]} gives an empty syncnet_v2 crop")
+        raise ValueError(f"face centre ({x}, {y}) with half side {s} gives an empty syncnet_v2 crop")
     # Only the crop is padded (the original pads the whole frame by bsi; the pixels taken are the same).
     crop = np.full((r1 - r0, c1 - c0, frame.shape[2]), V2_PAD_VALUE, np.uint8)
     fr0, fr1, fc0, fc1 = max(r0 - bsi, 0), min(r1 - bsi, h), max(c0 - bsi, 0), min(c1 - bsi, w)

@@ -12,7 +12,10 @@
    :class:`~talkfreq.report.scoring.VideoScorer` against the reference's crops - the reference itself included, as
    the first row. Frames where the reference has no face are not scored (their count is reported). With a SyncNet,
    each video's crops for that expert and its own audio (the reference's when it has none) feed a streaming
-   embedder and give LSE-D / LSE-C / the AV offset (syncnet_python's definition, :mod:`talkfreq.metrics.sync`);
+   embedder and give LSE-D / LSE-C / the AV offset (syncnet_python's definition, :mod:`talkfreq.metrics.sync`).
+   With ``sync_protocol=syncnet_python`` (syncnet_v2 weights only) LSE instead follows syncnet_python's own face
+   pipeline on each video, its own S3FD tracks and crops (:mod:`talkfreq.report.sync_pipeline`), in passes of
+   its own after this one; the LSE column labels name the protocol used;
 4. with a refiner, its NRoUB diagnostic on the first ``nroub_frames`` consecutive real face crops
    (:func:`talkfreq.report.refiner_diagnosis.diagnose`);
 5. writes ``metrics.csv``, ``metrics.json``, ``figures/*.png``, ``compare.mp4`` (the side-by-side video, unless
@@ -39,6 +42,7 @@ from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.face import FaceConfig, crop_face
 from talkfreq.metrics.frequency import HF_RADIUS, RADIAL_BINS
 from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, RegionConfig, check_inputs, reference_track
+from talkfreq.face.shot_track import TrackShotConfig
 from talkfreq.report.compare_video import CompareConfig
 from talkfreq.report.refiner_verdict import refiner_verdicts
 from talkfreq.report.scoring import COLUMNS, Row, VideoScorer, best_rows, silence_masks
@@ -60,6 +64,10 @@ class EvalConfig:
     nroub_frames: int = 32  # consecutive real face crops for the refiner's NRoUB diagnostic
     device: str = "auto"
     syncnet: Optional[str] = None  # a `talkfreq train syncnet` model/ (or run) folder, or syncnet_v2.model: LSE-D/C
+    # LSE crops: "talkfreq" (the reference's track for every video) or "syncnet_python" (each video's own
+    # track_shot / crop_video track, as run_pipeline.py; needs syncnet_v2.model, exact with face.backend=s3fd)
+    sync_protocol: str = "talkfreq"
+    sync_pipeline: TrackShotConfig = field(default_factory=TrackShotConfig)  # run_pipeline.py's options
     vgg16: Optional[str] = None  # torchvision VGG16 weights for LPIPS (or $TALKFREQ_VGG16)
     inception: Optional[str] = None  # pytorch-fid's Inception weights for FID (or $TALKFREQ_INCEPTION)
     refiner: Optional[str] = None  # a refiner model/ folder or .ckpt: adds its NRoUB numbers
@@ -75,6 +83,9 @@ class EvalConfig:
             raise ConfigError(f"hf_radius must be in (0, 1.5) (1 = Nyquist), got {self.hf_radius}")
         if not self.psnr_cap_db > 0:
             raise ConfigError(f"psnr_cap_db must be > 0, got {self.psnr_cap_db}")
+        from talkfreq.report.sync_pipeline import check_protocol
+
+        check_protocol(self.sync_protocol, kind=None)
         if self.face.crop_size < 64:
             raise ConfigError(f"face.crop_size must be >= 64 for the evaluation (CPBD works on 64 px blocks), got "
                               f"{self.face.crop_size}")
@@ -97,9 +108,21 @@ class EvalResult:
     nroub: Optional[dict[str, Any]] = None
     timings: dict[str, float] = field(default_factory=dict)
     unreliable: dict[str, str] = field(default_factory=dict)  # column key -> why its values mean nothing
+    lse_protocol: Optional[str] = None  # how the LSE crops were made (EvalConfig.sync_protocol) when scored
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
+
+    def columns(self) -> tuple:
+        """:data:`COLUMNS` with the LSE labels naming :attr:`lse_protocol` (e.g. ``LSE-D (syncnet_python)``)."""
+        from dataclasses import replace
+
+        from talkfreq.report.sync_scoring import LSE_KEYS
+
+        if self.lse_protocol is None:
+            return COLUMNS
+        return tuple(replace(c, label=f"{c.label} ({self.lse_protocol})") if c.key in LSE_KEYS else c
+                     for c in COLUMNS)
 
     def table(self):
         """A rich Table, one row per metric and one column per video (fits a terminal); best in bold green."""
@@ -112,7 +135,7 @@ class EvalResult:
         t.add_column("metric", no_wrap=True)
         for r in self.rows:
             t.add_column(r.name, justify="right", style="dim" if r.role == "reference" else None)
-        for c in COLUMNS:
+        for c in self.columns():
             cells = []
             for r in self.rows:
                 text = r.formatted(c.key)
@@ -135,7 +158,10 @@ def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]
     if cfg.syncnet:
         from talkfreq.report.sync_scoring import load_sync_scorer
 
+        from talkfreq.report.sync_pipeline import check_protocol
+
         syncnet = load_sync_scorer(cfg.syncnet, face=cfg.face, fps=cfg.fps, device=device)
+        check_protocol(cfg.sync_protocol, kind=syncnet.kind)
     else:
         why["lse_d"] = why["lse_c"] = why["lse_offset"] = "no SyncNet given (--syncnet DIR)"
     if cfg.refiner:
@@ -156,23 +182,34 @@ def _load_inception(cfg: EvalConfig, device, why: dict[str, str]):
     return load_fid_inception(path, map_location=device).to(device)
 
 
-def _sync_streams(names, paths, *, syncnet, fps, batch_size, device, notes) -> dict:
-    """{name: (SyncEmbeddingStream, audio samples)} fed with each video's own audio (the reference's when it has
-    none)."""
+def _sync_audio(names, paths, notes) -> dict[str, np.ndarray]:
+    """{name: 16 kHz audio} of the videos LSE can score: each one's own audio (the reference's when it has none)."""
     from talkfreq.io import load_video_audio, probe
 
     audio = {n: load_video_audio(paths[n], sample_rate=16000) for n in names if probe(paths[n]).has_audio}
     if REFERENCE_NAME not in audio and len(audio) < len(names):
         notes.append("LSE: some videos have no audio track and neither has the reference; those score nothing")
-    streams = {}
+    out = {}
     for n in names:
         wav = audio.get(n, audio.get(REFERENCE_NAME))
         if wav is None or not len(wav):
             continue
         if n not in audio:
             notes.append(f"LSE: {n} has no audio track; scored with the reference's audio")
-        streams[n] = (syncnet.stream(wav, fps=fps, batch_size=batch_size, device=device), len(wav))
-    return streams
+        out[n] = wav
+    return out
+
+
+def _pipeline_lse(audio, paths, *, syncnet, cfg: EvalConfig, device, notes, progress) -> dict[str, Any]:
+    """{name: LSEResult or None} by syncnet_python's own face pipeline, one video at a time."""
+    from talkfreq.report.sync_pipeline import syncnet_python_lse
+
+    if cfg.face.backend != "s3fd":
+        notes.append(f"LSE (syncnet_python): faces from face.backend={cfg.face.backend}, not S3FD: tracks and crops "
+                     f"follow run_pipeline.py, the detections are not its own")
+    return {n: syncnet_python_lse(paths[n], wav, name=n, scorer=syncnet, face=cfg.face, cfg=cfg.sync_pipeline,
+                                  fps=cfg.fps, batch_size=cfg.batch_size, device=device, notes=notes,
+                                  progress=progress) for n, wav in audio.items()}
 
 
 def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out: str | Path,
@@ -204,12 +241,14 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     mouth = cfg.regions.crop_box("mouth", size)
     scorers = {n: VideoScorer(n, size=size, mouth=mouth, psnr_cap_db=cfg.psnr_cap_db, lpips=lpips,
                               inception=inception) for n in stream.names}
-    sync = {}
+    sync, sync_audio = {}, {}
     if syncnet is not None:
-        sync = _sync_streams(stream.names, paths, syncnet=syncnet, fps=cfg.fps, batch_size=cfg.batch_size,
-                             device=device, notes=notes)
-        if not sync:
+        sync_audio = _sync_audio(stream.names, paths, notes)
+        if not sync_audio:
             unavailable.update(dict.fromkeys(("lse_d", "lse_c", "lse_offset"), "no video has an audio track"))
+        if cfg.sync_protocol == "talkfreq":
+            sync = {n: (syncnet.stream(wav, fps=cfg.fps, batch_size=cfg.batch_size, device=device), len(wav))
+                    for n, wav in sync_audio.items()}
     est = stream.estimate()
     picks = set(np.linspace(0, max(est - 1, 0), cfg.closeup_frames + 2).round().astype(int)[1:-1].tolist())
     closeups: dict[str, list[np.ndarray]] = {n: [] for n in stream.names}
@@ -246,6 +285,12 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         notes.append(f"{stream.frames - scored} of {stream.frames} frames had no face in the reference and were "
                      f"not scored")
 
+    pipeline_lse = {}
+    if syncnet is not None and cfg.sync_protocol == "syncnet_python":
+        t = time.perf_counter()
+        pipeline_lse = _pipeline_lse(sync_audio, paths, syncnet=syncnet, cfg=cfg, device=device, notes=notes,
+                                     progress=progress)
+        timings["lse_pipeline"] = time.perf_counter() - t
     silent = silence_masks(paths, reference=REFERENCE_NAME, n_frames=stream.frames, fps=cfg.fps)
     if not silent:
         unavailable["mouth_open_silent"] = "the reference has no audio track to find its silent stretches"
@@ -262,6 +307,9 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
                 values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset))
             except ValueError as exc:  # a clip shorter than one window
                 notes.append(f"LSE: {n}: {exc}")
+        elif pipeline_lse.get(n) is not None:
+            lse = pipeline_lse[n]
+            values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset))
         rows.append(Row(name=n, role="reference" if n == REFERENCE_NAME else "candidate", path=str(paths[n]),
                         values=values))
     nroub = None
@@ -276,7 +324,8 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     notes[:0] = refiner_verdicts(rows, sync_unreliable=lse_why)
     result = EvalResult(out=out, reference=ref, rows=rows, best=best_rows(rows), frames=stream.frames,
                         scored=scored, fps=cfg.fps, notes=notes, unavailable=unavailable, files={}, nroub=nroub,
-                        timings=timings, unreliable=dict.fromkeys(LSE_KEYS, lse_why) if lse_why else {})
+                        timings=timings, unreliable=dict.fromkeys(LSE_KEYS, lse_why) if lse_why else {},
+                        lse_protocol=cfg.sync_protocol if syncnet is not None else None)
     _write_outputs(result, cfg=cfg, scorers=scorers, closeups=closeups, closeup_index=closeup_index,
                    paths=paths, track=track, progress=progress)
     return result

@@ -56,7 +56,7 @@ _CAPTIONS = {
 
 def _metrics_table(result: EvalResult) -> str:
     head = ['<th class="name">video</th>']
-    for c in COLUMNS:
+    for c in result.columns():
         head.append(f'<th title="{escape(c.help)}">{escape(c.label)} {ARROWS[c.direction]}</th>')
     body = []
     for r in result.rows:
@@ -136,7 +136,7 @@ def write_html(path: Path, result: EvalResult, *, cfg: EvalConfig, files: dict[s
             f"<li><b>{escape(', '.join(cols))}</b> unavailable: {escape(why)}</li>" for why, cols in by_reason.items())
             + "</ul>")
     parts.append('<dl class="columns">' + "".join(
-        f"<dt>{escape(c.label)}</dt><dd>{escape(c.help)}</dd>" for c in COLUMNS) + "</dl>")
+        f"<dt>{escape(c.label)}</dt><dd>{escape(c.help)}</dd>" for c in result.columns()) + "</dl>")
     if "video" in files:
         parts += ["<h2>Side by side</h2>",
                   f'<video controls preload="metadata" src="{rel(files["video"])}"></video>',

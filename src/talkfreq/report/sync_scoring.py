@@ -6,7 +6,9 @@
   (its BGR [0, 1] input convention recorded in its config): Wav2Lip-style expert, fed the lower half of the
   evaluation's face crop (resized to the expert's ``image_size``) and the Wav2Lip mel windows; or
 * the published ``syncnet_v2.model`` file of joonson/syncnet_python: fed its own 224 px crop, derived from the
-  reference's face boxes, and 13 MFCCs, with the original's window count (:mod:`talkfreq.metrics.sync_v2`).
+  reference's face boxes, and 13 MFCCs, with the original's window count (:mod:`talkfreq.metrics.sync_v2`); or,
+  with ``sync_protocol=syncnet_python``, from each video's own syncnet_python tracks
+  (:mod:`talkfreq.report.sync_pipeline`).
 
 Either way LSE-D / LSE-C / the offset are syncnet_python's (:func:`talkfreq.metrics.sync.lse_scores`).
 """

@@ -57,7 +57,9 @@ def write_json(path: Path, result: EvalResult, *, cfg: EvalConfig) -> Path:
         "fps": result.fps,
         "frames": result.frames,
         "scored_frames": result.scored,
-        "columns": [{"key": c.key, "label": c.label, "direction": c.direction, "help": c.help} for c in COLUMNS],
+        "columns": [{"key": c.key, "label": c.label, "direction": c.direction, "help": c.help}
+                    for c in result.columns()],
+        "lse_protocol": result.lse_protocol,
         "rows": [{"name": r.name, "role": r.role, "path": r.path,
                   "metrics": {c.key: _plain(r.values.get(c.key)) for c in COLUMNS}} for r in result.rows],
         "best": result.best,
