@@ -40,7 +40,7 @@ def main() -> None:
     from talkfreq.metrics.robustness import temporal_flip_rate
     from talkfreq.metrics.temporal import temporal_flicker
     from talkfreq.pipeline.refine import refine_sequence
-    from talkfreq.pipeline.inputs import load_refiner
+    from talkfreq.models.loading import load_refiner
     from talkfreq.training.refiner import fit
     from talkfreq.training.registry import load_run_config
 

@@ -136,7 +136,7 @@ def format_table(values: dict[str, dict[str, Optional[float]]], *, stage1: list[
 def main(argv: list[str] | None = None) -> int:
     from talkfreq import demo
     from talkfreq.config import to_dict
-    from talkfreq.pipeline.inputs import load_stage1
+    from talkfreq.models.loading import load_stage1
 
     ap = demo.experiment_parser(__doc__.splitlines()[0])
     cfg, args = demo.experiment_config(ExperimentConfig, ap, argv, default_config=DEFAULT_CONFIG)

@@ -25,10 +25,11 @@ from talkfreq.face import crop_face
 from talkfreq.io import VideoReader, VideoWriter
 from talkfreq.models import FREAK, SOVQAE, SOVQAEConfig
 from talkfreq.pipeline.accel import Accel, AccelConfig, inference, prepare_models, resolve_accel
-from talkfreq.pipeline.common import detect_boxes
+from talkfreq.face.boxes import detect_boxes
 from talkfreq.pipeline.infer import InferConfig, infer
 from talkfreq.pipeline.refine import RefineConfig, refine_tensor, refine_video
-from talkfreq.pipeline.stream import prefetched, run_stream
+from talkfreq.io.prefetch import prefetched
+from talkfreq.pipeline.stream import run_stream
 
 from test_infer import TINY_FREAK, TINY_SOVQAE
 

@@ -20,7 +20,7 @@ from talkfreq.cli import main
 from talkfreq.face.crop import crop_to_frame_affine
 from talkfreq.io import VideoReader, VideoWriter, fit_length, load_audio, probe
 from talkfreq.models import FREAK, SOVQAE, SOVQAEConfig, Wav2Lip
-from talkfreq.pipeline.common import detect_boxes
+from talkfreq.face.boxes import detect_boxes
 from talkfreq.pipeline.infer import InferConfig, infer
 from talkfreq.pipeline.paste import feather_mask
 from talkfreq.pipeline.sources import FrameCache, image_face_box, pingpong_index

@@ -8,15 +8,8 @@ import torch
 
 from talkfreq.errors import TalkfreqError
 from talkfreq.losses.frequency import FocalFrequencyLoss, focal_frequency_loss
-from talkfreq.losses.perceptual import (
-    LPIPS,
-    VGG16_ENV,
-    PerceptualLoss,
-    VGG16Features,
-    load_vgg16,
-    lpips_heads_path,
-    perceptual_available,
-)
+from talkfreq.losses.perceptual import PerceptualLoss
+from talkfreq.models.lpips import LPIPS, VGG16_ENV, VGG16Features, load_vgg16, lpips_heads_path, perceptual_available
 
 
 # ----------------------------------------------------------------------------------------------- focal frequency

@@ -11,7 +11,7 @@ import torch
 from conftest import run_metrics
 from talkfreq.cli import main
 from talkfreq.models.sovqae import SOVQAE
-from talkfreq.pipeline.inputs import load_refiner
+from talkfreq.models.loading import load_refiner
 
 torch.set_num_threads(1)
 

@@ -256,7 +256,7 @@ def test_hubert_audio_sets_freak_input_from_the_data(prepared_dir, tmp_path):
 
 def test_perceptual_term_with_user_vgg16_file(prepared_dir, tmp_path):
     # Random weights in torchvision's VGG16 format stand in for vgg16-397923af.pth (not available here).
-    from talkfreq.losses.perceptual import VGG16Features
+    from talkfreq.models.lpips import VGG16Features
 
     vgg = tmp_path / "vgg16.pth"
     torch.save(VGG16Features().state_dict(), vgg)

@@ -131,7 +131,7 @@ def _setup(spec: dict):
     import torch
 
     from talkfreq.pipeline.accel import resolve_accel
-    from talkfreq.pipeline.common import resolve_device
+    from talkfreq.device import resolve_device
 
     device = resolve_device(spec["device"])
     accel = resolve_accel(AccelConfig(**spec["accel"]), device)
@@ -283,7 +283,7 @@ def model_names(pipelines: list[str], *, cuda: bool) -> list[str]:
 def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure every pipeline of ``cfg`` (see the module docstring); ``progress(text)`` hears what runs now."""
     from talkfreq.pipeline.accel import resolve_accel
-    from talkfreq.pipeline.common import resolve_device
+    from talkfreq.device import resolve_device
 
     say = progress or (lambda text: None)
     video = require_file(cfg.video, "video")

@@ -89,7 +89,7 @@ def synth(
 ) -> None:
     """Write the built-in procedural talking-face dataset (known lip-sync and detail ground truth)."""
     from talkfreq.config import load_config
-    from talkfreq.data.synth import SynthConfig
+    from talkfreq.data.synth import SynthConfig, run_synth
 
     cfg = load_config(
         SynthConfig, config, overrides or [],
@@ -97,22 +97,6 @@ def synth(
     )
     paths = run_synth(cfg, out=out, quiet=quiet)
     _console().print(f"wrote {len(paths)} clips to {out}")
-
-
-def run_synth(cfg, *, out: Path, quiet: bool = False) -> list[Path]:
-    from rich.progress import Progress
-
-    from talkfreq.data.synth import synthesize
-    from talkfreq.errors import require_writable_dir
-
-    require_writable_dir(out)
-    with Progress(disable=quiet) as progress:
-        task = progress.add_task("synth frames", total=None)
-
-        def on_progress(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
-
-        return synthesize(cfg=cfg, out=out, progress=on_progress)
 
 
 @app.command()
@@ -160,7 +144,7 @@ def diagnose_refiner(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """NRoUB diagnostic: per degradation, latent shift vs code margin, code flips, inside-bound fraction."""
-    from talkfreq.pipeline.common import resolve_device
+    from talkfreq.device import resolve_device
     from talkfreq.report.refiner_diagnosis import JSON_FILE, PNG_FILE, run_diagnosis, summary_table
 
     if out is None:
@@ -214,7 +198,7 @@ def refine(
     from talkfreq.config import load_config, split_overrides
     from talkfreq.errors import require_file
     from talkfreq.pipeline.refine import RefineConfig, refine_video
-    from talkfreq.pipeline.inputs import inference_defaults, load_refiner, with_fidelity
+    from talkfreq.models.loading import inference_defaults, load_refiner, with_fidelity
 
     paths, overrides = split_overrides(inputs)
     if len(paths) != 1:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-from talkfreq.data.synth import SynthConfig
+from talkfreq.data.synth import SynthConfig, run_synth
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"
 PERSONAL_CONFIGS = REPO_CONFIGS.parent / "personal"  # ``talkfreq personalize``: the per-identity recipe
@@ -84,7 +84,6 @@ def synth_with_heldout(cfg: SynthConfig, *, identity: str, out: Path, quiet: boo
                        who: str = "demo") -> Split:
     """Synthesise into ``out/synth`` (once) and move ``identity``'s last clip (and its ground truth) to
     ``out/heldout``."""
-    from talkfreq.cli import run_synth
     from talkfreq.errors import TalkfreqError
 
     synth, held = out / "synth", out / "heldout"

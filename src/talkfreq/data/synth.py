@@ -339,3 +339,16 @@ def _atomic(path: Path, write: Callable) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def run_synth(cfg: SynthConfig, *, out: Path, quiet: bool = False) -> list[Path]:
+    """:func:`synthesize` into ``out`` with a progress bar (none when ``quiet``)."""
+    from rich.progress import Progress
+
+    with Progress(disable=quiet) as progress:
+        task = progress.add_task("synth frames", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return synthesize(cfg=cfg, out=out, progress=on_progress)

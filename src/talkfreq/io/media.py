@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import av
 
-from talkfreq.errors import MediaError, require_file
+from talkfreq.errors import MediaError, TalkfreqError, require_file
 
 
 def open_media(path: str | Path) -> av.container.InputContainer:
@@ -66,3 +68,21 @@ def probe(path: str | Path) -> MediaInfo:
             audio_rate=a.codec_context.sample_rate if a else 0,
             audio_channels=a.codec_context.channels if a else 0,
         )
+
+
+def check_output(out: Path, *, inputs: Sequence[Path] = ()) -> None:
+    """One-line error unless ``out`` is an .mp4 path that can be created and is none of ``inputs``."""
+    parent = out.parent if str(out.parent) else Path(".")
+    for src in inputs:
+        if out.resolve() == Path(src).resolve():
+            raise TalkfreqError(f"{out}: the output must not be an input file")
+    if out.suffix.lower() != ".mp4":
+        raise TalkfreqError(f"{out}: the output must be an .mp4 file")
+    if out.is_dir():
+        raise TalkfreqError(f"{out}: is a folder; give an .mp4 file path")
+    if parent.exists() and not parent.is_dir():
+        raise TalkfreqError(f"{out}: {parent} is a file, not a folder")
+    if not parent.is_dir():
+        raise TalkfreqError(f"{out}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise TalkfreqError(f"{out}: output folder {parent} cannot be written")

@@ -1,7 +1,7 @@
 """Training losses: focal frequency (L_freq), LPIPS-VGG perceptual (L_percep), and the others' modules."""
 
 from talkfreq.losses.frequency import FocalFrequencyLoss, focal_frequency_loss
-from talkfreq.losses.perceptual import LPIPS, PerceptualLoss, VGG16Features, load_vgg16, perceptual_available
+from talkfreq.losses.perceptual import PerceptualLoss
 from talkfreq.losses.codebook import (
     CodebookRegConfig,
     CodebookRegOutput,

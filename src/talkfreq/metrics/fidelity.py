@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from talkfreq.losses.perceptual import LPIPS
+    from talkfreq.models.lpips import LPIPS
 
 __all__ = ["as_frames", "crop_box", "fid_score", "lpips_score", "psnr", "region_psnr", "region_ssim", "ssim"]
 

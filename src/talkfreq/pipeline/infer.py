@@ -57,11 +57,14 @@ from talkfreq.audio.mel import MelConfig, melspectrogram
 from talkfreq.data.retrieval import BANK_FILE, ReferenceBank, mel_keys
 from talkfreq.errors import ConfigError, MediaError, TalkfreqError, require_file
 from talkfreq.face import crop_face
-from talkfreq.io import VideoReader, VideoWriter, aac_rate, fit_length, is_silent, load_audio, probe
+from talkfreq.io import VideoReader, VideoWriter, aac_rate, check_output, fit_length, is_silent, load_audio, probe
+from talkfreq.models.loading import STAGE1_CLASSES, inference_defaults, load_refiner, load_stage1, with_fidelity
 from talkfreq.models.sovqae import SOVQAE
 from talkfreq.pipeline import inputs as mi
 from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
-from talkfreq.pipeline.common import Progress, StageTimer, StreamConfig, check_output, detect_boxes, resolve_device
+from talkfreq.device import resolve_device
+from talkfreq.face.boxes import Progress, detect_boxes
+from talkfreq.pipeline.common import StageTimer, StreamConfig
 from talkfreq.pipeline.paste import feather_mask, paste_many
 from talkfreq.pipeline.refine import LatentSmoother, refine_tensor
 from talkfreq.pipeline.stream import batched, run_stream
@@ -173,10 +176,8 @@ def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.nd
 
 def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
     """(stage-1 model, refiner or None, latent smoothing alpha), kinds and sizes checked, prepared for ``accel``."""
-    from talkfreq.pipeline.inputs import inference_defaults, load_refiner
-
     if isinstance(stage1, (str, Path)):
-        stage1 = mi.load_stage1(stage1)
+        stage1 = load_stage1(stage1)
     alpha = cfg.temporal_smoothing
     if isinstance(refiner, (str, Path)):
         path = Path(refiner)
@@ -184,7 +185,7 @@ def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
             from talkfreq.models._io import peek_model_class
 
             kind = peek_model_class(path)
-            if kind in mi.STAGE1_CLASSES:
+            if kind in STAGE1_CLASSES:
                 raise TalkfreqError(f"{path}: is a stage-1 {kind} model, not a refiner; pass it as --stage1 and "
                                     f"give a refiner run's model/ folder as --refiner")
         if alpha is None:
@@ -193,7 +194,7 @@ def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
     if refiner is not None and not isinstance(refiner, SOVQAE):
         raise TalkfreqError(f"the refiner must be a SOVQAE, got {type(refiner).__name__}")
     if refiner is not None:
-        refiner = mi.with_fidelity(refiner, cfg.fidelity)
+        refiner = with_fidelity(refiner, cfg.fidelity)
     s1 = int(stage1.config.image_size)
     if refiner is not None and int(refiner.config.image_size) != s1:
         raise TalkfreqError(f"face size mismatch: the stage-1 model makes {s1} px faces but the refiner was built "

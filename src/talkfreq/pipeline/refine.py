@@ -40,7 +40,10 @@ from torch import Tensor
 from talkfreq.errors import MediaError, TalkfreqError
 from talkfreq.face import crop_face
 from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
-from talkfreq.pipeline.common import Progress, StageTimer, StreamConfig, check_output, detect_boxes, resolve_device
+from talkfreq.device import resolve_device
+from talkfreq.face.boxes import Progress, detect_boxes
+from talkfreq.io import check_output
+from talkfreq.pipeline.common import StageTimer, StreamConfig
 from talkfreq.pipeline.paste import feather_mask, paste_many
 from talkfreq.pipeline.stream import batched, run_stream
 

@@ -10,7 +10,7 @@ each, so at most ``2 depth + 3`` batches of frames are alive whatever the video'
 batches in order, one at a time, so the output is bit-identical to the sequential loop (``overlap=False``).
 
 Errors: the first exception of any side stops the others (threads blocked on a full or empty queue wake within
-``_POLL`` seconds), all threads are joined, and the exception object itself is re-raised in the caller, so its type
+``POLL`` seconds), all threads are joined, and the exception object itself is re-raised in the caller, so its type
 and message are the original. The producer's iterator is closed in its own thread (a generator's ``finally``, e.g.
 removing a frame cache, runs there). Nothing is written after an error, and the caller's atomic writers remove their
 temporary files when the exception reaches them.
@@ -23,11 +23,11 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from talkfreq.io.prefetch import END, POLL, put_until_stopped
+
 B = TypeVar("B")
 R = TypeVar("R")
 
-_POLL = 0.05  # seconds between checks of the stop flag while a queue is full or empty
-_END = object()  # the producer's (or the compute loop's) last item
 T = TypeVar("T")
 
 
@@ -41,57 +41,6 @@ def batched(items: Iterable[T], n: int) -> Iterator[list[T]]:
             batch = []
     if batch:
         yield batch
-
-
-def _put(q: queue.Queue, item: Any, stop: threading.Event) -> bool:
-    """Put ``item`` into ``q``, waiting while it is full; False (not put) once ``stop`` is set."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=_POLL)
-            return True
-        except queue.Full:
-            pass
-    return False
-
-
-def prefetched(items: Iterable[T], *, depth: int = 8) -> Iterator[T]:
-    """``items``, produced in a background thread at most ``depth`` ahead of the consumer, so that producing (PyAV
-    decoding, which releases the GIL) overlaps the consumer's work (the face-box pass's detection).
-
-    Order and values are those of ``items``. An exception of the producer is re-raised here, the original object;
-    closing this generator early (or an exception in the consumer) stops the producer within ``_POLL`` seconds,
-    closes its iterator in its own thread and joins it.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        it = iter(items)
-        try:
-            for item in it:
-                if not _put(q, (True, item), stop):
-                    return
-            _put(q, (True, _END), stop)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            _put(q, (False, exc), stop)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-    worker = threading.Thread(target=produce, name="talkfreq-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            ok, item = q.get()  # the producer always ends with _END or an error unless stopped, and only we stop it
-            if not ok:
-                raise item
-            if item is _END:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
 
 
 def run_stream(batches: Iterable[B], compute: Callable[[B], R], consume: Callable[[R], Any], *, overlap: bool,
@@ -111,15 +60,15 @@ def run_stream(batches: Iterable[B], compute: Callable[[B], R], consume: Callabl
     to_consume: queue.Queue = queue.Queue(maxsize=depth)
 
     def put(q: queue.Queue, item: Any) -> bool:
-        return _put(q, item, stop)
+        return put_until_stopped(q, item, stop)
 
     def get(q: queue.Queue) -> Any:
         while not stop.is_set():
             try:
-                return q.get(timeout=_POLL)
+                return q.get(timeout=POLL)
             except queue.Empty:
                 pass
-        return _END
+        return END
 
     def fail(exc: BaseException) -> None:
         errors.append(exc)
@@ -131,7 +80,7 @@ def run_stream(batches: Iterable[B], compute: Callable[[B], R], consume: Callabl
             for batch in it:
                 if not put(to_compute, batch):
                     return
-            put(to_compute, _END)
+            put(to_compute, END)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             fail(exc)
         finally:
@@ -141,7 +90,7 @@ def run_stream(batches: Iterable[B], compute: Callable[[B], R], consume: Callabl
 
     def drain() -> None:
         try:
-            while (item := get(to_consume)) is not _END:
+            while (item := get(to_consume)) is not END:
                 consume(item)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             fail(exc)
@@ -151,10 +100,10 @@ def run_stream(batches: Iterable[B], compute: Callable[[B], R], consume: Callabl
     for w in workers:
         w.start()
     try:
-        while (batch := get(to_compute)) is not _END:
+        while (batch := get(to_compute)) is not END:
             if not put(to_consume, compute(batch)):
                 break
-        put(to_consume, _END)
+        put(to_consume, END)
     except BaseException as exc:
         fail(exc)
     finally:

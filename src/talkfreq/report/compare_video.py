@@ -180,7 +180,7 @@ def compare_video(
         progress: ``progress(stage, done, total)`` callback (stages ``boxes``, ``compare``).
     """
     from talkfreq.io import VideoWriter, aac_rate, load_video_audio, probe
-    from talkfreq.pipeline.common import check_output
+    from talkfreq.io import check_output
 
     ref, cands = check_inputs(reference, candidates)
     out = Path(out)

@@ -146,7 +146,7 @@ class EvalResult:
 
 def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]]:
     """(lpips or None, SyncScorer or None, refiner or None, {column: why unavailable})."""
-    from talkfreq.losses.perceptual import LPIPS, VGG16_ENV, resolve_vgg16_path
+    from talkfreq.models.lpips import LPIPS, VGG16_ENV, resolve_vgg16_path
 
     why: dict[str, str] = {}
     lpips = syncnet = refiner = None
@@ -165,7 +165,7 @@ def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]
     else:
         why["lse_d"] = why["lse_c"] = why["lse_offset"] = "no SyncNet given (--syncnet DIR)"
     if cfg.refiner:
-        from talkfreq.pipeline.inputs import load_refiner
+        from talkfreq.models.loading import load_refiner
 
         refiner = load_refiner(cfg.refiner, map_location=device).to(device).eval()
     return lpips, syncnet, refiner, why
@@ -219,7 +219,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     ``evaluate``, ``compare``)."""
     import torch
 
-    from talkfreq.pipeline.common import resolve_device
+    from talkfreq.device import resolve_device
 
     cfg = cfg or EvalConfig()
     ref, cands = check_inputs(reference, candidates)

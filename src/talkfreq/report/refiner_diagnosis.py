@@ -128,7 +128,7 @@ def run_diagnosis(model_path: str | Path, data_root: str | Path, *, out: str | P
     """Load the refiner, diagnose it on ``frames`` clean crops, write JSON + PNG into ``out``; returns the numbers."""
     from PIL import Image
 
-    from talkfreq.pipeline.inputs import load_refiner
+    from talkfreq.models.loading import load_refiner
 
     if frames < 2:
         raise TalkfreqError(f"--frames must be at least 2, got {frames}")

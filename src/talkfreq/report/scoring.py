@@ -125,7 +125,7 @@ class VideoScorer:
         size: side S of the face crops.
         mouth: mouth pixel box (x0, y0, x1, y1) inside the S x S crop.
         psnr_cap_db: per-frame PSNR cap (identical frames give inf; the cap keeps means finite).
-        lpips: an :class:`~talkfreq.losses.perceptual.LPIPS` model, or None (the column is "unavailable").
+        lpips: an :class:`~talkfreq.models.lpips.LPIPS` model, or None (the column is "unavailable").
         inception: a :class:`~talkfreq.models.inception_fid.FIDInceptionV3`, or None (FID "unavailable"); its
             feature statistics are kept in ``fid_stats`` (pool them over videos for a test-set FID).
     """
