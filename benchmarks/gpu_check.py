@@ -25,6 +25,8 @@ PACKAGES = ["torch", "lightning", "torchmetrics", "numpy", "cv2", "av", "omegaco
 MODULES = ["talkfreq.cli", "talkfreq.bench", "talkfreq.pipeline.infer", "talkfreq.training.syncnet",
            "talkfreq.training.stage1", "talkfreq.training.refiner"]
 CLIP = "bench.mp4"
+# the sample clip of a checkout with the shared media beside it (talkfreq bench itself takes --video)
+SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "media" / "video" / "sadtalker_WDA_KatieHill_000.mp4"
 TREE_LIMIT_MIB = 64  # what one device call may carry: the tree git sees plus the carried folders  # the name under the wheels folder that `make gpu-wheels` gives the sample clip
 
 
@@ -71,11 +73,9 @@ def info(path: Path) -> int:
 
 
 def video(dest: Path, *, seconds: float, size: int, wheels: Path) -> int:
-    """The end-to-end clip at ``dest``: the sample clip carried with the wheels, else the bench's default one, else a
+    """The end-to-end clip at ``dest``: the sample clip carried with the wheels, else :data:`SAMPLE`, else a
     synthetic talking face (``size`` px, ``seconds`` long) so that a bare machine still runs end to end."""
-    from talkfreq.bench import DEFAULT_VIDEO
-
-    for source in (wheels / CLIP, DEFAULT_VIDEO):
+    for source in (wheels / CLIP, SAMPLE):
         if source.is_file():
             shutil.copyfile(source, dest)
             print(f"end-to-end clip: {source}")

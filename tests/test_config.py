@@ -114,3 +114,24 @@ def test_demo_syncnet_is_the_1m_recipe_with_fewer_steps():
             demo.trainer.log_every_n_steps) == (300, 150, 4, 10)
     assert (demo.logging.logger, demo.run.name, demo.run.checkpoint_every_n_steps) == ("csv", "syncnet", 150)
     assert demo.model == recipe.model and demo.data == recipe.data and demo.logging == recipe.logging
+
+
+def test_packaged_configs_are_found_from_any_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from talkfreq.config import packaged_config, resolve_config_path
+    from talkfreq.training.registry import load_run_config
+
+    checkout = Path(__file__).resolve().parents[1] / "configs"
+    assert sorted(p.name for p in packaged_config("demo").glob("*.yaml")) == ["freak.yaml", "refiner.yaml",
+                                                                               "syncnet.yaml"]
+    assert packaged_config().resolve() == checkout.resolve()  # the checkout's configs/ is the package's
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the packaged ones answer, base: chains included
+    for name in ("configs/stage1/freak_512.yaml", "stage1/freak_512.yaml"):
+        assert resolve_config_path(name) == packaged_config("stage1", "freak_512.yaml")
+        assert load_run_config("stage1", name).freak.image_size == 512
+    (tmp_path / "configs" / "stage1").mkdir(parents=True)
+    (tmp_path / "configs" / "stage1" / "freak_512.yaml").write_text("freak: {image_size: 128}\n")
+    assert load_run_config("stage1", "configs/stage1/freak_512.yaml").freak.image_size == 128  # a local file wins
+    with pytest.raises(ConfigError, match="nothing.yaml: config file not found"):
+        load_config(Cfg, "configs/nothing.yaml")

@@ -64,11 +64,10 @@ def test_only_runs_the_named_parts(tmp_path):
 
 
 def test_video_synthesizes_a_clip_when_no_sample_is_there(tmp_path, monkeypatch):
-    import talkfreq.bench
     from talkfreq.io import VideoReader
 
     gc = load_script("benchmarks/gpu_check.py")
-    monkeypatch.setattr(talkfreq.bench, "DEFAULT_VIDEO", tmp_path / "absent.mp4")
+    monkeypatch.setattr(gc, "SAMPLE", tmp_path / "absent.mp4")
     dest = tmp_path / "clip.mp4"
     assert gc.video(dest, seconds=0.4, size=96, wheels=tmp_path) == 0
     r = VideoReader(dest)

@@ -39,10 +39,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from talkfreq.errors import ConfigError, TalkfreqError, require_file
-from talkfreq.model_cost import REPO, build, clip_head, count_flops, cpu_matmul_peak, cpu_model, gpu_peak, sweep
+from talkfreq.model_cost import build, clip_head, count_flops, cpu_matmul_peak, cpu_model, gpu_peak, sweep
 from talkfreq.pipeline.accel import AccelConfig
-
-DEFAULT_VIDEO = REPO.parent / "shared" / "media" / "video" / "sadtalker_WDA_KatieHill_000.mp4"
 
 PIPELINES: dict[str, tuple[str, str]] = {
     "FREAK-256": ("FREAK-256", "SOVQAE-256"),
@@ -58,7 +56,7 @@ DEFAULT_BATCHES = {"cpu": [1, 4, 16], "cuda": [1, 8, 32, 64]}
 class BenchConfig:
     """Settings of ``talkfreq bench``; ``--quick`` (:func:`bench_config`) applies :data:`QUICK` on top."""
 
-    video: str = str(DEFAULT_VIDEO)  # end-to-end input, dubbed with its own audio
+    video: str = ""  # end-to-end input, dubbed with its own audio (required: --video)
     seconds: float = 4.0  # of the video, from its start, per end-to-end run
     pipelines: list[str] = field(default_factory=lambda: list(PIPELINES))
     batches: Optional[list[int]] = None  # stage sweep; None: DEFAULT_BATCHES of the device
@@ -286,6 +284,8 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None
     from talkfreq.device import resolve_device
 
     say = progress or (lambda text: None)
+    if not cfg.video:
+        raise ConfigError("bench: give the end-to-end input clip with --video FILE (a talking-head video with audio)")
     video = require_file(cfg.video, "video")
     device = resolve_device(cfg.device)
     resolve_accel(cfg.accel, device)  # an impossible dtype is a one-line error before any work

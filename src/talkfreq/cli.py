@@ -474,7 +474,7 @@ def compare_video(
 def bench(
     overrides: Overrides = None,
     config: ConfigOpt = None,
-    video: Annotated[Optional[Path], typer.Option(help="End-to-end input, dubbed with its own audio (default: a shared sample clip).")] = None,
+    video: Annotated[Optional[Path], typer.Option(help="End-to-end input (required), dubbed with its own audio: a talking-head clip with speech.")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Seconds of the video (from its start) per end-to-end run.")] = None,
     pipelines: Annotated[Optional[str], typer.Option(help="Comma-separated: FREAK-256, FREAK-512, Wav2Lip-96 (default: all).")] = None,
     batches: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes of the per-stage sweep.")] = None,

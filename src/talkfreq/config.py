@@ -5,12 +5,15 @@ the mel code ...), so every default is written once, in its dataclass. YAML file
 override. :func:`load_config` merges, in order, the schema's defaults, a YAML file, and ``key.sub=value`` overrides,
 and turns OmegaConf's multi-line errors into one :class:`~talkfreq.errors.ConfigError` line. A YAML file may start
 from another with a top-level ``base: PATH`` (relative to the file naming it): it holds only what differs from that
-recipe (:func:`load_yaml`).
+recipe (:func:`load_yaml`). The configs that ship with talkfreq are package data (:func:`packaged_config`): a
+``-c configs/...`` path that does not exist where the command runs is looked up there, so an installed talkfreq
+finds them from any folder.
 """
 
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from collections.abc import Iterable, Sequence
 from dataclasses import is_dataclass
 from pathlib import Path
@@ -23,6 +26,7 @@ from talkfreq.errors import ConfigError
 
 T = TypeVar("T")
 
+PACKAGED = "configs"  # the folder of talkfreq's own configs, in the package (and linked at a checkout's root)
 _OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*=")
 
 
@@ -40,6 +44,23 @@ def split_overrides(tokens: Iterable[str]) -> tuple[list[str], list[str]]:
     return args, overrides
 
 
+def packaged_config(*parts: str) -> Path:
+    """The path of a config shipped with talkfreq, e.g. ``packaged_config("demo", "freak.yaml")`` (a folder with no
+    ``parts``); found through :mod:`importlib.resources`, so it is the installed package's copy."""
+    return Path(str(files("talkfreq").joinpath(PACKAGED, *parts)))
+
+
+def resolve_config_path(file: str | Path) -> Path:
+    """``file`` as given when it exists; else, for ``configs/<rel>`` or ``<rel>``, the packaged config of that name
+    when there is one; else ``file`` unchanged (the caller's not-found error names what the user wrote)."""
+    path = Path(file)
+    if path.exists() or path.is_absolute():
+        return path
+    parts = path.parts[1:] if path.parts[:1] == (PACKAGED,) else path.parts
+    packaged = packaged_config(*parts)
+    return packaged if parts and packaged.is_file() else path
+
+
 def _one_line(exc: OmegaConfBaseException, source: str) -> str:
     msg = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__
     key = getattr(exc, "full_key", None)
@@ -52,7 +73,7 @@ def load_yaml(file: str | Path, _including: tuple[Path, ...] = ()) -> DictConfig
     """The mapping of a YAML config ``file``; when it names ``base: PATH`` (relative to ``file``, or absolute), the
     base is loaded the same way (so it may have its own base) and the file's keys are merged over it (nested
     mappings merge key by key; any other value, a list included, replaces the base's). ``base`` is dropped."""
-    path = Path(file)
+    path = resolve_config_path(file)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:

@@ -23,17 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from talkfreq.errors import TalkfreqError
-
-REPO = Path(__file__).resolve().parents[2]
-
+from talkfreq.config import packaged_config
 
 @dataclass(frozen=True)
 class ModelSpec:
     """How to build a benchmarked model: its kind, training config and the tiny config used for smoke runs."""
 
     kind: str  # freak | wav2lip | syncnet | sovqae
-    config: str  # repository-relative training config
+    config: str  # training config, relative to the packaged configs/ (talkfreq.config.packaged_config)
     tiny_config: str
     overrides: tuple[str, ...] = ()
     tiny_overrides: tuple[str, ...] = ()
@@ -41,16 +38,16 @@ class ModelSpec:
 
 # a refiner has the face size of its stage 1 (infer checks it), hence SOVQAE-96 beside Wav2Lip-96
 MODELS: dict[str, ModelSpec] = {
-    "FREAK-256": ModelSpec("freak", "configs/stage1/freak_256.yaml", "configs/stage1/tiny_freak.yaml"),
-    "FREAK-512": ModelSpec("freak", "configs/stage1/freak_512.yaml", "configs/stage1/tiny_freak.yaml",
+    "FREAK-256": ModelSpec("freak", "stage1/freak_256.yaml", "stage1/tiny_freak.yaml"),
+    "FREAK-512": ModelSpec("freak", "stage1/freak_512.yaml", "stage1/tiny_freak.yaml",
                            tiny_overrides=("freak.image_size=128",)),
-    "Wav2Lip-96": ModelSpec("wav2lip", "configs/stage1/wav2lip_96.yaml", "configs/stage1/tiny_wav2lip.yaml"),
-    "SyncNet-96": ModelSpec("syncnet", "configs/stage1/syncnet.yaml", "configs/stage1/tiny_syncnet.yaml"),
-    "SOVQAE-256": ModelSpec("sovqae", "configs/refiner/sovqae_256.yaml", "configs/refiner/tiny.yaml",
+    "Wav2Lip-96": ModelSpec("wav2lip", "stage1/wav2lip_96.yaml", "stage1/tiny_wav2lip.yaml"),
+    "SyncNet-96": ModelSpec("syncnet", "stage1/syncnet.yaml", "stage1/tiny_syncnet.yaml"),
+    "SOVQAE-256": ModelSpec("sovqae", "refiner/sovqae_256.yaml", "refiner/tiny.yaml",
                             tiny_overrides=("sovqae.image_size=64",)),
-    "SOVQAE-512": ModelSpec("sovqae", "configs/refiner/sovqae_512.yaml", "configs/refiner/tiny.yaml",
+    "SOVQAE-512": ModelSpec("sovqae", "refiner/sovqae_512.yaml", "refiner/tiny.yaml",
                             tiny_overrides=("sovqae.image_size=128",)),
-    "SOVQAE-96": ModelSpec("sovqae", "configs/refiner/sovqae_256.yaml", "configs/refiner/tiny.yaml",
+    "SOVQAE-96": ModelSpec("sovqae", "refiner/sovqae_256.yaml", "refiner/tiny.yaml",
                            ("sovqae.image_size=96",), ("sovqae.image_size=96",)),
 }
 # dense TFLOP/s per GPU from NVIDIA's data sheets; fp32 convolutions run as TF32 when cuDNN allows it (torch default)
@@ -80,9 +77,7 @@ def build(name: str, *, tiny: bool = False) -> Bench:
     from talkfreq.training.registry import load_run_config
 
     spec = MODELS[name]
-    path = REPO / (spec.tiny_config if tiny else spec.config)
-    if not path.is_file():
-        raise TalkfreqError(f"{path}: config not found (talkfreq bench runs from a clone of the repository)")
+    path = packaged_config(spec.tiny_config if tiny else spec.config)
     over = list(spec.tiny_overrides if tiny else spec.overrides)
 
     def rand(*shape):
