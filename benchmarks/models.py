@@ -1,7 +1,7 @@
 """Cost of the talkfreq networks per frame: parameters, GFLOPs and forward frames/s (issues 3 and 4).
 
 Models are built from the training configs, so the benchmark measures exactly what those configs train: the models
-of :data:`talkfreq.model_cost.MODELS` - FREAK-256 / FREAK-512 (configs/stage1/freak_*.yaml), Wav2Lip-96
+of :func:`talkfreq.model_cost.models` - FREAK-256 / FREAK-512 (configs/stage1/freak_*.yaml), Wav2Lip-96
 (wav2lip_96.yaml), SyncNet-96 (syncnet.yaml) and the SOVQAE refiners at 256, 512 and 96 px (configs/refiner/
 sovqae_*.yaml); ``--tiny`` uses the tiny test configs instead (a smoke run). Building, FLOP counting and timing are
 :mod:`talkfreq.model_cost`'s, shared with ``talkfreq bench`` (which adds end-to-end runs and the targets).
@@ -28,9 +28,11 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from talkfreq.model_cost import MODELS, build, count_flops, sweep
+from talkfreq.model_cost import build, count_flops, models, sweep
 
 RATIOS = (("FREAK-256", "Wav2Lip-96"), ("SOVQAE-256", "FREAK-256"))
+
+MODELS = list(models())  # every configuration of the registry's bench entries
 
 
 def measure(bench, *, devices: list[str], batches: list[int], quick: bool, max_seconds: float,

@@ -53,7 +53,7 @@ def synthetic_batch(kind: str, cfg: Any, batch: int) -> dict:
     """Random tensors in [-1, 1] with the keys and shapes of the stage-1 / refiner DataModules' batches."""
     import torch
 
-    from talkfreq.models.freak import apply_mask, make_mask
+    from talkfreq.models.masks import apply_mask, make_mask
     from talkfreq.training.stage1 import image_size
 
     if kind == "refiner":

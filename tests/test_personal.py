@@ -16,7 +16,8 @@ from talkfreq.errors import ConfigError
 from talkfreq.face.config import MOUTH_REGION, REGIONS, fraction_box
 from talkfreq.losses.region import mouth_mask, mouth_weighted_l1
 from talkfreq.metrics.seam import boundary_band, seam_gradient
-from talkfreq.models.freak import FREAK, FREAKConfig, apply_mask, make_mask
+from talkfreq.models.freak import FREAK, FREAKConfig
+from talkfreq.models.masks import apply_mask, make_mask
 from talkfreq.pipeline import inputs as mi
 from talkfreq.pipeline.paste import feather_mask
 

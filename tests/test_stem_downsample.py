@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from talkfreq.errors import ConfigError
-from talkfreq.models.freak import FREAK, FREAKConfig, apply_mask, make_mask
+from talkfreq.models.freak import FREAK, FREAKConfig
+from talkfreq.models.masks import apply_mask, make_mask
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 
 S, B = 32, 2

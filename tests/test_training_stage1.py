@@ -24,7 +24,8 @@ from talkfreq.cli import main
 from talkfreq.data.datasets import (DataConfig, Stage1DataModule, SyncNetDataModule, TrainStream, mel_tensor,
                                     split_segments)
 from talkfreq.errors import ConfigError
-from talkfreq.models.freak import FREAK, apply_mask
+from talkfreq.models.freak import FREAK
+from talkfreq.models.masks import apply_mask
 from talkfreq.models.syncnet import SyncNet, SyncNetConfig, expert_loss, sync_probability
 from talkfreq.models.wav2lip import Wav2Lip
 

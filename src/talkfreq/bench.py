@@ -1,7 +1,7 @@
 """``talkfreq bench``: what the default models cost per frame and how fast the whole pipeline runs (issue 7).
 
 Models are randomly initialised from the repository's training configs (speed does not depend on training; ``tiny``
-uses the tiny test configs). For each pipeline of :data:`PIPELINES` (stage 1 + the SOVQAE refiner at the same face
+uses the tiny test configs). For each pipeline of :func:`pipelines` (stage 1 + the SOVQAE refiner at the same face
 size) it measures:
 
 - **per stage**: frames/s and latency (the wall time of one batch, which is what a frame waits in that stage) of the
@@ -27,6 +27,7 @@ Targets shown pass/fail (issue 7): refiner GFLOPs <= stage-1 GFLOPs; on the CPU,
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import os
 import platform
@@ -39,14 +40,18 @@ from pathlib import Path
 from typing import Any, Optional
 
 from talkfreq.errors import ConfigError, TalkfreqError, require_file
-from talkfreq.model_cost import build, clip_head, count_flops, cpu_matmul_peak, cpu_model, gpu_peak, sweep
+from talkfreq.model_cost import build, models, clip_head, count_flops, cpu_matmul_peak, cpu_model, gpu_peak, sweep
+from talkfreq.models import registry
 from talkfreq.pipeline.accel import AccelConfig
 
-PIPELINES: dict[str, tuple[str, str]] = {
-    "FREAK-256": ("FREAK-256", "SOVQAE-256"),
-    "FREAK-512": ("FREAK-512", "SOVQAE-512"),
-    "Wav2Lip-96": ("Wav2Lip-96", "SOVQAE-96"),
-}
+
+
+def pipelines() -> dict[str, tuple[str, str]]:
+    """name -> (stage-1 model, refiner) of every pipeline bench can time end to end
+    (:func:`talkfreq.models.registry.bench_pipelines`: FREAK-256, FREAK-512, Wav2Lip-96, any registered one's)."""
+    return registry.bench_pipelines()
+
+
 CPU_TARGET = ("FREAK-256", "Wav2Lip-96", 0.5)  # end-to-end pipeline, generator alone, minimum ratio
 GPU_TARGETS = {"FREAK-256": 60.0, "FREAK-512": 25.0}  # end-to-end frames/s at 256 and 512 px
 DEFAULT_BATCHES = {"cpu": [1, 4, 16], "cuda": [1, 8, 32, 64]}
@@ -58,7 +63,7 @@ class BenchConfig:
 
     video: str = ""  # end-to-end input, dubbed with its own audio (required: --video)
     seconds: float = 4.0  # of the video, from its start, per end-to-end run
-    pipelines: list[str] = field(default_factory=lambda: list(PIPELINES))
+    pipelines: list[str] = field(default_factory=lambda: list(pipelines()))
     batches: Optional[list[int]] = None  # stage sweep; None: DEFAULT_BATCHES of the device
     e2e_batches: list[str] = field(default_factory=lambda: ["1", "best"])  # sizes, or best (of the sweep)
     max_seconds: float = 10.0  # time cap of one stage measurement (at least one iteration)
@@ -71,9 +76,10 @@ class BenchConfig:
     quick: bool = False  # one warm-up iteration per measurement (set by QUICK)
 
     def __post_init__(self) -> None:
-        unknown = [p for p in self.pipelines if p not in PIPELINES]
+        known = pipelines()
+        unknown = [p for p in self.pipelines if p not in known]
         if unknown or not self.pipelines:
-            raise ConfigError(f"pipelines: {unknown[0] if unknown else 'none'!r} is not one of {', '.join(PIPELINES)}")
+            raise ConfigError(f"pipelines: {unknown[0] if unknown else 'none'!r} is not one of {', '.join(known)}")
         if self.batches is not None and (not self.batches or min(self.batches) < 1):
             raise ConfigError(f"batches must be positive integers, got {self.batches}")
         if any(b != "best" and not str(b).isdigit() for b in self.e2e_batches):
@@ -269,11 +275,12 @@ def evaluate_targets(models: dict[str, dict], pipelines: list[dict], *, cuda: bo
     return out
 
 
-def model_names(pipelines: list[str], *, cuda: bool) -> list[str]:
+def model_names(chosen: list[str], *, cuda: bool) -> list[str]:
     """The models a run measures: each pipeline's two, and on the CPU the CPU target's yardstick (on a GPU it would
     only cost compile time: the GPU targets do not use it)."""
-    names = list(dict.fromkeys(n for p in pipelines for n in PIPELINES[p]))
-    if not cuda and CPU_TARGET[0] in pipelines and CPU_TARGET[1] not in names:
+    known = pipelines()
+    names = list(dict.fromkeys(n for p in chosen for n in known[p]))
+    if not cuda and CPU_TARGET[0] in chosen and CPU_TARGET[1] not in names:
         names.append(CPU_TARGET[1])
     return names
 
@@ -289,7 +296,9 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None
     video = require_file(cfg.video, "video")
     device = resolve_device(cfg.device)
     resolve_accel(cfg.accel, device)  # an impossible dtype is a one-line error before any work
-    common = {"device": cfg.device, "accel": asdict(cfg.accel), "tiny": cfg.tiny}
+    # a child process sees the kinds registered beyond the built-in ones by importing their modules
+    common = {"device": cfg.device, "accel": asdict(cfg.accel), "tiny": cfg.tiny,
+              "plugins": registry.plugin_modules()}
     names = model_names(cfg.pipelines, cuda=device.type == "cuda")
     with tempfile.TemporaryDirectory(prefix="talkfreq-bench-") as tmp:
         say(f"cut the first {cfg.seconds:g} s of {video.name}")
@@ -300,20 +309,19 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None
             "max_iter_seconds": cfg.max_iter_seconds, "peak_seconds": cfg.peak_seconds}, say)
         if "error" in staged:
             raise TalkfreqError(f"bench: measuring the models failed: {staged['error']}")
-        models = staged["models"]
-        pipelines = []
+        measured, runs, known = staged["models"], [], pipelines()
         for name in cfg.pipelines:
-            s1, ref = PIPELINES[name]
-            best = best_batch(models[s1], models[ref])
+            s1, ref = known[name]
+            best = best_batch(measured[s1], measured[ref])
             e2e = {}
             for b in dict.fromkeys(best if b == "best" else int(b) for b in cfg.e2e_batches):
                 say(f"end to end: {name} + {ref}, batch {b}")
                 e2e[str(b)] = _run_child(common | {"task": "e2e", "stage1": s1, "refiner": ref, "batch": b,
                                                    "video": str(clip), "out": str(Path(tmp) / "out.mp4")}, say)
-            pipelines.append({"name": name, "stage1": s1, "refiner": ref, "best_batch": best, "e2e": e2e})
+            runs.append({"name": name, "stage1": s1, "refiner": ref, "best_batch": best, "e2e": e2e})
     header = staged["header"] | {"video": str(video), "seconds": cfg.seconds, "tiny": cfg.tiny, "quick": cfg.quick}
-    return BenchResult(header=header, models=models, pipelines=pipelines,
-                       targets=evaluate_targets(models, pipelines, cuda=device.type == "cuda"))
+    return BenchResult(header=header, models=measured, pipelines=runs,
+                       targets=evaluate_targets(measured, runs, cuda=device.type == "cuda"))
 
 
 def write_json(result: BenchResult, path: Path) -> None:
@@ -392,6 +400,8 @@ def report(result: BenchResult, console) -> None:
 
 def _child_main(arg: str) -> None:
     spec = json.loads(arg)
+    for module in spec.get("plugins", ()):
+        importlib.import_module(module)
     _say(result=(_stages_child if spec["task"] == "stages" else _e2e_child)(spec))
     sys.stderr.flush()
     os._exit(0)  # the result is out; tearing down torch + lightning takes seconds and measures nothing

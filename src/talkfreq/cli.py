@@ -14,7 +14,9 @@ from typing import Annotated, Optional
 import typer
 
 from talkfreq.errors import TalkfreqError
+from talkfreq.models import registry
 
+_GENERATORS = "/".join(registry.class_names("generator"))  # the registry's table: no torch import
 app = typer.Typer(
     name="talkfreq",
     help="High-fidelity audio-driven talking heads: prepare data, train, infer, refine, evaluate.",
@@ -111,7 +113,7 @@ def train(
     vgg16: Annotated[Optional[Path], typer.Option("--vgg16", help="torchvision VGG16 weights for the perceptual loss (sets loss.vgg16).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, step lines or Lightning banners (sets logging.quiet).")] = False,
 ) -> None:
-    """Train the SyncNet expert, a stage-1 generator (FREAK / Wav2Lip) or a SOVQAE refiner with Lightning."""
+    """Train the SyncNet expert, a stage-1 generator (model=freak|wav2lip) or a SOVQAE refiner with Lightning."""
     from talkfreq.training.registry import train as run_train
 
     extra = {"data.root": str(data) if data else None, "run.name": name, "run.resume": resume,
@@ -260,7 +262,7 @@ def _parse_box(text: Optional[str]) -> Optional[list[float]]:
 def infer(
     face: Annotated[Path, typer.Option(help="Face video (dubbing) or portrait image (one-shot).")],
     audio: Annotated[Path, typer.Option(help="Driving audio: any file with an audio track (wav, mp3, mp4 ...).")],
-    stage1: Annotated[Path, typer.Option("--stage1", help="Stage-1 model: a FREAK/Wav2Lip run's model/ folder or .ckpt, or a published wav2lip.pth.")],
+    stage1: Annotated[Path, typer.Option("--stage1", help=f"Stage-1 model: a {_GENERATORS} run's model/ folder or .ckpt, or a published wav2lip.pth.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .mp4.")],
     overrides: Overrides = None,
     refiner: Annotated[Optional[Path], typer.Option(help="Refiner: a SOVQAE run's model/ folder or .ckpt (none: stage 1 only).")] = None,
@@ -280,7 +282,7 @@ def infer(
     threads: ThreadsOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Make a talking-head video: FREAK/Wav2Lip stage 1, SOVQAE refiner, feathered paste-back, the audio muxed in."""
+    """Make a talking-head video: stage 1 (FREAK, Wav2Lip ...), SOVQAE refiner, feathered paste-back, audio muxed in."""
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
 
@@ -476,7 +478,7 @@ def bench(
     config: ConfigOpt = None,
     video: Annotated[Optional[Path], typer.Option(help="End-to-end input (required), dubbed with its own audio: a talking-head clip with speech.")] = None,
     seconds: Annotated[Optional[float], typer.Option(help="Seconds of the video (from its start) per end-to-end run.")] = None,
-    pipelines: Annotated[Optional[str], typer.Option(help="Comma-separated: FREAK-256, FREAK-512, Wav2Lip-96 (default: all).")] = None,
+    pipelines: Annotated[Optional[str], typer.Option(help=f"Comma-separated: {', '.join(registry.bench_pipelines())} (default: all).")] = None,
     batches: Annotated[Optional[str], typer.Option(help="Comma-separated batch sizes of the per-stage sweep.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     dtype: DtypeOpt = None,

@@ -18,38 +18,22 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from talkfreq.config import packaged_config
+from talkfreq.errors import TalkfreqError
+from talkfreq.models import registry
+from talkfreq.models.registry import BenchModel, ModelKind
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """How to build a benchmarked model: its kind, training config and the tiny config used for smoke runs."""
-
-    kind: str  # freak | wav2lip | syncnet | sovqae
-    config: str  # training config, relative to the packaged configs/ (talkfreq.config.packaged_config)
-    tiny_config: str
-    overrides: tuple[str, ...] = ()
-    tiny_overrides: tuple[str, ...] = ()
+def models() -> dict[str, tuple[ModelKind, BenchModel]]:
+    """The benchmarked configurations: every ``bench`` entry of the registered kinds
+    (:func:`talkfreq.models.registry.bench_models`), by name."""
+    return registry.bench_models()
 
 
-# a refiner has the face size of its stage 1 (infer checks it), hence SOVQAE-96 beside Wav2Lip-96
-MODELS: dict[str, ModelSpec] = {
-    "FREAK-256": ModelSpec("freak", "stage1/freak_256.yaml", "stage1/tiny_freak.yaml"),
-    "FREAK-512": ModelSpec("freak", "stage1/freak_512.yaml", "stage1/tiny_freak.yaml",
-                           tiny_overrides=("freak.image_size=128",)),
-    "Wav2Lip-96": ModelSpec("wav2lip", "stage1/wav2lip_96.yaml", "stage1/tiny_wav2lip.yaml"),
-    "SyncNet-96": ModelSpec("syncnet", "stage1/syncnet.yaml", "stage1/tiny_syncnet.yaml"),
-    "SOVQAE-256": ModelSpec("sovqae", "refiner/sovqae_256.yaml", "refiner/tiny.yaml",
-                            tiny_overrides=("sovqae.image_size=64",)),
-    "SOVQAE-512": ModelSpec("sovqae", "refiner/sovqae_512.yaml", "refiner/tiny.yaml",
-                            tiny_overrides=("sovqae.image_size=128",)),
-    "SOVQAE-96": ModelSpec("sovqae", "refiner/sovqae_256.yaml", "refiner/tiny.yaml",
-                           ("sovqae.image_size=96",), ("sovqae.image_size=96",)),
-}
 # dense TFLOP/s per GPU from NVIDIA's data sheets; fp32 convolutions run as TF32 when cuDNN allows it (torch default)
 GPU_PEAK_TFLOPS: dict[str, dict[str, float]] = {
     "H200": {"bf16": 989.4, "fp16": 989.4, "tf32": 494.7, "fp32": 66.9},
@@ -64,21 +48,40 @@ class Bench:
     """A model in eval mode, its kind, and a function making the inputs of its pipeline call for (batch, device)."""
 
     name: str
-    kind: str
+    kind: ModelKind
     size: int
     model: Any
     inputs: Callable[..., tuple]
 
 
-def build(name: str, *, tiny: bool = False) -> Bench:
-    """The model ``name`` of :data:`MODELS`, built from its config (random weights: cost only)."""
-    import torch
+def _model_config(kind: ModelKind, source: str | Mapping[str, Any], overrides: list[str]) -> Any:
+    """The network's config: the kind's section of a packaged run config, or a mapping, with dotted overrides."""
+    from omegaconf import OmegaConf
 
+    if not isinstance(source, str):
+        return OmegaConf.merge(OmegaConf.create(dict(source)), OmegaConf.from_dotlist(overrides))
     from talkfreq.training.registry import load_run_config
 
-    spec = MODELS[name]
-    path = packaged_config(spec.tiny_config if tiny else spec.config)
-    over = list(spec.tiny_overrides if tiny else spec.overrides)
+    cfg = load_run_config(kind.run, packaged_config(source), overrides)
+    if kind.run == "stage1":
+        from talkfreq.training.stage1 import resolve_audio
+
+        cfg = resolve_audio(cfg, speech_dim=0)  # mel audio, as trained
+    return getattr(cfg, kind.config_section)
+
+
+def build(name: str, *, tiny: bool = False) -> Bench:
+    """The configuration ``name`` of :func:`models`, built from its config (random weights: cost only)."""
+    import torch
+
+    table = models()
+    if name not in table:
+        raise TalkfreqError(f"bench: unknown model {name!r}; choose one of {', '.join(table)}")
+    kind, spec = table[name]
+    config = _model_config(kind, spec.tiny_config if tiny else spec.config,
+                           list(spec.tiny_overrides if tiny else spec.overrides))
+    model = kind.cls(config=config).eval()
+    s = int(model.config.image_size)
 
     def rand(*shape):
         def make(b, dev, fmt=torch.contiguous_format):
@@ -86,42 +89,25 @@ def build(name: str, *, tiny: bool = False) -> Bench:
             return t.contiguous(memory_format=fmt) if t.dim() == 4 else t
         return make
 
-    if spec.kind in ("freak", "wav2lip"):
-        from talkfreq.models import FREAK, Wav2Lip
-        from talkfreq.training.stage1 import resolve_audio
-
-        cfg = resolve_audio(load_run_config("stage1", path, over), speech_dim=0)  # mel audio, as trained
-        if spec.kind == "freak":
-            s, model, audio = cfg.freak.image_size, FREAK(config=cfg.freak), rand(cfg.freak.audio_len,
-                                                                                   cfg.freak.audio_dim)
-        else:
-            s, model, audio = cfg.wav2lip.image_size, Wav2Lip(config=cfg.wav2lip), rand(1, 80, 16)
-        img = rand(3, s, s)
-        return Bench(name, spec.kind, s, model.eval(), lambda b, dev, fmt=torch.contiguous_format: (
+    img = rand(3, s, s)
+    if kind.role == "generator":
+        spec_a = kind.audio_spec(model.config)
+        audio = rand(1, 80, 16) if spec_a.kind == "mel" else rand(2 * spec_a.context + 1, spec_a.dim)
+        return Bench(name, kind, s, model, lambda b, dev, fmt=torch.contiguous_format: (
             img(b, dev, fmt), img(b, dev, fmt), audio(b, dev)))
-    if spec.kind == "syncnet":
-        from talkfreq.models import SyncNet
-
-        cfg = load_run_config("syncnet", path, over).model
-        s = cfg.image_size
-        return Bench(name, spec.kind, s, SyncNet(config=cfg).eval(),
-                     lambda b, dev, fmt=torch.contiguous_format: (rand(15, s // 2, s)(b, dev, fmt),
-                                                                  rand(1, 80, 16)(b, dev)))
-    from talkfreq.models import SOVQAE
-
-    cfg = load_run_config("refiner", path, over).sovqae
-    s = cfg.image_size
-    return Bench(name, spec.kind, s, SOVQAE(config=cfg).eval(), lambda b, dev, fmt=torch.contiguous_format: (
-        rand(3, s, s)(b, dev, fmt),))
+    if kind.role == "expert":  # the Wav2Lip-style expert: lower halves of 5 frames, one mel window
+        return Bench(name, kind, s, model, lambda b, dev, fmt=torch.contiguous_format: (
+            rand(15, s // 2, s)(b, dev, fmt), rand(1, 80, 16)(b, dev)))
+    return Bench(name, kind, s, model, lambda b, dev, fmt=torch.contiguous_format: (img(b, dev, fmt),))
 
 
 def stage_call(bench: Bench, x: tuple):
     """One call of the model as the pipeline makes it (stage 1 on a half mask, the refiner's ``refine_tensor``)."""
-    if bench.kind == "sovqae":
+    if bench.kind.role == "refiner":
         from talkfreq.pipeline.refine import refine_tensor
 
         return refine_tensor(bench.model, x[0])
-    if bench.kind in ("freak", "wav2lip"):
+    if bench.kind.role == "generator":
         from talkfreq.pipeline.inputs import stage1_forward
 
         return stage1_forward(bench.model, target=x[0], reference=x[1], audio=x[2], mask="half")

@@ -43,7 +43,7 @@ from talkfreq.data.frames import frames_to_tensor
 from talkfreq.data.prepared import ClipMeta, PreparedClip, PreparedDataset
 from talkfreq.data.retrieval import KeyScale, ReferenceBank, distances, mel_keys
 from talkfreq.errors import ConfigError, TalkfreqError
-from talkfreq.models.freak import apply_mask, make_mask
+from talkfreq.models.masks import apply_mask, make_mask
 
 log = logging.getLogger(__name__)
 

@@ -45,9 +45,11 @@ from einops import rearrange
 from omegaconf import DictConfig
 from torch import nn
 
-from talkfreq.errors import ConfigError
-from talkfreq.face.config import REGIONS
+from talkfreq.audio.mel import MelConfig
+from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.models._io import PretrainedMixin, build_config
+from talkfreq.models.masks import DUB_MASKS, MaskKind
+from talkfreq.models.registry import MEL, AudioSpec
 from talkfreq.models.freak_blocks import AVFM, VEFM, AudioEncoder, ResBlock, VisualEncoder, group_count
 
 
@@ -188,29 +190,25 @@ class FREAK(PretrainedMixin, nn.Module):
         return torch.tanh(self.out_shuffle(self.out_conv(F.silu(self.out_norm(x)))))
 
 
-MaskKind = Literal["half", "lower", "full"]
-DUB_MASKS = ("half", "lower")
+def generate(model: FREAK, *, reference: torch.Tensor, masked: torch.Tensor, audio: torch.Tensor,
+             mask: torch.Tensor) -> torch.Tensor:
+    """The registry's stage-1 call (:class:`talkfreq.models.registry.ModelKind`): FREAK takes the mask itself."""
+    return model(reference, masked, audio, mask)
 
 
-def make_mask(kind: MaskKind, *, batch: int, size: int, device: torch.device | str | None = None,
-              dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A (B,1,S,S) mask, 1 = hidden: ``"half"`` hides rows S//2.. and ``"lower"`` the ellipse
-    ``face.config.REGIONS["lower"]`` (dubbing), ``"full"`` hides all (one-shot)."""
-    mask = torch.zeros(batch, 1, size, size, device=device, dtype=dtype)
-    if kind == "half":
-        mask[:, :, size // 2:] = 1.0
-    elif kind == "lower":
-        cx, cy, ax, ay = (v * size for v in REGIONS["lower"])
-        c = torch.arange(size, device=device, dtype=torch.float32) + 0.5  # pixel centres, as the crop boxes use
-        inside = ((c[None, :] - cx) / ax) ** 2 + ((c[:, None] - cy) / ay) ** 2 <= 1.0
-        mask[:, :] = inside.to(dtype)
-    elif kind == "full":
-        mask.fill_(1.0)
-    else:
-        raise ValueError(f"mask kind must be 'half', 'lower' or 'full', got {kind!r}")
-    return mask
+def audio_spec(config: FREAKConfig) -> AudioSpec:
+    """The audio window of a FREAK: ``(audio_len, audio_dim)`` is (16, 80) for mel windows and (2·context+1, D) for
+    speech features (stage-1 training sets it from ``data.audio``; the window length is odd, so the two never
+    collide)."""
+    mel = MelConfig()
+    if (config.audio_len, config.audio_dim) == (mel.frames_per_window, mel.n_mels):
+        return MEL
+    if config.audio_len % 2 == 0:
+        raise TalkfreqError(f"FREAK audio input {config.audio_len}x{config.audio_dim} is neither a mel window "
+                            f"({mel.frames_per_window}x{mel.n_mels}) nor an odd speech-feature window")
+    return AudioSpec("speech", context=(config.audio_len - 1) // 2, dim=config.audio_dim)
 
 
-def apply_mask(image: torch.Tensor, mask: torch.Tensor, *, fill: float = 0.0) -> torch.Tensor:
-    """Blank the hidden pixels of ``image`` (B,3,S,S) with ``fill`` (0 = mid-grey in [-1, 1]) where mask (B,1,S,S)=1."""
-    return image * (1.0 - mask) + fill * mask
+def dub_mask(config: FREAKConfig) -> MaskKind:
+    """The mask a FREAK dubs with: its ``dub_mask`` (``half`` or the ``lower`` ellipse)."""
+    return config.dub_mask

@@ -10,29 +10,34 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
+from torch import nn
 
 from talkfreq.errors import TalkfreqError
-from talkfreq.models._io import peek_model_class
-from talkfreq.models.freak import FREAK
+from talkfreq.models import registry
+from talkfreq.models._io import build_config, load_prefixed_state, peek_model_class, read_lightning_checkpoint
+from talkfreq.models.published import build_published, published_kind, state_of
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
-from talkfreq.models.wav2lip import Wav2Lip
 
-Stage1Model = Union[FREAK, Wav2Lip]
+Stage1Model = nn.Module  # a registered generator kind (talkfreq.models.registry)
 INFERENCE_FILE = "inference.json"  # beside a saved refiner: the defaults `infer`/`refine` read (latent_smoothing)
-STAGE1_CLASSES = {"FREAK": FREAK, "Wav2Lip": Wav2Lip}
 
 
 def _refiner_hint(path: Path) -> TalkfreqError:
     return TalkfreqError(f"{path}: is a refiner (SOVQAE) checkpoint, not a stage-1 model; pass it as --refiner "
-                         f"and give a FREAK or Wav2Lip run's model/ folder as --stage1")
+                         f"and give a {_generators()} run's model/ folder as --stage1")
+
+
+def _generators() -> str:
+    return " or ".join(registry.names("generator"))
 
 
 def load_stage1(path: str | Path, *, map_location: str | torch.device = "cpu") -> Stage1Model:
-    """A FREAK or Wav2Lip generator from a ``model/`` folder (``save_pretrained``), a stage-1 Lightning ``.ckpt``, or
-    Wav2Lip's published ``wav2lip.pth`` / ``wav2lip_gan.pth`` (:mod:`talkfreq.models.published`).
+    """A stage-1 generator (a registered ``generator`` kind: FREAK, Wav2Lip ...) from a ``model/`` folder
+    (``save_pretrained``), a stage-1 Lightning ``.ckpt``, or a published file such as Wav2Lip's ``wav2lip.pth`` /
+    ``wav2lip_gan.pth`` (:mod:`talkfreq.models.published`).
 
     A refiner or any other model is a one-line TalkfreqError that says which it is.
     """
@@ -40,30 +45,29 @@ def load_stage1(path: str | Path, *, map_location: str | torch.device = "cpu") -
     if not p.exists():
         raise TalkfreqError(f"{p}: stage-1 model not found (expected a run's model/ folder or a .ckpt file)")
     if p.is_dir():
-        cls = peek_model_class(p)
-        if cls == "SOVQAE":
+        name = peek_model_class(p)
+        kind = registry.by_class_name(name)
+        if kind is not None and kind.role == "refiner":
             raise _refiner_hint(p)
-        if cls not in STAGE1_CLASSES:
-            raise TalkfreqError(f"{p}: holds a {cls} model, not a stage-1 generator (FREAK or Wav2Lip)")
-        return STAGE1_CLASSES[cls].from_pretrained(p, map_location=map_location)
-    from talkfreq.models._io import load_prefixed_state, read_lightning_checkpoint
-
+        if kind is None or kind.role != "generator":
+            raise TalkfreqError(f"{p}: holds a {name} model, not a stage-1 generator ({_generators()})")
+        return kind.cls.from_pretrained(p, map_location=map_location)
     ckpt, hp = read_lightning_checkpoint(p, map_location=map_location)
     if hp.get("talkfreq_kind") == "refiner":
         raise _refiner_hint(p)
-    kind = hp.get("model")
     if not hp:  # not a Lightning checkpoint: a published file?
-        from talkfreq.models.published import build_published, published_kind, state_of
-
         state = state_of(ckpt)
         published = published_kind(state) if state is not None else None
-        if published == "wav2lip":
+        if published is not None and registry.by_published(published).role == "generator":
             return build_published(published, state, source=str(p))
         if published is not None:
             raise TalkfreqError(f"{p}: holds a published {published} network, not a stage-1 generator")
-    if kind not in ("freak", "wav2lip"):
-        raise TalkfreqError(f"{p}: not a stage-1 checkpoint (no freak/wav2lip model in its config)")
-    model = FREAK(config=hp.get(kind)) if kind == "freak" else Wav2Lip(config=hp.get(kind))
+    name = hp.get("model")
+    if name not in registry.names("generator"):
+        raise TalkfreqError(f"{p}: not a stage-1 checkpoint (no {'/'.join(registry.names('generator'))} model in "
+                            f"its config)")
+    kind = registry.get(name)
+    model = kind.cls(config=hp.get(kind.config_section))
     return load_prefixed_state(model, ckpt, prefix="generator.", source=str(p))
 
 
@@ -76,9 +80,11 @@ def load_refiner(path: str | Path, *, map_location: str | torch.device = "cpu") 
     if not p.exists():
         raise TalkfreqError(f"{p}: refiner not found (expected a model folder or a .ckpt file)")
     if p.is_dir():
+        kind = registry.by_class_name(peek_model_class(p))
+        if kind is not None and kind.role == "generator":
+            raise TalkfreqError(f"{p}: is a stage-1 {kind.cls.__name__} model, not a refiner; pass it as --stage1 "
+                                f"and give a refiner run's model/ folder as --refiner")
         return SOVQAE.from_pretrained(p, map_location=map_location)
-    from talkfreq.models._io import build_config, load_prefixed_state, read_lightning_checkpoint
-
     ckpt, hp = read_lightning_checkpoint(p, map_location=map_location)
     if hp.get("talkfreq_kind") != "refiner":
         kind = "another kind of model"

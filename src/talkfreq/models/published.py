@@ -10,7 +10,7 @@ What each original saves (github.com/Rudrabha/Wav2Lip ``save_checkpoint``; joons
 
 Both formats are read with ``torch.load(weights_only=True)`` (no pickled code runs). The kind is told by the keys
 (:func:`published_kind`), never by the file name. Each network is built with the input convention its weights were
-trained with recorded in its config (:data:`WAV2LIP_PUBLISHED`, :data:`EXPERT_PUBLISHED`); the models apply it at
+trained with recorded in its config (the registry's ``published_config``); the models apply it at
 their boundary, so every caller keeps feeding talkfreq's RGB [-1, 1] faces.
 """
 
@@ -22,16 +22,13 @@ from typing import Any, Literal
 import torch
 
 from talkfreq.errors import TalkfreqError
+from talkfreq.models import registry
+from talkfreq.models._io import load_state_strict
 
-__all__ = ["EXPERT_PUBLISHED", "WAV2LIP_PUBLISHED", "PublishedKind", "build_published", "import_published",
+__all__ = ["PublishedKind", "build_published", "import_published",
            "load_published", "published_kind", "published_kind_of", "read_published", "state_of"]
 
 PublishedKind = Literal["wav2lip", "lipsync_expert", "syncnet_v2"]
-
-# What the original training and inference feed (Wav2Lip inference.py / color_syncnet_train.py): OpenCV BGR frames
-# divided by 255, the lower half of the generator's target set to 0 (black). Both networks are 96 px, 512 wide.
-WAV2LIP_PUBLISHED: dict[str, Any] = {"image_size": 96, "color_order": "bgr", "mask_fill": 0.0}
-EXPERT_PUBLISHED: dict[str, Any] = {"image_size": 96, "width": 512, "color_order": "bgr", "pixel_range": "0..1"}
 
 # A key each network has and the others do not (module names of the originals).
 _MARKERS: dict[str, PublishedKind] = {
@@ -87,7 +84,8 @@ def read_published(path: str | Path, *, map_location: str | torch.device = "cpu"
 
 def published_kind_of(cls: type) -> PublishedKind | None:
     """The published kind a talkfreq model class reads (``Wav2Lip`` -> ``wav2lip``, ...); None for others."""
-    return {"Wav2Lip": "wav2lip", "SyncNet": "lipsync_expert", "SyncNetV2": "syncnet_v2"}.get(cls.__name__)
+    kind = registry.by_class_name(cls.__name__)
+    return None if kind is None else kind.published  # type: ignore[return-value]
 
 
 def load_published(path: str | Path, *, expect: PublishedKind | tuple[PublishedKind, ...] | None = None,
@@ -104,20 +102,10 @@ def load_published(path: str | Path, *, expect: PublishedKind | tuple[PublishedK
 
 
 def build_published(kind: PublishedKind, state: dict[str, torch.Tensor], *, source: str) -> torch.nn.Module:
-    """The ``kind`` network with its published input convention, ``state`` (prefix-stripped) loaded strictly."""
-    from talkfreq.models._io import load_state_strict as _strict
-
-    if kind == "wav2lip":
-        from talkfreq.models.wav2lip import Wav2Lip
-
-        return _strict(Wav2Lip(config=dict(WAV2LIP_PUBLISHED)), state, source=source)
-    if kind == "lipsync_expert":
-        from talkfreq.models.syncnet import SyncNet
-
-        return _strict(SyncNet(config=dict(EXPERT_PUBLISHED)), state, source=source)
-    from talkfreq.models.syncnet_v2 import SyncNetV2
-
-    return _strict(SyncNetV2(), state, source=source)
+    """The ``kind`` network with its published input convention (the registry's ``published_config``), ``state``
+    (prefix-stripped) loaded strictly."""
+    entry = registry.by_published(kind)
+    return load_state_strict(entry.cls(config=dict(entry.published_config)), state, source=source)
 
 
 def import_published(path: str | Path, out: str | Path) -> tuple[PublishedKind, Path]:

@@ -33,6 +33,7 @@ from torch import nn
 
 from talkfreq.errors import ConfigError
 from talkfreq.models._io import PretrainedMixin, build_config
+from talkfreq.models.masks import apply_mask
 
 
 class Conv2d(nn.Module):
@@ -201,3 +202,12 @@ def mask_fill_value(model: nn.Module) -> float:
 def wav2lip_input(masked: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """(B,3,S,S) lower-half-masked target + (B,3,S,S) reference -> the (B,6,S,S) generator input."""
     return torch.cat([masked, reference], dim=1)
+
+
+def generate(model: Wav2Lip, *, reference: torch.Tensor, masked: torch.Tensor, audio: torch.Tensor,
+             mask: torch.Tensor) -> torch.Tensor:
+    """The registry's stage-1 call (:class:`talkfreq.models.registry.ModelKind`): the hidden pixels filled as this
+    generator's config wants them (talkfreq fills them mid-grey; a binary mask makes the refill exact), then the
+    6-channel input."""
+    masked = apply_mask(masked, mask, fill=mask_fill_value(model))
+    return model(wav2lip_input(masked, reference), audio)

@@ -58,7 +58,8 @@ from talkfreq.data.retrieval import BANK_FILE, ReferenceBank, mel_keys
 from talkfreq.errors import ConfigError, MediaError, TalkfreqError, require_file
 from talkfreq.face import crop_face
 from talkfreq.io import VideoReader, VideoWriter, aac_rate, check_output, fit_length, is_silent, load_audio, probe
-from talkfreq.models.loading import STAGE1_CLASSES, inference_defaults, load_refiner, load_stage1, with_fidelity
+from talkfreq.models.loading import inference_defaults, load_refiner, load_stage1, with_fidelity
+from talkfreq.models.registry import kind_of
 from talkfreq.models.sovqae import SOVQAE
 from talkfreq.pipeline import inputs as mi
 from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
@@ -181,13 +182,6 @@ def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
     alpha = cfg.temporal_smoothing
     if isinstance(refiner, (str, Path)):
         path = Path(refiner)
-        if path.is_dir() and (path / "config.json").is_file():
-            from talkfreq.models._io import peek_model_class
-
-            kind = peek_model_class(path)
-            if kind in STAGE1_CLASSES:
-                raise TalkfreqError(f"{path}: is a stage-1 {kind} model, not a refiner; pass it as --stage1 and "
-                                    f"give a refiner run's model/ folder as --refiner")
         if alpha is None:
             alpha = float(inference_defaults(path).get("latent_smoothing", 0.0))
         refiner = load_refiner(path)
@@ -280,9 +274,9 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
     stage1, refiner, alpha = _load_models(stage1, refiner, cfg, accel)
     if mode == "dubbing":
         mask_kind = mi.dub_mask(stage1)  # the mask this generator was trained with
-    if mode == "one-shot" and isinstance(stage1, mi.Wav2Lip):
-        raise TalkfreqError("one-shot needs a FREAK stage-1 model: Wav2Lip is a dubbing model (trained on half "
-                            "masks only); use --mode dubbing with a video")
+    if mode == "one-shot" and not kind_of(stage1).one_shot:
+        raise TalkfreqError(f"one-shot needs a FREAK stage-1 model: {type(stage1).__name__} is a dubbing model "
+                            f"(trained on half masks only); use --mode dubbing with a video")
     spec = mi.audio_spec(stage1)
     mi.check_speech_config(spec, speech, source="stage-1 model")
     size = int(stage1.config.image_size)

@@ -5,7 +5,7 @@ Training (:class:`talkfreq.data.datasets.Stage1Dataset` on a prepared clip) feed
 
 - images as ``frames_to_tensor`` (uint8 RGB -> (3,S,S) in [-1, 1]);
 - ``mask`` from ``make_mask("half" | "lower" | "full")`` and ``masked = apply_mask(target, mask)`` (mid-grey fill; a
-  published Wav2Lip's config asks for black, :func:`talkfreq.models.wav2lip.mask_fill_value`);
+  generator that wants another fill, a published Wav2Lip's black, refills in its registry ``forward``);
 - audio: the Wav2Lip mel of the 16 kHz audio fitted to N / fps seconds, windowed per frame by ``mel_window`` into
   (1, 80, 16) — for FREAK and Wav2Lip alike — or the HuBERT-style rows of ``speech_features`` (one per video frame),
   windowed by ``feature_window`` into (2·context+1, D).
@@ -35,31 +35,14 @@ from talkfreq.audio.features import (SpeechFeatureConfig, feature_window, load_s
 from talkfreq.audio.mel import MelConfig, mel_window, melspectrogram
 from talkfreq.data.frames import frames_to_tensor
 from talkfreq.errors import TalkfreqError
-from talkfreq.models.freak import FREAK, MaskKind, apply_mask, make_mask
 from talkfreq.models.loading import Stage1Model
-from talkfreq.models.wav2lip import Wav2Lip, mask_fill_value, wav2lip_input
-
-
-@dataclass(frozen=True)
-class AudioSpec:
-    """What audio window a stage-1 model takes: ``mel`` (1, 80, 16), or ``speech`` (2·context+1, dim)."""
-
-    kind: Literal["mel", "speech"]
-    context: int = 0
-    dim: int = 0
+from talkfreq.models.masks import MaskKind, apply_mask, make_mask
+from talkfreq.models.registry import AudioSpec, kind_of
 
 
 def audio_spec(model: Stage1Model) -> AudioSpec:
     """The audio input of ``model``, from its config (see the module docstring)."""
-    if isinstance(model, Wav2Lip):
-        return AudioSpec("mel")
-    cfg, mel = model.config, MelConfig()
-    if (cfg.audio_len, cfg.audio_dim) == (mel.frames_per_window, mel.n_mels):
-        return AudioSpec("mel")
-    if cfg.audio_len % 2 == 0:
-        raise TalkfreqError(f"FREAK audio input {cfg.audio_len}x{cfg.audio_dim} is neither a mel window "
-                            f"({mel.frames_per_window}x{mel.n_mels}) nor an odd speech-feature window")
-    return AudioSpec("speech", context=(cfg.audio_len - 1) // 2, dim=cfg.audio_dim)
+    return kind_of(model).audio_spec(model.config)
 
 
 def resolve_speech(stage1: object, speech: SpeechFeatureConfig) -> SpeechFeatureConfig:
@@ -121,8 +104,8 @@ def stage1_batch(model: Stage1Model, *, targets: np.ndarray, references: np.ndar
 
 
 def dub_mask(model: Stage1Model) -> MaskKind:
-    """The mask ``model`` dubs with: a FREAK's ``dub_mask`` (``half`` or ``lower``), Wav2Lip's half."""
-    return model.config.dub_mask if isinstance(model, FREAK) else "half"
+    """The mask ``model`` dubs with (a FREAK's ``dub_mask``, ``half`` or ``lower``; Wav2Lip's half)."""
+    return kind_of(model).mask_for_dubbing(model.config)
 
 
 def stage1_forward(model: Stage1Model, *, target: torch.Tensor, reference: torch.Tensor, audio: torch.Tensor,
@@ -130,8 +113,5 @@ def stage1_forward(model: Stage1Model, *, target: torch.Tensor, reference: torch
     """:func:`stage1_batch` on tensors already on the model's device: ``target``, ``reference`` (B, 3, S, S) in
     [-1, 1] (any memory format), ``audio`` (B, *window) -> (B, 3, S, S) (in the autocast dtype, if any)."""
     m = make_mask(mask, batch=len(target), size=target.shape[-1], device=target.device)
-    masked = apply_mask(target, m, fill=mask_fill_value(model))
-    # the dispatch of Stage1Module.generate (training), on the bare generator
-    if isinstance(model, Wav2Lip):
-        return model(wav2lip_input(masked, reference), audio)
-    return model(reference, masked, audio, m)
+    # the generator's own call, as training makes it (Stage1Module.generate)
+    return kind_of(model).generate(model, reference=reference, masked=apply_mask(target, m), audio=audio, mask=m)

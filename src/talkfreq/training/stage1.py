@@ -50,9 +50,11 @@ from talkfreq.losses.frequency import FocalFrequencyLoss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
 from talkfreq.losses.region import mouth_weighted_l1
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
-from talkfreq.models.freak import FREAK, FREAKConfig, apply_mask
+from talkfreq.models import registry
+from talkfreq.models.freak import FREAKConfig
+from talkfreq.models.masks import apply_mask
 from talkfreq.models.syncnet import SyncNet, expert_loss, stack_lower_halves
-from talkfreq.models.wav2lip import Wav2Lip, Wav2LipConfig, mask_fill_value, wav2lip_input
+from talkfreq.models.wav2lip import Wav2LipConfig
 from talkfreq.training.callbacks import Preview, SamplePreview, finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
 from talkfreq.training.optim import (OptimConfig, adam, check_schedule, step_scheduler, step_without_counting,
@@ -60,7 +62,6 @@ from talkfreq.training.optim import (OptimConfig, adam, check_schedule, step_sch
 
 log = logging.getLogger(__name__)
 
-MODEL_KINDS = ("freak", "wav2lip")
 _FROZEN = ("percep.", "sync_expert.")  # state_dict prefixes kept out of .ckpt files
 
 
@@ -86,7 +87,7 @@ class LossConfig:
 class Config(CommonSections):
     """``talkfreq train stage1`` run config: ``trainer``/``logging``/``run`` + the sections below."""
 
-    model: str = "freak"  # freak | wav2lip
+    model: str = "freak"  # a generator kind of talkfreq.models.registry with a section below: freak | wav2lip
     # start from a trained generator of the same kind and shapes (a model/ folder): e.g. the per-identity recipe
     # fine-tuning a generator pretrained on more data; resuming a run ignores it (the checkpoint has the weights)
     init_from: Optional[str] = None
@@ -98,19 +99,30 @@ class Config(CommonSections):
     optim: OptimConfig = field(default_factory=OptimConfig)
 
 
+def generator_kind(cfg: Config) -> registry.ModelKind:
+    return registry.get(cfg.model, role="generator", source="model")
+
+
+def generator_config(cfg: Config):
+    """The run config's section of its generator (``freak``, ``wav2lip``)."""
+    return getattr(cfg, generator_kind(cfg).config_section)
+
+
 def image_size(cfg: Config) -> int:
-    return cfg.freak.image_size if cfg.model == "freak" else cfg.wav2lip.image_size
+    return generator_config(cfg).image_size
 
 
 def dub_mask(cfg: Config) -> str:
     """The generator's dubbing mask kind (Wav2Lip: always the half mask)."""
-    return cfg.freak.dub_mask if cfg.model == "freak" else "half"
+    return generator_kind(cfg).mask_for_dubbing(generator_config(cfg))
 
 
 def check_config(cfg: Config) -> None:
     """One-line ConfigErrors for settings that cannot work together (run before anything is built)."""
-    if cfg.model not in MODEL_KINDS:
-        raise ConfigError(f"model must be one of {', '.join(MODEL_KINDS)}, got {cfg.model!r}")
+    trainable = [k for k in registry.names("generator") if hasattr(cfg, registry.get(k).config_section)]
+    if cfg.model not in trainable:
+        raise ConfigError(f"model must be one of {', '.join(trainable)}, got {cfg.model!r}")
+    kind = registry.get(cfg.model)
     lw = cfg.loss
     for name in ("rec", "mouth_weight", "percep", "freq", "sync", "gan"):
         if getattr(lw, name) < 0:
@@ -122,26 +134,27 @@ def check_config(cfg: Config) -> None:
     if lw.sync > 0 and not lw.syncnet:
         raise ConfigError(f"loss.sync={lw.sync} needs a trained SyncNet expert: set loss.syncnet=RUN/model "
                           f"(from `talkfreq train syncnet`) or loss.sync=0")
-    if cfg.model == "wav2lip":
-        if cfg.data.audio != "mel":
-            raise ConfigError("model=wav2lip takes the 80×16 mel window only; set data.audio=mel")
-        if cfg.data.p_half != 1.0:
-            raise ConfigError("model=wav2lip is the dubbing baseline and trains on half masks only; "
-                              "set data.p_half=1.0 (configs/stage1/wav2lip_96.yaml does)")
+    if kind.audio is None and cfg.data.audio != "mel":
+        raise ConfigError(f"model={cfg.model} takes the 80×16 mel window only; set data.audio=mel")
+    if not kind.one_shot and cfg.data.p_half != 1.0:
+        raise ConfigError(f"model={cfg.model} is a dubbing model and trains on half masks only; "
+                          f"set data.p_half=1.0 (configs/stage1/wav2lip_96.yaml does)")
     check_schedule(cfg.optim, max_steps=cfg.trainer.max_steps)
 
 
 def resolve_audio(cfg: Config, *, speech_dim: int) -> Config:
-    """``cfg`` with FREAK's audio input shape set from the data: (16, 80) mel windows, or (2·context+1, D) speech
-    features — so the window length is written once, in ``data``."""
-    if cfg.model != "freak":
+    """``cfg`` with the generator's audio input shape (FREAK's ``audio_len``/``audio_dim``) set from the data:
+    (16, 80) mel windows, or (2·context+1, D) speech features — so the window length is written once, in ``data``.
+    A generator without an ``audio`` adapter in the registry takes the mel window and has no such fields."""
+    kind = generator_kind(cfg)
+    if kind.audio is None:
         return cfg
-    mel = MelConfig()
+    mel, section = MelConfig(), generator_config(cfg)
     shape = (2 * cfg.data.context + 1, speech_dim) if cfg.data.audio == "hubert" else (mel.frames_per_window,
                                                                                          mel.n_mels)
-    if (cfg.freak.audio_len, cfg.freak.audio_dim) != shape:
-        log.info("FREAK audio input set to %s×%s from data.audio=%s", *shape, cfg.data.audio)
-    return replace(cfg, freak=replace(cfg.freak, audio_len=shape[0], audio_dim=shape[1]))
+    if (section.audio_len, section.audio_dim) != shape:
+        log.info("%s audio input set to %s×%s from data.audio=%s", cfg.model, *shape, cfg.data.audio)
+    return replace(cfg, **{kind.config_section: replace(section, audio_len=shape[0], audio_dim=shape[1])})
 
 
 def load_expert(path: str) -> SyncNet:
@@ -159,7 +172,8 @@ class Stage1Module(L.LightningModule):
         super().__init__()
         self.cfg = cfg
         self.save_hyperparameters(to_dict(cfg))
-        self.generator = FREAK(config=cfg.freak) if cfg.model == "freak" else Wav2Lip(config=cfg.wav2lip)
+        self.kind = generator_kind(cfg)
+        self.generator = self.kind.cls(config=generator_config(cfg))
         self.ffl = FocalFrequencyLoss(alpha=cfg.loss.freq_alpha)
         self.percep = None
         if cfg.loss.percep > 0:
@@ -173,8 +187,7 @@ class Stage1Module(L.LightningModule):
 
     def load_initial(self, path: str | Path) -> None:
         """Start from the weights of a trained generator (``init_from``): same kind, same parameter shapes."""
-        cls = FREAK if self.cfg.model == "freak" else Wav2Lip
-        src = cls.from_pretrained(path)
+        src = self.kind.cls.from_pretrained(path)
         mine = self.generator.state_dict()
         theirs = src.state_dict()
         bad = [k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape] + [k for k in theirs
@@ -195,11 +208,7 @@ class Stage1Module(L.LightningModule):
     def generate(self, *, reference: torch.Tensor, masked: torch.Tensor, audio: torch.Tensor,
                  mask: torch.Tensor) -> torch.Tensor:
         """(B,3,S,S) ×2, audio (B,1,80,16) or (B,T,D), mask (B,1,S,S) -> (B,3,S,S) in [-1, 1]."""
-        if self.cfg.model == "wav2lip":
-            # the hidden pixels as this generator's config wants them (the dataset fills them mid-grey)
-            masked = apply_mask(masked, mask, fill=mask_fill_value(self.generator))
-            return self.generator(wav2lip_input(masked, reference), audio)
-        return self.generator(reference, masked, audio, mask)
+        return self.kind.generate(self.generator, reference=reference, masked=masked, audio=audio, mask=mask)
 
     def _frames(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(generated, target), both (B·T,3,S,S): T = 5 with the sync term on, else 1."""
