@@ -198,9 +198,8 @@ def refine(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from talkfreq.config import load_config, split_overrides
-    from talkfreq.errors import require_file
-    from talkfreq.pipeline.refine import RefineConfig, refine_video
-    from talkfreq.models.loading import inference_defaults, load_refiner, with_fidelity
+    from talkfreq.pipeline.refine import RefineConfig
+    from talkfreq.pipeline.refine import refine as run_refine
 
     paths, overrides = split_overrides(inputs)
     if len(paths) != 1:
@@ -209,11 +208,6 @@ def refine(
         "batch_size": batch, "region": region, "temporal_smoothing": temporal_smoothing, "feather": feather,
         "fidelity": fidelity,
         "device": device, **_accel(dtype, compile_, channels_last, threads)})
-    require_file(paths[0], "video")  # before loading the model: the cheapest check first
-    model = with_fidelity(load_refiner(refiner), cfg.fidelity)
-    alpha = cfg.temporal_smoothing
-    if alpha is None:
-        alpha = float(inference_defaults(refiner).get("latent_smoothing", 0.0))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _frames_per_second_column(),
                TimeElapsedColumn())
     with Progress(*columns, disable=quiet) as bar:
@@ -224,8 +218,7 @@ def refine(
                 tasks[stage] = bar.add_task("faces" if stage == "boxes" else "refine", total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        res = refine_video(paths[0], model=model, out=out, cfg=cfg, alpha=alpha, boxes_from=boxes_from,
-                           progress=on_progress)
+        res = run_refine(paths[0], refiner=refiner, out=out, cfg=cfg, boxes_from=boxes_from, progress=on_progress)
     con = _console()
     flips = "n/a" if res.temporal_flip_rate != res.temporal_flip_rate else f"{res.temporal_flip_rate:.3f}"
     con.print(

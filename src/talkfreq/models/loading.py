@@ -18,7 +18,7 @@ from torch import nn
 from talkfreq.errors import TalkfreqError
 from talkfreq.models import registry
 from talkfreq.models._io import build_config, load_prefixed_state, peek_model_class, read_lightning_checkpoint
-from talkfreq.models.published import build_published, published_kind, state_of
+from talkfreq.models.published import build_published, load_published, published_kind, state_of
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 
 Stage1Model = nn.Module  # a registered generator kind (talkfreq.models.registry)
@@ -94,6 +94,28 @@ def load_refiner(path: str | Path, *, map_location: str | torch.device = "cpu") 
                             f"folder or checkpoints/*.ckpt")
     sov = build_config(SOVQAEConfig, hp["config"].get("sovqae"), source=f"{p} (sovqae config)")
     return load_prefixed_state(SOVQAE(config=sov), ckpt, prefix="model.", source=str(p))
+
+
+def load_model(path: str | Path, *, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Any talkfreq network by path: a ``model/`` folder of a registered kind, a stage-1 or refiner Lightning
+    ``.ckpt``, or a published weights file (Wav2Lip, lipsync_expert, syncnet_v2); a one-line TalkfreqError for
+    anything else."""
+    p = Path(path)
+    if p.is_dir():
+        name = peek_model_class(p)
+        kind = registry.by_class_name(name)
+        if kind is None:
+            raise TalkfreqError(f"{p}: holds a {name} model, which is no registered kind "
+                                f"({', '.join(registry.class_names())})")
+        return kind.cls.from_pretrained(p, map_location=map_location)
+    if not p.is_file():
+        raise TalkfreqError(f"{p}: model not found (expected a model/ folder, a .ckpt or a published weights file)")
+    _, hp = read_lightning_checkpoint(p, map_location="cpu")
+    if hp.get("talkfreq_kind") == "refiner":
+        return load_refiner(p, map_location=map_location)
+    if hp:
+        return load_stage1(p, map_location=map_location)
+    return load_published(p, map_location=map_location)
 
 
 def with_fidelity(model: SOVQAE, fidelity: float | None) -> SOVQAE:

@@ -29,8 +29,10 @@ Images are ``(B, 3, H, W)`` in ``[-1, 1]``; the decoder output is linear (clamp 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +41,7 @@ from torch import Tensor, nn
 from vector_quantize_pytorch import FSQ, ResidualVQ, VectorQuantize
 
 from talkfreq.errors import ConfigError
-from talkfreq.models._io import CONFIG_FILE, PretrainedMixin
+from talkfreq.models._io import CONFIG_FILE, PretrainedMixin, build_config
 from talkfreq.models.sovqae_restore import CodePredictor, FeatureFusion, frequency_split
 
 
@@ -285,7 +287,8 @@ def _build_quantizer(cfg: SOVQAEConfig) -> nn.Module:
 
 
 class SOVQAE(PretrainedMixin, nn.Module):
-    """Encoder -> quantiser -> decoder. ``SOVQAE(config=SOVQAEConfig(...))`` or ``SOVQAE(**config_fields)``.
+    """Encoder -> quantiser -> decoder. ``SOVQAE(config=SOVQAEConfig(...))``, ``SOVQAE(config={...})`` (a dict or
+    DictConfig, validated like FREAK's) or ``SOVQAE(**config_fields)``.
 
     ``save_pretrained(dir)`` / ``SOVQAE.from_pretrained(dir)`` (the shared ``models._io`` folder format: config.json +
     model.pt, EMA codebook state included) load strictly; any mismatch is a one-line TalkfreqError.
@@ -293,11 +296,11 @@ class SOVQAE(PretrainedMixin, nn.Module):
 
     config_class = SOVQAEConfig
 
-    def __init__(self, *, config: SOVQAEConfig | None = None, **kwargs):
+    def __init__(self, *, config: SOVQAEConfig | Mapping[str, Any] | None = None, **kwargs):
         super().__init__()
         if config is not None and kwargs:
             raise TypeError("pass either config= or config fields as keywords, not both")
-        self.config = config if config is not None else SOVQAEConfig(**kwargs)
+        self.config = build_config(SOVQAEConfig, config if config is not None else kwargs, source="SOVQAE config")
         cfg = self.config
         self.encoder = Encoder(cfg)
         self.quantizer = _build_quantizer(cfg)

@@ -37,12 +37,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from talkfreq.errors import MediaError, TalkfreqError
+from talkfreq.errors import MediaError, TalkfreqError, require_file
 from talkfreq.face import crop_face
 from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
 from talkfreq.device import resolve_device
 from talkfreq.face.boxes import Progress, detect_boxes
 from talkfreq.io import check_output
+from talkfreq.models.loading import inference_defaults, load_refiner, with_fidelity
 from talkfreq.pipeline.common import StageTimer, StreamConfig
 from talkfreq.pipeline.paste import feather_mask, paste_many
 from talkfreq.pipeline.stream import batched, run_stream
@@ -252,3 +253,20 @@ def refine_video(video: str | Path, *, model, out: str | Path, cfg: RefineConfig
         temporal_flip_rate=counts["flips"] / pairs if pairs else float("nan"), seconds_boxes=seconds_boxes,
         seconds_refine=seconds_refine, timings={**timer.seconds, "wall": time.perf_counter() - t_start},
     )
+
+
+def refine(video: str | Path, *, refiner, out: str | Path, cfg: RefineConfig | None = None,
+           boxes_from: str | Path | None = None, progress: Progress | None = None) -> RefineResult:
+    """``talkfreq refine``: :func:`refine_video` with ``refiner`` a :class:`SOVQAE` or a path to one (its
+    ``inference.json`` smoothing then applies unless ``cfg.temporal_smoothing`` is set) and ``cfg.fidelity``."""
+    cfg = cfg or RefineConfig()
+    require_file(video, "video")  # before loading the model: the cheapest check first
+    alpha = cfg.temporal_smoothing
+    if isinstance(refiner, (str, Path)):
+        model = load_refiner(refiner)
+        if alpha is None:
+            alpha = float(inference_defaults(refiner).get("latent_smoothing", 0.0))
+    else:
+        model = refiner
+    return refine_video(video, model=with_fidelity(model, cfg.fidelity), out=out, cfg=cfg, alpha=alpha or 0.0,
+                        boxes_from=boxes_from, progress=progress)
