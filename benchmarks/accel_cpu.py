@@ -54,7 +54,6 @@ def build(name: str):
     from omegaconf import OmegaConf
 
     from talkfreq.config import load_yaml
-
     from talkfreq.data.refiner_data import uint8_to_tensor
     from talkfreq.models import FREAK, SOVQAE, SOVQAEConfig
 

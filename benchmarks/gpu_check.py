@@ -24,10 +24,10 @@ PACKAGES = ["torch", "lightning", "torchmetrics", "numpy", "cv2", "av", "omegaco
 # what the parts import: an import error here is cheaper to read than one inside every part
 MODULES = ["talkfreq.cli", "talkfreq.bench", "talkfreq.pipeline.infer", "talkfreq.training.syncnet",
            "talkfreq.training.stage1", "talkfreq.training.refiner"]
-CLIP = "bench.mp4"
+CLIP = "bench.mp4"  # the name under the wheels folder that `make gpu-wheels` gives the sample clip
 # the sample clip of a checkout with the shared media beside it (talkfreq bench itself takes --video)
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "media" / "video" / "sadtalker_WDA_KatieHill_000.mp4"
-TREE_LIMIT_MIB = 64  # what one device call may carry: the tree git sees plus the carried folders  # the name under the wheels folder that `make gpu-wheels` gives the sample clip
+TREE_LIMIT_MIB = 64  # what one device call may carry: the tree git sees plus the carried folders
 
 
 def info(path: Path) -> int:
@@ -102,7 +102,8 @@ def sizes(folder: Path, repo: Path) -> int:
     tree = sum((repo / f).stat().st_size for f in listed if f and (repo / f).is_file())
     total = (carried + tree) / mib
     print(f"{carried / mib:9.2f} MiB  {folder} in all\n{tree / mib:9.2f} MiB  the repository's tree\n"
-          f"{total:9.2f} MiB  one device call (limit {TREE_LIMIT_MIB} MiB): {'fits' if total <= TREE_LIMIT_MIB else 'TOO BIG'}")
+          f"{total:9.2f} MiB  one device call (limit {TREE_LIMIT_MIB} MiB): "
+          f"{'fits' if total <= TREE_LIMIT_MIB else 'TOO BIG'}")
     return 0 if total <= TREE_LIMIT_MIB else 1
 
 

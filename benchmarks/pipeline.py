@@ -44,7 +44,6 @@ def make_models(out: Path, *, size: int) -> tuple[Path, Path]:
     from omegaconf import OmegaConf
 
     from talkfreq.config import load_yaml
-
     from talkfreq.models import FREAK, SOVQAE, SOVQAEConfig
 
     torch.manual_seed(0)

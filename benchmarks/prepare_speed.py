@@ -30,7 +30,8 @@ t = time.perf_counter()
 res = prepare_dataset([video], out=out, cfg=cfg, show_progress=False)
 dt = time.perf_counter() - t
 frames = sum(m.n_frames for m in res.prepared)
-print(json.dumps({"frames": frames, "seconds": dt, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"frames": frames, "seconds": dt, "peak_mb": peak_mb}))
 """
 
 
@@ -53,11 +54,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         short = head(args.video, 10.0, tmp / "head10.mp4")
-        rows = {"first 10 s": run(short, tmp / "p10", args.size), "whole video": run(args.video, tmp / "pall", args.size)}
+        rows = {"first 10 s": run(short, tmp / "p10", args.size),
+                "whole video": run(args.video, tmp / "pall", args.size)}
     print(f"prepare speed: {args.video.name}, {args.size} px crops, 1 worker")
     print(f"{'input':<12} {'frames':>7} {'seconds':>8} {'frames/s':>9} {'peak MB':>8}")
     for name, r in rows.items():
-        print(f"{name:<12} {r['frames']:>7} {r['seconds']:>8.1f} {r['frames'] / r['seconds']:>9.1f} {r['peak_mb']:>8.0f}")
+        fps = r["frames"] / r["seconds"]
+        print(f"{name:<12} {r['frames']:>7} {r['seconds']:>8.1f} {fps:>9.1f} {r['peak_mb']:>8.0f}")
     ratio = rows["whole video"]["peak_mb"] / rows["first 10 s"]["peak_mb"]
     print(f"peak memory ratio whole/10 s: {ratio:.2f} ({'OK' if ratio <= 1.2 else 'OVER'} the 1.2x target)")
 

@@ -39,8 +39,8 @@ def main() -> None:
     from talkfreq.data.synth import SynthConfig, synthesize
     from talkfreq.metrics.robustness import temporal_flip_rate
     from talkfreq.metrics.temporal import temporal_flicker
-    from talkfreq.pipeline.refine import refine_sequence
     from talkfreq.models.loading import load_refiner
+    from talkfreq.pipeline.refine import refine_sequence
     from talkfreq.training.refiner import fit
     from talkfreq.training.registry import load_run_config
 

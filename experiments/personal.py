@@ -63,8 +63,16 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from talkfreq.config import load_config
-    from talkfreq.demo import (FINISHED_FILE, PERSONAL_CONFIGS, PERSONAL_CROP, DemoConfig, experiment_config,
-                               experiment_parser, run_demo, say)
+    from talkfreq.demo import (
+        FINISHED_FILE,
+        PERSONAL_CONFIGS,
+        PERSONAL_CROP,
+        DemoConfig,
+        experiment_config,
+        experiment_parser,
+        run_demo,
+        say,
+    )
 
     ap = experiment_parser(__doc__.splitlines()[0])
     cfg, args = experiment_config(ExperimentConfig, ap, argv, default_config=DEFAULT_CONFIG)
@@ -85,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
                 minutes[net] = json.loads(stamp.read_text())["seconds"] / 60 if stamp.is_file() else None
             metrics = json.loads((work / "report" / "metrics.json").read_text())
             for row in metrics["rows"]:
-                spent = {"real": None, "FREAK": minutes["freak"]}.get(row["name"],
-                                                                     (minutes["freak"] or 0) + (minutes["refiner"] or 0))
+                both = (minutes["freak"] or 0) + (minutes["refiner"] or 0)
+                spent = {"real": None, "FREAK": minutes["freak"]}.get(row["name"], both)
                 rows.append({"clip": video.stem, "variant": name, "video": row["name"], "minutes": spent,
                              "values": {k: row["metrics"].get(k) for k in KEYS}, "train_minutes": minutes})
     (out / "results.json").parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,6 @@ models in ``--out`` without comparing configs (after a code change that added co
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -22,15 +22,14 @@ from talkfreq.config import load_config
 from talkfreq.data.refiner_data import uint8_to_tensor
 from talkfreq.errors import ConfigError
 from talkfreq.face import crop_face
+from talkfreq.face.boxes import detect_boxes
 from talkfreq.io import VideoReader, VideoWriter
+from talkfreq.io.prefetch import prefetched
 from talkfreq.models import FREAK, SOVQAE, SOVQAEConfig
 from talkfreq.pipeline.accel import Accel, AccelConfig, inference, prepare_models, resolve_accel
-from talkfreq.face.boxes import detect_boxes
 from talkfreq.pipeline.infer import InferConfig, infer
 from talkfreq.pipeline.refine import RefineConfig, refine_tensor, refine_video
-from talkfreq.io.prefetch import prefetched
 from talkfreq.pipeline.stream import run_stream
-
 from test_infer import TINY_FREAK, TINY_SOVQAE
 
 SIZE = TINY_FREAK["image_size"]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import media
 
+from conftest import media
 from talkfreq import cli
 from talkfreq.bench import QUICK, bench_config, best_batch, combined_fps, evaluate_targets, model_names
 from talkfreq.errors import ConfigError

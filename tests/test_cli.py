@@ -26,9 +26,11 @@ def test_import_parses_nothing():
 
 def test_synth_then_prepare_with_overrides(tmp_path, capsys):
     data = tmp_path / "synth"
-    assert main(["synth", "--out", str(data), "--identities", "1", "--clips", "1", "--seconds", "1", "--size", "96", "-q"]) == 0
+    assert main(["synth", "--out", str(data), "--identities", "1", "--clips", "1", "--seconds", "1", "--size", "96",
+                 "-q"]) == 0
     out = tmp_path / "prep"
-    rc = main(["prepare", str(data), "--out", str(out), "--size", "64", "face.smooth_window=3", "val_fraction=0.0", "-q"])
+    rc = main(["prepare", str(data), "--out", str(out), "--size", "64", "face.smooth_window=3", "val_fraction=0.0",
+               "-q"])
     assert rc == 0
     ds = PreparedDataset(out)
     assert len(ds) == 1 and ds.metas[0].size == 64 and ds.metas[0].split == "train"

@@ -14,6 +14,7 @@ from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.face import (
     BoxesDetector,
     FaceConfig,
+    Follower,
     HaarDetector,
     MediaPipeDetector,
     box_to_affine,
@@ -21,7 +22,6 @@ from talkfreq.face import (
     crop_face,
     crop_faces,
     crop_to_frame_affine,
-    Follower,
     detect_all,
     detect_clip,
     fill_and_smooth,

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -385,10 +384,10 @@ def test_usage_errors_through_the_console_script_are_one_line(argv, says):
 
 
 def test_the_tested_typer_range_is_pinned():
-    import tomllib
-
-    from packaging.specifiers import SpecifierSet
     from importlib.metadata import version
+
+    import tomllib
+    from packaging.specifiers import SpecifierSet
 
     deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     spec = next(d for d in deps if d.startswith("typer"))[len("typer"):]
@@ -454,10 +453,10 @@ def test_prepare_leaves_a_long_faceless_gap_invalid(synth_dir, tmp_path):
 
 
 def test_lse_flag_when_the_expert_fails_on_the_real_clip(clip, tmp_path, monkeypatch):
+    from talkfreq.face import FaceConfig
     from talkfreq.models import SyncNet
     from talkfreq.report import sync_scoring
     from talkfreq.report.evaluate import EvalConfig, evaluate
-    from talkfreq.face import FaceConfig
 
     assert sync_scoring.lse_unreliable({"lse_offset": 0.0, "lse_c": 0.5}) is None
     assert "AV offset +3 frames" in sync_scoring.lse_unreliable({"lse_offset": 3.0, "lse_c": 0.5})

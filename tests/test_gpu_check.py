@@ -24,7 +24,8 @@ def probe_wheel(folder: Path) -> Path:
         z.writestr("talkfreq_probe/__init__.py", "")
         z.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: talkfreq-probe\nVersion: 0.1\n")
         z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
-        z.writestr(f"{info}/RECORD", f"talkfreq_probe/__init__.py,,\n{info}/METADATA,,\n{info}/WHEEL,,\n{info}/RECORD,,\n")
+        files = ["talkfreq_probe/__init__.py", f"{info}/METADATA", f"{info}/WHEEL", f"{info}/RECORD"]
+        z.writestr(f"{info}/RECORD", "".join(f"{f},,\n" for f in files))
     return whl
 
 

@@ -15,17 +15,16 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import media, write_wav
 from talkfreq.audio.mel import MelConfig, mel_window, melspectrogram
 from talkfreq.cli import main
+from talkfreq.face.boxes import detect_boxes
 from talkfreq.face.crop import crop_to_frame_affine
 from talkfreq.io import VideoReader, VideoWriter, fit_length, load_audio, probe
 from talkfreq.models import FREAK, SOVQAE, SOVQAEConfig, Wav2Lip
-from talkfreq.face.boxes import detect_boxes
 from talkfreq.pipeline.infer import InferConfig, infer
 from talkfreq.pipeline.paste import feather_mask
 from talkfreq.pipeline.sources import FrameCache, image_face_box, pingpong_index
-
-from conftest import media, write_wav
 
 torch.set_num_threads(1)
 

@@ -15,8 +15,8 @@ from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.models._io import peek_model_class
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.freak import FREAK, FREAKConfig
-from talkfreq.models.masks import apply_mask, make_mask
 from talkfreq.models.freak_blocks import AVFM, VEFM, band_weights
+from talkfreq.models.masks import apply_mask, make_mask
 from talkfreq.models.syncnet import SyncNet, SyncNetConfig, expert_loss, stack_lower_halves, sync_probability
 from talkfreq.models.syncnet_v2 import SyncNetV2, to_syncnet_v2_video
 from talkfreq.models.wav2lip import Wav2Lip, Wav2LipConfig, wav2lip_input

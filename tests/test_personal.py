@@ -105,7 +105,7 @@ def test_personalize_help_and_missing_clip(tmp_path, capsys):
 
 
 def test_mel_keys_and_bank_round_trip(tmp_path, prepared_dir):
-    from talkfreq.data.prepared import PreparedDataset, PreparedClip
+    from talkfreq.data.prepared import PreparedClip, PreparedDataset
     from talkfreq.data.retrieval import KEY_POOL, ReferenceBank, mel_keys
 
     data = PreparedDataset(prepared_dir)
@@ -178,7 +178,8 @@ def test_jitter_moves_training_samples_only(prepared_dir):
     assert moved.shape == x.shape and not torch.allclose(moved, x)
     plain = Stage1DataModule(DataConfig(root=str(prepared_dir)), image_size=32)
     jit = Stage1DataModule(DataConfig(root=str(prepared_dir), jitter=0.08), image_size=32)
-    a, b = plain.train_set.sample(3, rng=np.random.default_rng(1)), jit.train_set.sample(3, rng=np.random.default_rng(1))
+    a = plain.train_set.sample(3, rng=np.random.default_rng(1))
+    b = jit.train_set.sample(3, rng=np.random.default_rng(1))
     assert torch.equal(a["audio"], b["audio"]) and not torch.allclose(a["target"], b["target"])
     assert torch.equal(b["masked"], apply_mask(b["target"], b["mask"]))  # the input is the moved target, masked
     assert torch.equal(plain.val_set[0]["target"], jit.val_set[0]["target"])  # validation is never moved

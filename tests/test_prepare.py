@@ -12,7 +12,7 @@ from conftest import media
 from talkfreq.config import load_config
 from talkfreq.data.prepare import PrepareConfig, discover, parse_shard, prepare_dataset
 from talkfreq.data.prepared import PreparedDataset
-from talkfreq.errors import MediaError, TalkfreqError
+from talkfreq.errors import TalkfreqError
 from talkfreq.io import VideoWriter
 
 
@@ -30,7 +30,7 @@ def test_katiehill_acceptance(tmp_path):
     assert clip.face_found.all() and clip.valid.all()
     assert clip.audio.shape == (128000,)
     # the crops hold the face: the detector finds it again inside them
-    from talkfreq.face import HaarDetector, FaceConfig
+    from talkfreq.face import HaarDetector
 
     det = HaarDetector()
     assert sum(len(det.detect(np.asarray(clip.frames[i]))) > 0 for i in range(0, 200, 20)) >= 9

@@ -17,9 +17,9 @@ from talkfreq.cli import main
 from talkfreq.errors import TalkfreqError
 from talkfreq.face import FaceConfig
 from talkfreq.models import SyncNet, Wav2Lip
+from talkfreq.models.loading import load_stage1
 from talkfreq.models.published import load_published
 from talkfreq.models.syncnet import stack_lower_halves
-from talkfreq.models.loading import load_stage1
 from talkfreq.pipeline.inputs import stage1_batch
 
 torch.set_num_threads(1)

@@ -11,8 +11,6 @@ from einops import rearrange
 from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 
-
-
 KINDS = [("vq", "euclidean"), ("vq", "cosine"), ("rvq", "euclidean"), ("rvq", "cosine"), ("fsq", "euclidean")]
 
 

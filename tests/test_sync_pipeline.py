@@ -148,7 +148,7 @@ def test_track_shot_random_sequences_equal_the_original():
     after a taken one): the tracks are the original's, frame for frame and box for box."""
     rng = np.random.default_rng(0)
     cfg = TrackShotConfig(min_track=8, min_face_size=20.0, num_failed_det=4)
-    for trial in range(40):
+    for _ in range(40):
         n = int(rng.integers(20, 80))
         people = [[rng.uniform(50, 400), rng.uniform(50, 300), rng.uniform(30, 90)] for _ in range(3)]
         per_frame = []

@@ -25,8 +25,15 @@ from talkfreq.face import FaceConfig
 from talkfreq.face.track import square_boxes
 from talkfreq.io import VideoReader, load_audio, load_video_audio
 from talkfreq.metrics.sync import lse_scores
-from talkfreq.metrics.sync_v2 import (crop_syncnet_v2, face_boxes_from_crop_boxes, lse_syncnet_v2, syncnet_v2_boxes,
-                                      syncnet_v2_embedder, syncnet_v2_stream, syncnet_v2_windows)
+from talkfreq.metrics.sync_v2 import (
+    crop_syncnet_v2,
+    face_boxes_from_crop_boxes,
+    lse_syncnet_v2,
+    syncnet_v2_boxes,
+    syncnet_v2_embedder,
+    syncnet_v2_stream,
+    syncnet_v2_windows,
+)
 from talkfreq.models import SyncNetV2
 from talkfreq.report.evaluate import EvalConfig, evaluate
 

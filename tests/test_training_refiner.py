@@ -10,8 +10,8 @@ import torch
 
 from conftest import run_metrics
 from talkfreq.cli import main
-from talkfreq.models.sovqae import SOVQAE
 from talkfreq.models.loading import load_refiner
+from talkfreq.models.sovqae import SOVQAE
 
 torch.set_num_threads(1)
 

@@ -21,8 +21,14 @@ import torch
 
 from conftest import run_metrics
 from talkfreq.cli import main
-from talkfreq.data.datasets import (DataConfig, Stage1DataModule, SyncNetDataModule, TrainStream, mel_tensor,
-                                    split_segments)
+from talkfreq.data.datasets import (
+    DataConfig,
+    Stage1DataModule,
+    SyncNetDataModule,
+    TrainStream,
+    mel_tensor,
+    split_segments,
+)
 from talkfreq.errors import ConfigError
 from talkfreq.models.freak import FREAK
 from talkfreq.models.masks import apply_mask

@@ -40,10 +40,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from talkfreq.errors import ConfigError, TalkfreqError, require_file
-from talkfreq.model_cost import build, models, clip_head, count_flops, cpu_matmul_peak, cpu_model, gpu_peak, sweep
+from talkfreq.model_cost import build, clip_head, count_flops, cpu_matmul_peak, cpu_model, gpu_peak, sweep
 from talkfreq.models import registry
 from talkfreq.pipeline.accel import AccelConfig
-
 
 
 def pipelines() -> dict[str, tuple[str, str]]:
@@ -134,8 +133,8 @@ def _say(**msg: Any) -> None:
 def _setup(spec: dict):
     import torch
 
-    from talkfreq.pipeline.accel import resolve_accel
     from talkfreq.device import resolve_device
+    from talkfreq.pipeline.accel import resolve_accel
 
     device = resolve_device(spec["device"])
     accel = resolve_accel(AccelConfig(**spec["accel"]), device)
@@ -287,8 +286,8 @@ def model_names(chosen: list[str], *, cuda: bool) -> list[str]:
 
 def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure every pipeline of ``cfg`` (see the module docstring); ``progress(text)`` hears what runs now."""
-    from talkfreq.pipeline.accel import resolve_accel
     from talkfreq.device import resolve_device
+    from talkfreq.pipeline.accel import resolve_accel
 
     say = progress or (lambda text: None)
     if not cfg.video:

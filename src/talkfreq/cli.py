@@ -71,7 +71,7 @@ def prepare(
     result = prepare_dataset(paths, out=out, cfg=cfg, shard=shard, overwrite=overwrite, show_progress=not quiet)
     con = _console()
     con.print(summary_table(result, out=out))
-    for path, msg in result.failed:
+    for _, msg in result.failed:
         con.print(f"[red]failed[/red] {msg}")
     if result.failed:
         raise typer.Exit(1)
@@ -276,8 +276,14 @@ def infer(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Make a talking-head video: stage 1 (FREAK, Wav2Lip ...), SOVQAE refiner, feathered paste-back, audio muxed in."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from talkfreq.config import load_config
     from talkfreq.pipeline.infer import InferConfig

@@ -13,9 +13,9 @@ finds them from any folder.
 from __future__ import annotations
 
 import re
-from importlib.resources import files
 from collections.abc import Iterable, Sequence
 from dataclasses import is_dataclass
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, TypeVar
 

@@ -23,9 +23,10 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Optional
 
 from talkfreq.config import packaged_config
 from talkfreq.data.synth import SynthConfig, run_synth

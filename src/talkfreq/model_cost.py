@@ -28,6 +28,7 @@ from talkfreq.errors import TalkfreqError
 from talkfreq.models import registry
 from talkfreq.models.registry import BenchModel, ModelKind
 
+
 def models() -> dict[str, tuple[ModelKind, BenchModel]]:
     """The benchmarked configurations: every ``bench`` entry of the registered kinds
     (:func:`talkfreq.models.registry.bench_models`), by name."""

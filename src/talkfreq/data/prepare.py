@@ -140,7 +140,8 @@ def _speech_model(cfg: SpeechFeatureConfig):
     return _SPEECH_CACHE[cfg.model]
 
 
-def prepare_clip(src: Source, *, root: Path, cfg: PrepareConfig, on_frames: Callable[[int], None] | None = None) -> ClipMeta:
+def prepare_clip(src: Source, *, root: Path, cfg: PrepareConfig,
+                 on_frames: Callable[[int], None] | None = None) -> ClipMeta:
     """Prepare one clip into ``root/clips/<clip_id>``; on any error nothing of it is left behind."""
     check_source(src.path)
     boxes, found, valid, n, (w, h) = _track(src, cfg)

@@ -99,7 +99,8 @@ class PreparedClip:
             raise TalkfreqError(f"{self.path}: not a finished prepared clip (no {META})")
         self.meta = ClipMeta(**json.loads(meta_path.read_text()))
         m = self.meta
-        self.frames = np.memmap(self.path / "frames.u8", dtype=np.uint8, mode="r", shape=(m.n_frames, m.size, m.size, 3))
+        self.frames = np.memmap(self.path / "frames.u8", dtype=np.uint8, mode="r",
+                                shape=(m.n_frames, m.size, m.size, 3))
         self.mel = np.load(self.path / "mel.npy", mmap_mode="r")
         self.boxes = np.load(self.path / "boxes.npy")
         self.face_found = np.load(self.path / "face_found.npy")

@@ -7,9 +7,9 @@ randomness is a pure function of ``(seed, stream position)``, so "2 steps + resu
 "4 steps" whatever the worker count.
 
 Ours: the identity filter (``identities``), the frame window (``frame_range``: only frames [start, stop) of every
-clip are read, train and val both, so an experiment can hold out a clip's tail that training never sees), and resizing with OpenCV (INTER_AREA down, INTER_CUBIC up) *before*
-degrading, so a degradation acts at the resolution the refiner sees - as in ``talkfreq refine``, which crops the
-frame directly at ``image_size``.
+clip are read, train and val both, so an experiment can hold out a clip's tail that training never sees), and
+resizing with OpenCV (INTER_AREA down, INTER_CUBIC up) *before* degrading, so a degradation acts at the
+resolution the refiner sees - as in ``talkfreq refine``, which crops the frame directly at ``image_size``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,15 @@ from talkfreq.face.detect import (
     detect_clip,
     make_detector,
 )
-from talkfreq.face.track import FaceTrack, Follower, bridge_skipped, fill_and_smooth, select_track, square_boxes, track_faces
+from talkfreq.face.track import (
+    FaceTrack,
+    Follower,
+    bridge_skipped,
+    fill_and_smooth,
+    select_track,
+    square_boxes,
+    track_faces,
+)
 
 __all__ = [
     "BoxesDetector",

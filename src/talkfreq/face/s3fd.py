@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 __all__ = ["S3FDDetector", "S3FDNet", "load_s3fd", "s3fd_detect"]
 
 MEAN_RGB = (123.0, 117.0, 104.0)
@@ -56,8 +55,7 @@ class L2Norm(nn.Module):
 def _vgg() -> nn.ModuleList:
     layers: list[nn.Module] = []
     cin = 3
-    for block, (cout, n, ceil) in enumerate(((64, 2, False), (128, 2, False), (256, 3, True), (512, 3, False),
-                                             (512, 3, False))):
+    for cout, n, ceil in ((64, 2, False), (128, 2, False), (256, 3, True), (512, 3, False), (512, 3, False)):
         for _ in range(n):
             layers += [nn.Conv2d(cin, cout, 3, 1, padding=1), nn.ReLU(inplace=True)]
             cin = cout

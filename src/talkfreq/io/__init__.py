@@ -4,4 +4,5 @@ from talkfreq.io.audio import fit_length, is_silent, load_audio, load_video_audi
 from talkfreq.io.media import MediaInfo, check_output, open_media, probe
 from talkfreq.io.video import VideoReader, VideoWriter, aac_rate
 
-__all__ = ["MediaInfo", "VideoReader", "VideoWriter", "aac_rate", "check_output", "fit_length", "is_silent", "load_audio", "load_video_audio", "open_media", "probe"]
+__all__ = ["MediaInfo", "VideoReader", "VideoWriter", "aac_rate", "check_output", "fit_length", "is_silent",
+           "load_audio", "load_video_audio", "open_media", "probe"]

@@ -1,7 +1,5 @@
 """Training losses: focal frequency (L_freq), LPIPS-VGG perceptual (L_percep), and the others' modules."""
 
-from talkfreq.losses.frequency import FocalFrequencyLoss, focal_frequency_loss
-from talkfreq.losses.perceptual import PerceptualLoss
 from talkfreq.losses.codebook import (
     CodebookRegConfig,
     CodebookRegOutput,
@@ -14,3 +12,5 @@ from talkfreq.losses.codebook import (
     soft_code_usage_loss,
     sovqae_codebook_regularization,
 )
+from talkfreq.losses.frequency import FocalFrequencyLoss, focal_frequency_loss
+from talkfreq.losses.perceptual import PerceptualLoss

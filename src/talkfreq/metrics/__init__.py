@@ -17,10 +17,6 @@ from talkfreq.metrics.mouth import (
     silent_frames,
     silent_opening_ratio,
 )
-from talkfreq.metrics.seam import boundary_band, seam_gradient
-from talkfreq.metrics.sharpness import cpbd, laplacian_variance
-from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_scores, offset_distances, sync_embeddings
-from talkfreq.metrics.temporal import FlickerAccumulator, flicker_ratio, temporal_flicker
 from talkfreq.metrics.robustness import (
     RobustnessReport,
     code_flip_rate,
@@ -30,3 +26,7 @@ from talkfreq.metrics.robustness import (
     robustness_report,
     temporal_flip_rate,
 )
+from talkfreq.metrics.seam import boundary_band, seam_gradient
+from talkfreq.metrics.sharpness import cpbd, laplacian_variance
+from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_scores, offset_distances, sync_embeddings
+from talkfreq.metrics.temporal import FlickerAccumulator, flicker_ratio, temporal_flicker

@@ -22,14 +22,14 @@ padding, resize, colour order, MFCCs, window count, distances) follows the origi
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import cv2
 import numpy as np
 import torch
 
 from talkfreq.audio.mfcc import MFCC_WINDOW, SYNCNET_SAMPLE_RATE, syncnet_mfcc
-from talkfreq.metrics.sync import LSEResult, SyncEmbedFn, SyncEmbeddingStream, lse_scores
+from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, SyncEmbedFn, lse_scores
 
 __all__ = ["V2_CROP_SCALE", "V2_SIZE", "crop_syncnet_v2", "crop_syncnet_v2_at", "face_boxes_from_crop_boxes",
            "lse_syncnet_v2", "syncnet_v2_boxes", "syncnet_v2_embedder", "syncnet_v2_stream", "syncnet_v2_windows"]

@@ -37,7 +37,6 @@ There is no public code; only the abstract, the first pages and a third-party su
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -48,9 +47,9 @@ from torch import nn
 from talkfreq.audio.mel import MelConfig
 from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.models._io import PretrainedMixin, build_config
+from talkfreq.models.freak_blocks import AVFM, VEFM, AudioEncoder, ResBlock, VisualEncoder, group_count
 from talkfreq.models.masks import DUB_MASKS, MaskKind
 from talkfreq.models.registry import MEL, AudioSpec
-from talkfreq.models.freak_blocks import AVFM, VEFM, AudioEncoder, ResBlock, VisualEncoder, group_count
 
 
 @dataclass

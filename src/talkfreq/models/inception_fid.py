@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 __all__ = ["FID_FEATURES", "INCEPTION_ENV", "FIDInceptionV3", "load_fid_inception", "resolve_inception_path"]
 
 INCEPTION_ENV = "TALKFREQ_INCEPTION"

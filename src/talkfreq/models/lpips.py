@@ -30,7 +30,6 @@ __all__ = [
     "LPIPS",
     "VGG16_ENV",
     "LPIPS_TAPS",
-    "PerceptualLoss",
     "VGG16Features",
     "load_vgg16",
     "lpips_heads_path",

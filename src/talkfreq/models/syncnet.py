@@ -80,7 +80,8 @@ def face_layout(image_size: int) -> tuple[int, tuple[int, int]]:
 
 
 class SyncNet(PretrainedMixin, nn.Module):
-    """``forward(faces (B,15,S/2,S), mel (B,1,80,16)) -> SyncNetOutput(audio_emb (B,W), video_emb (B,W))`` with W = ``width``.
+    """``forward(faces (B,15,S/2,S), mel (B,1,80,16)) -> SyncNetOutput(audio_emb (B,W), video_emb (B,W))``,
+    W = ``width``.
 
     ``faces`` stacks the lower halves of 5 consecutive frames along channels (frame-major: frame 0 RGB, frame 1
     RGB, ...), see :func:`stack_lower_halves`.

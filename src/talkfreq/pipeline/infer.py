@@ -55,21 +55,21 @@ import numpy as np
 from talkfreq.audio.features import SpeechFeatureConfig
 from talkfreq.audio.mel import MelConfig, melspectrogram
 from talkfreq.data.retrieval import BANK_FILE, ReferenceBank, mel_keys
+from talkfreq.device import resolve_device
 from talkfreq.errors import ConfigError, MediaError, TalkfreqError, require_file
 from talkfreq.face import crop_face
+from talkfreq.face.boxes import Progress, detect_boxes
 from talkfreq.io import VideoReader, VideoWriter, aac_rate, check_output, fit_length, is_silent, load_audio, probe
 from talkfreq.models.loading import inference_defaults, load_refiner, load_stage1, with_fidelity
 from talkfreq.models.registry import kind_of
 from talkfreq.models.sovqae import SOVQAE
 from talkfreq.pipeline import inputs as mi
 from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
-from talkfreq.device import resolve_device
-from talkfreq.face.boxes import Progress, detect_boxes
 from talkfreq.pipeline.common import StageTimer, StreamConfig
 from talkfreq.pipeline.paste import feather_mask, paste_many
 from talkfreq.pipeline.refine import LatentSmoother, refine_tensor
-from talkfreq.pipeline.stream import batched, run_stream
 from talkfreq.pipeline.sources import check_cache_space, image_face_box, is_image, read_image, video_frames
+from talkfreq.pipeline.stream import batched, run_stream
 
 MODES = ("dubbing", "one-shot")
 STAGES = ("decode", "detect", "audio", "crop", "stage1", "refiner", "paste", "encode", "wall")
@@ -156,9 +156,10 @@ def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.nd
     """The networks of one batch as ``infer`` runs them (also what the benchmarks time).
 
     ``targets`` (B, S, S, 3) uint8 face crops, ``audio`` (B, *window), ``reference`` one (S, S, 3) crop for every
-    frame, (B, S, S, 3) one per frame, or None (each target is its own reference) -> (final faces (B, S, S, 3) uint8: refined, or stage 1's when
-    ``refiner`` is None; stage-1 faces when ``keep_stage1``, else None). Stage 1 and the refiner run back to back
-    on ``accel.device``; ``timer`` gets ``stage1`` and ``refiner`` seconds (the device synchronised in each).
+    frame, (B, S, S, 3) one per frame, or None (each target is its own reference) -> (final faces (B, S, S, 3)
+    uint8: refined, or stage 1's when ``refiner`` is None; stage-1 faces when ``keep_stage1``, else None). Stage 1
+    and the refiner run back to back on ``accel.device``; ``timer`` gets ``stage1`` and ``refiner`` seconds (the
+    device synchronised in each).
     """
     timer = timer or StageTimer(())
     with timer("stage1"), inference(accel):
@@ -207,7 +208,8 @@ def _driving_audio(path: Path, *, fps: float):
         raise MediaError(f"{path}: the audio lasts {seconds * 1000:.0f} ms, less than one video frame")
     mux_rate = aac_rate(probe(path).audio_rate)
     mux = wav if mux_rate == rate16 else load_audio(path, sample_rate=mux_rate)
-    return fit_length(wav, int(round(n / fps * rate16))), n, seconds, fit_length(mux, int(round(n / fps * mux_rate))), mux_rate
+    return (fit_length(wav, int(round(n / fps * rate16))), n, seconds,
+            fit_length(mux, int(round(n / fps * mux_rate))), mux_rate)
 
 
 def _frame_at(video: Path, index: int, *, fps: float) -> np.ndarray:

@@ -23,15 +23,19 @@ checked against ``audio_dim`` either way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
-from talkfreq.audio.features import (SpeechFeatureConfig, feature_window, load_speech_model, read_speech_record,
-                                     speech_features)
+from talkfreq.audio.features import (
+    SpeechFeatureConfig,
+    feature_window,
+    load_speech_model,
+    read_speech_record,
+    speech_features,
+)
 from talkfreq.audio.mel import MelConfig, mel_window, melspectrogram
 from talkfreq.data.frames import frames_to_tensor
 from talkfreq.errors import TalkfreqError

@@ -5,9 +5,10 @@ into the frame with the inverse of the affine map that cut the crop (:func:`talk
 the same box) and alpha-blends. Pixels where the warped mask is 0 are returned exactly as they came in.
 
 The mask geometry is ours: the ellipses :data:`talkfreq.face.config.REGIONS` (``face``: forehead to chin,
-``lower``: nose, mouth and chin), fitted to the crop boxes of :func:`talkfreq.face.square_boxes`. The edge is a Gaussian blur of the hard ellipse with a
-truncated kernel; the ellipse is shrunk, when needed, so that the kernel never reaches the crop border, which
-makes the mask exactly 0 on the border and the paste seamless however the crop sits in the frame.
+``lower``: nose, mouth and chin), fitted to the crop boxes of :func:`talkfreq.face.square_boxes`. The edge is a
+Gaussian blur of the hard ellipse with a truncated kernel; the ellipse is shrunk, when needed, so that the kernel
+never reaches the crop border, which makes the mask exactly 0 on the border and the paste seamless however the crop
+sits in the frame.
 
 Speed (issue 7): only the frame rectangle the mask can reach (its support's bounding box, mapped into the frame,
 plus the bilinear reach) is warped and blended — a quarter of the box for ``lower`` — and :func:`paste_many` warps

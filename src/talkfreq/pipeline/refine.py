@@ -37,13 +37,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from talkfreq.device import resolve_device
 from talkfreq.errors import MediaError, TalkfreqError, require_file
 from talkfreq.face import crop_face
-from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
-from talkfreq.device import resolve_device
 from talkfreq.face.boxes import Progress, detect_boxes
 from talkfreq.io import check_output
 from talkfreq.models.loading import inference_defaults, load_refiner, with_fidelity
+from talkfreq.pipeline.accel import Accel, inference, prepare_models, resolve_accel
 from talkfreq.pipeline.common import StageTimer, StreamConfig
 from talkfreq.pipeline.paste import feather_mask, paste_many
 from talkfreq.pipeline.stream import batched, run_stream

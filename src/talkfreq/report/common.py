@@ -137,8 +137,8 @@ def hold_fill(boxes: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def reference_track(reference: Path, *, face: FaceConfig, fps: float, progress=None) -> FaceTrackBoxes:
     """One detection pass on the reference (:func:`talkfreq.face.boxes.detect_boxes`); a one-line error when
     it shows no face at all."""
-    from talkfreq.io import probe
     from talkfreq.face.boxes import detect_boxes
+    from talkfreq.io import probe
 
     info = probe(reference)
     if not info.has_video:

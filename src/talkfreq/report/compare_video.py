@@ -179,8 +179,7 @@ def compare_video(
         fps: the common timeline.
         progress: ``progress(stage, done, total)`` callback (stages ``boxes``, ``compare``).
     """
-    from talkfreq.io import VideoWriter, aac_rate, load_video_audio, probe
-    from talkfreq.io import check_output
+    from talkfreq.io import VideoWriter, aac_rate, check_output, load_video_audio, probe
 
     ref, cands = check_inputs(reference, candidates)
     out = Path(out)

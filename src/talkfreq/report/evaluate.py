@@ -40,9 +40,9 @@ import numpy as np
 
 from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.face import FaceConfig, crop_face
+from talkfreq.face.shot_track import TrackShotConfig
 from talkfreq.metrics.frequency import HF_RADIUS, RADIAL_BINS
 from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, RegionConfig, check_inputs, reference_track
-from talkfreq.face.shot_track import TrackShotConfig
 from talkfreq.report.compare_video import CompareConfig
 from talkfreq.report.refiner_verdict import refiner_verdicts
 from talkfreq.report.scoring import COLUMNS, Row, VideoScorer, best_rows, silence_masks
@@ -156,9 +156,8 @@ def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]
     else:
         lpips = LPIPS.from_path(vgg, normalize=True).to(device)
     if cfg.syncnet:
-        from talkfreq.report.sync_scoring import load_sync_scorer
-
         from talkfreq.report.sync_pipeline import check_protocol
+        from talkfreq.report.sync_scoring import load_sync_scorer
 
         syncnet = load_sync_scorer(cfg.syncnet, face=cfg.face, fps=cfg.fps, device=device)
         check_protocol(cfg.sync_protocol, kind=syncnet.kind)

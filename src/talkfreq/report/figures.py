@@ -135,7 +135,7 @@ def closeup_grid(closeups: Mapping[str, Sequence[np.ndarray]], *, headers: Seque
     height = head_h + (row_h + gap) * len(names)
     grid = np.full((height, width, 3), 255, np.uint8)
     x = name_width
-    for (ch, cw), text in zip(cells, headers):
+    for (_, cw), text in zip(cells, headers):
         cv2.putText(grid, text, (x + 2, head_h - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
         x += cw + gap
     y = head_h

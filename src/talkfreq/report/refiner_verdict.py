@@ -58,8 +58,9 @@ def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
         if sync_unreliable and sync is not None:
             s, sync = f"not measured (the LSE columns are unreliable: {sync_unreliable})", None
         won = "earned its place" if detail == [] and sync == [] else "did not earn its place"
-        out.append(f"Refiner verdict, {name} vs {base_name}: the refiner {won} - detail columns (mouth PSNR/SSIM not lower, mouth HF ratio and spectrum gap closer to real): "
-                   f"{d}; lip sync kept (same AV offset, LSE-D/LSE-C within {sync_tolerance:.0%}): {s}.")
+        out.append(f"Refiner verdict, {name} vs {base_name}: the refiner {won} - detail columns (mouth PSNR/SSIM "
+                   f"not lower, mouth HF ratio and spectrum gap closer to real): {d}; lip sync kept (same AV offset, "
+                   f"LSE-D/LSE-C within {sync_tolerance:.0%}): {s}.")
     return out
 
 

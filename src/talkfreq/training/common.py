@@ -152,7 +152,8 @@ def check_resume_config(checkpoint: str | Path, full_config: Any) -> None:
     try:
         old = _flat(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
     except Exception as exc:  # an unreadable file describes nothing to compare against
-        raise TalkfreqError(f"{saved}: unreadable run config ({str(exc).splitlines()[0] if str(exc) else exc})") from exc
+        first = str(exc).splitlines()[0] if str(exc) else exc
+        raise TalkfreqError(f"{saved}: unreadable run config ({first})") from exc
     new = _flat(OmegaConf.to_container(OmegaConf.create(to_yaml(full_config)), resolve=True))
     diff = [k for k in sorted(old.keys() | new.keys())
             if old.get(k, "<unset>") != new.get(k, "<unset>") and not k.startswith(RESUMABLE)]

@@ -52,12 +52,17 @@ from talkfreq.losses.frequency import focal_frequency_loss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
 from talkfreq.losses.region import mouth_weighted_l1
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
-from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 from talkfreq.models.loading import INFERENCE_FILE, load_refiner
+from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import (OptimConfig, adam, check_schedule, step_scheduler, step_without_counting,
-                                     with_schedule)
-
+from talkfreq.training.optim import (
+    OptimConfig,
+    adam,
+    check_schedule,
+    step_scheduler,
+    step_without_counting,
+    with_schedule,
+)
 
 
 @dataclass

@@ -8,8 +8,9 @@ only when their kind is asked for, so ``talkfreq --help`` stays fast.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from talkfreq.config import load_config
 from talkfreq.errors import TalkfreqError
@@ -27,7 +28,8 @@ def kind_module(kind: str):
     return importlib.import_module(KINDS[kind])
 
 
-def load_run_config(kind: str, file: str | Path | None, overrides: Sequence[str] = (), extra: dict | None = None) -> Any:
+def load_run_config(kind: str, file: str | Path | None, overrides: Sequence[str] = (),
+                    extra: dict | None = None) -> Any:
     return load_config(kind_module(kind).Config, file, overrides, extra=extra)
 
 

@@ -49,16 +49,22 @@ from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.losses.frequency import FocalFrequencyLoss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
 from talkfreq.losses.region import mouth_weighted_l1
-from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models import registry
+from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.freak import FREAKConfig
 from talkfreq.models.masks import apply_mask
 from talkfreq.models.syncnet import SyncNet, expert_loss, stack_lower_halves
 from talkfreq.models.wav2lip import Wav2LipConfig
 from talkfreq.training.callbacks import Preview, SamplePreview, finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import (OptimConfig, adam, check_schedule, step_scheduler, step_without_counting,
-                                     with_schedule)
+from talkfreq.training.optim import (
+    OptimConfig,
+    adam,
+    check_schedule,
+    step_scheduler,
+    step_without_counting,
+    with_schedule,
+)
 
 log = logging.getLogger(__name__)
 
