@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 DEMO    := outputs/demo
 
-.PHONY: demo test test-slow install clean bench gpu-wheels
+.PHONY: demo test test-fast test-slow lint install clean bench gpu-wheels
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -23,8 +23,16 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/talkfreq demo --out $(DEMO)
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# everything CI runs (the demo, DDP, browser and expert-training tests included)
+test: lint
 	$(BIN)/python -m pytest -q
+
+# the edit loop: without the tests marked heavy
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow and not heavy"
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
