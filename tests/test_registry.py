@@ -80,3 +80,39 @@ def test_unknown_kinds_are_one_line_errors():
         registry.get("sovqae", role="generator")
     with pytest.raises(TalkfreqError, match="not a registered talkfreq model"):
         registry.kind_of(np.zeros(1))
+
+
+# small settings per kind; the contract below holds for every registered kind
+SMALL = {
+    "freak": {"image_size": 32, "base_channels": 8, "channel_mult": [1, 2, 2], "num_scales": 3},
+    "wav2lip": {"image_size": 96},
+    "syncnet": {"image_size": 48, "width": 64},
+    "syncnet_v2": {"embed_dim": 64},
+    "sovqae": {"image_size": 32, "base_channels": 16, "latent_dim": 16, "codebook_size": 64},
+}
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_model_contract(name, tmp_path):
+    """config as a dict or the dataclass builds the same network; save/load is a strict round trip; a folder of
+    another kind, or with a tensor of another shape, is a one-line error."""
+    from talkfreq.models.loading import load_model
+
+    kind = registry.get(name)
+    cls = kind.cls
+    torch.manual_seed(0)
+    model = cls(config=SMALL[name])
+    assert model.config == cls(config=model.config).config == cls.config_class(**SMALL[name])
+    model.save_pretrained(tmp_path / name)
+    loaded = load_model(tmp_path / name)
+    assert type(loaded) is cls and loaded.config == model.config
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    other = next(k for k in registry.names() if k != name)
+    with pytest.raises(TalkfreqError, match=f"holds a {cls.__name__} model, not"):
+        registry.get(other).cls.from_pretrained(tmp_path / name)
+    state = model.state_dict()
+    key = next(k for k, v in state.items() if v.dim() > 0 and v.is_floating_point())
+    torch.save({**state, key: torch.zeros(*state[key].shape[:-1], state[key].shape[-1] + 1)},
+               tmp_path / name / "model.pt")
+    with pytest.raises(TalkfreqError, match=f"weights do not match {cls.__name__}: shape file vs model: {key}"):
+        cls.from_pretrained(tmp_path / name)
