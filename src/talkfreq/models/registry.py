@@ -104,7 +104,6 @@ class ModelKind:
         return "half" if self.dub_mask is None else _resolve(self.dub_mask)(config)
 
 
-_W2L_PUBLISHED = {"image_size": 96, "color_order": "bgr", "mask_fill": 0.0}
 _BUILTIN: dict[str, ModelKind] = {k.name: k for k in (
     ModelKind(
         "freak", "generator", "talkfreq.models.freak:FREAK", run="stage1", forward="talkfreq.models.freak:generate",
@@ -116,11 +115,12 @@ _BUILTIN: dict[str, ModelKind] = {k.name: k for k in (
         "wav2lip", "generator", "talkfreq.models.wav2lip:Wav2Lip", run="stage1",
         forward="talkfreq.models.wav2lip:generate", published="wav2lip",
         # what the original training and inference feed: OpenCV BGR frames / 255, the target's lower half black
-        published_config=_W2L_PUBLISHED,
+        published_config={"image_size": 96, "color_order": "bgr", "mask_fill": 0.0},
         bench={"Wav2Lip-96": BenchModel("stage1/wav2lip_96.yaml", "stage1/tiny_wav2lip.yaml", refiner="SOVQAE-96")}),
     ModelKind(
         "syncnet", "expert", "talkfreq.models.syncnet:SyncNet", run="syncnet", section="model",
-        published="lipsync_expert", published_config={**_W2L_PUBLISHED, "width": 512, "pixel_range": "0..1"},
+        published="lipsync_expert",
+        published_config={"image_size": 96, "width": 512, "color_order": "bgr", "pixel_range": "0..1"},
         bench={"SyncNet-96": BenchModel("stage1/syncnet.yaml", "stage1/tiny_syncnet.yaml")}),
     ModelKind("syncnet_v2", "expert", "talkfreq.models.syncnet_v2:SyncNetV2", published="syncnet_v2"),
     # a refiner has the face size of its stage 1 (infer checks it), hence SOVQAE-96 beside Wav2Lip-96
