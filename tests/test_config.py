@@ -127,6 +127,7 @@ def test_packaged_configs_are_found_from_any_folder(tmp_path, monkeypatch):
                                                                                "syncnet.yaml"]
     assert packaged_config().resolve() == checkout.resolve()  # the checkout's configs/ is the package's
     monkeypatch.chdir(tmp_path)  # no configs/ here: the packaged ones answer, base: chains included
+    assert resolve_config_path("configs/personal_gpu") == packaged_config("personal_gpu")  # a folder (demo configs=)
     for name in ("configs/stage1/freak_512.yaml", "stage1/freak_512.yaml"):
         assert resolve_config_path(name) == packaged_config("stage1", "freak_512.yaml")
         assert load_run_config("stage1", name).freak.image_size == 512

@@ -402,3 +402,22 @@ def test_refiner_restore_quick_run_on_a_real_clip(tmp_path):
                                                                                "mouth_ssim", "hf"}
     assert row["psnr_deg"] < 40 and 0 <= row["used_code_flips"] <= 1
     assert (tmp_path / "strip_real3dportrait_May_5s.png").is_file()
+
+
+# ---------------------------------------------------------------- experiments/personal.py (issue 13)
+
+
+def test_personal_targets_table_and_config():
+    from talkfreq.config import load_config
+
+    pe = load_script("experiments/personal.py")
+    cfg = load_config(pe.ExperimentConfig, pe.DEFAULT_CONFIG)
+    assert len(cfg.clips) == 3 and "recipe" in cfg.variants
+    assert pe.meets("mouth_psnr", 27.5) and not pe.meets("mouth_psnr", 26.9)
+    assert pe.meets("mouth_open_silent", 1.15) and not pe.meets("mouth_open_silent", 0.75)
+    assert pe.meets("seam", 0.95) and not pe.meets("seam", 1.2) and pe.meets("psnr", 30.0) is None
+    rows = [{"clip": "c", "variant": "recipe", "video": v, "minutes": m,
+             "values": {"mouth_psnr": 27.5 if v != "real" else 100.0, "seam": 1.0, "lse_d": None}}
+            for v, m in (("real", None), ("FREAK", 11.0), ("FREAK+SOVQAE", 19.0))]
+    table = pe.format_table(rows).splitlines()
+    assert len(table) == 5 and "27.500 ✓" in table[3] and "100.000 |" in table[2] and "| 19.0 |" in table[4]

@@ -211,3 +211,35 @@ def test_stage1_init_from_a_trained_generator_and_audio_references_save_a_bank(p
     with pytest.raises(Exception, match="other shapes"):
         other.load_initial(tmp_path / "a" / "model")
     assert not (tmp_path / "b").exists() and (tmp_path / "a" / "model" / BANK_FILE).is_file()
+
+
+def test_compose_keeps_the_visible_pixels_exactly_and_gradients_reach_the_hidden_ones():
+    tiny = dict(image_size=32, base_channels=4, channel_mult=[1, 1], num_scales=2, audio_hidden=8, audio_embed_dim=8,
+                avfm_decoder_scales=1, dub_mask="lower", compose=True)
+    model = FREAK(config=FREAKConfig(**tiny))
+    target = torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = make_mask("lower", batch=2, size=32)
+    out = model(target, apply_mask(target, mask), torch.randn(2, 16, 80), mask)
+    visible = mask.expand_as(out) == 0
+    assert torch.equal(out[visible], target[visible])
+    (out - target).abs().mean().backward()
+    assert model.out_conv.weight.grad.abs().sum() > 0
+
+
+def test_personalize_smoke_on_a_real_clip(tmp_path):
+    """The whole recipe at 2 steps per network on the 5 s May clip: model folders, the bank, the 256 px report."""
+    import json
+
+    from conftest import media
+
+    clip = media("video/real3dportrait_May_5s.mp4")
+    out = tmp_path / "may"
+    assert main(["personalize", str(clip), "--out", str(out), "--steps", "2", "-q",
+                 "overrides={freak: [freak.image_size=64, freak.base_channels=4, data.batch_size=2], "
+                 "refiner: [sovqae.image_size=64, data.batch_size=2]}"]) == 0
+    model = FREAK.from_pretrained(out / "runs" / "freak" / "model")
+    assert model.config.dub_mask == "lower" and model.config.compose
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert [r["name"] for r in metrics["rows"]] == ["real", "FREAK", "FREAK+SOVQAE"]
+    assert metrics["config"]["face"]["crop_size"] == 256
+    assert all(r["metrics"]["seam"] is not None for r in metrics["rows"])

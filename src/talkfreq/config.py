@@ -51,14 +51,15 @@ def packaged_config(*parts: str) -> Path:
 
 
 def resolve_config_path(file: str | Path) -> Path:
-    """``file`` as given when it exists; else, for ``configs/<rel>`` or ``<rel>``, the packaged config of that name
-    when there is one; else ``file`` unchanged (the caller's not-found error names what the user wrote)."""
+    """``file`` (a config or a folder of them) as given when it exists; else, for ``configs/<rel>`` or ``<rel>``, the
+    packaged one of that name when there is one; else ``file`` unchanged (the caller's not-found error names what
+    the user wrote)."""
     path = Path(file)
     if path.exists() or path.is_absolute():
         return path
     parts = path.parts[1:] if path.parts[:1] == (PACKAGED,) else path.parts
     packaged = packaged_config(*parts)
-    return packaged if parts and packaged.is_file() else path
+    return packaged if parts and packaged.exists() else path
 
 
 def _one_line(exc: OmegaConfBaseException, source: str) -> str:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
-from talkfreq.config import packaged_config
+from talkfreq.config import packaged_config, resolve_config_path
 from talkfreq.data.synth import SynthConfig, run_synth
 
 REPO_CONFIGS = packaged_config("demo")  # the package's own: an installed talkfreq runs its demo from any folder
@@ -311,7 +311,7 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     from talkfreq.errors import require_writable_dir
 
     out = require_writable_dir(out)
-    runs, configs = out / "runs", Path(cfg.configs)
+    runs, configs = out / "runs", resolve_config_path(cfg.configs)
     split = make_split(video=video, synth=cfg.synth, identity=cfg.identity, out=out, quiet=quiet)
     prep = prepare_inputs(split.inputs, out=out / "prepared", crop_size=cfg.crop_size, quiet=quiet)
 

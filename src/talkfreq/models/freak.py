@@ -74,6 +74,10 @@ class FREAKConfig:
     # hides only the ellipse over nose, mouth and chin that the paste-back replaces (face.config.REGIONS), so the
     # cheeks' outline and the face's position stay visible - see configs/personal/freak.yaml for what it buys.
     dub_mask: str = "half"
+    # Ours: the output keeps the visible pixels of ``masked`` exactly (out = mask * generated + (1 - mask) * masked),
+    # so the generator draws only what is hidden and every gradient of the loss goes there; off, it redraws the
+    # whole face as the paper's generator does.
+    compose: bool = False
 
 
 def _validate(cfg: FREAKConfig) -> None:
@@ -186,7 +190,11 @@ class FREAK(PretrainedMixin, nn.Module):
             x = self.dec[i](torch.cat([x, fused[i]], dim=1))
             if str(i) in self.dec_avfm:
                 x = self.dec_avfm[str(i)](x, a)
-        return torch.tanh(self.out_shuffle(self.out_conv(F.silu(self.out_norm(x)))))
+        out = torch.tanh(self.out_shuffle(self.out_conv(F.silu(self.out_norm(x)))))
+        if self.config.compose:
+            m = mask.to(out.dtype)
+            out = m * out + (1.0 - m) * masked.to(out.dtype)
+        return out
 
 
 def generate(model: FREAK, *, reference: torch.Tensor, masked: torch.Tensor, audio: torch.Tensor,
