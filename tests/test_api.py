@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import talkfreq
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -23,6 +25,7 @@ def test_import_is_cheap_and_every_export_resolves():
     assert set(talkfreq.__all__) <= set(dir(talkfreq))
 
 
+@pytest.mark.heavy
 def test_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     section = README.read_text().split("## Python API", 1)[1]
     (example,) = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)

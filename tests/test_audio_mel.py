@@ -166,6 +166,7 @@ def test_filterbank_matches_librosa():
     np.testing.assert_allclose(mel_filterbank(), ref, atol=1e-7, rtol=0)
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("kind", ["noise", "chirp"])
 def test_pipeline_matches_librosa(kind):
     librosa = pytest.importorskip("librosa")

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from talkfreq.cli import main
 
 
+@pytest.mark.heavy
 def test_quick_demo_writes_report_and_side_by_side(tmp_path):
     out = tmp_path / "demo"
     rc = main(["demo", "--out", str(out), "--quick", "-q", "synth.seconds=2.0", "synth.clips_per_identity=2"])

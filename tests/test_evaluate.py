@@ -324,6 +324,7 @@ def browser():
     driver.quit()
 
 
+@pytest.mark.heavy
 def test_report_renders_in_headless_chromium(report, browser, tmp_path):
     from selenium.webdriver.support.ui import WebDriverWait
 

@@ -356,6 +356,7 @@ def test_ablation_codebook_reg_quick(abl, tmp_path, capsys):
     assert (out / "strip.png").is_file()
 
 
+@pytest.mark.heavy
 def test_ablation_vefm_avfm_quick(abl, tmp_path, capsys):
     out = tmp_path / "va"
     assert abl.main(["vefm_avfm", "--quick", "--out", str(out)]) == 0

@@ -412,6 +412,7 @@ def test_damaged_weights_give_a_whole_sentence_without_unsafe_advice(models, tmp
         assert ("damaged or truncated" if damage else "besides tensors") in err
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("quiet", [False, True])
 def test_training_output_in_a_log_file(refiner_data, tmp_path, quiet):
     """stdout to a pipe: a step line every log_every_n_steps steps; --quiet: none, and no Lightning banner."""

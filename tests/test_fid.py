@@ -113,6 +113,7 @@ def test_inception_bad_file_one_line(tmp_path):
         load_fid_inception(bad)
 
 
+@pytest.mark.heavy
 def test_video_scorer_fid_column(inception_file):
     from talkfreq.report.scoring import VideoScorer
 

@@ -11,6 +11,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from test_experiments import load_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +31,7 @@ def probe_wheel(folder: Path) -> Path:
     return whl
 
 
+@pytest.mark.heavy
 def test_dry_run_runs_every_part_and_writes_the_summary(tmp_path):
     wheels, out = tmp_path / "wheels", tmp_path / "out"
     wheels.mkdir()
@@ -52,6 +55,7 @@ def test_dry_run_runs_every_part_and_writes_the_summary(tmp_path):
                                                      "pytest.xml", "summary.json", "train.json"]
 
 
+@pytest.mark.heavy
 def test_only_runs_the_named_parts(tmp_path):
     out = tmp_path / "out"
     env = os.environ | {"OUT": str(out), "PYTHON": sys.executable, "GPU_CHECK_WHEELS": str(tmp_path),

@@ -100,6 +100,7 @@ def _scores(prepared_dir: Path, synth_dir: Path, work: Path, *, steps: int) -> d
     return {c.stem: lse_of_shifts(c, expert, work / c.stem) for c in sorted(synth_dir.glob("*/*.mp4"))}
 
 
+@pytest.mark.heavy
 def test_lse_prefers_in_sync_audio(prepared_dir, synth_dir, tmp_path):
     check_in_sync_scores_best(_scores(prepared_dir, synth_dir, tmp_path, steps=STEPS_QUICK))
 

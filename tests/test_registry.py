@@ -44,6 +44,7 @@ def test_a_registered_generator_runs_through_infer(dummy, synth_dir, tmp_path):
                  str(tmp_path / "x.mp4"), "--mode", "one-shot"]) == 2  # not a one_shot kind: refused in one line
 
 
+@pytest.mark.heavy
 def test_a_registered_generator_runs_through_bench(dummy, synth_dir, tmp_path, capsys):
     out = tmp_path / "bench.json"
     rc = main(["bench", "--tiny", "--quick", "--pipelines", "Dummy-96", "--batches", "1", "--seconds", "0.2",

@@ -194,6 +194,7 @@ def test_crop_video_geometry_on_a_real_frame():
 FRAMES = 50
 
 
+@pytest.mark.heavy
 def test_evaluate_with_syncnet_python_protocol(synth_dir, v2_weights, v2_model, tmp_path, capsys):  # noqa: F811
     """``talkfreq evaluate --syncnet syncnet_v2.model sync_protocol=syncnet_python``: every video is tracked and
     cropped on its own, one track per run of faces; a video's LSE is the mean over its tracks, each equal to

@@ -170,6 +170,7 @@ def test_lse_syncnet_v2_scan_and_window_count(v2_model):
         lse_syncnet_v2(crops[:5], wav, model=v2_model)
 
 
+@pytest.mark.heavy
 def test_evaluate_with_syncnet_v2_weights(synth_dir, v2_weights, v2_model, tmp_path, capsys):
     """``talkfreq evaluate --syncnet syncnet_v2.model`` scores every row over +-15 offsets with the MFCC front end
     and the syncnet_v2 crop; the numbers equal lse_syncnet_v2 on crops cut from the same boxes."""

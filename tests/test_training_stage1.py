@@ -140,6 +140,7 @@ def test_syncnet_windows_positives_and_shifted_negatives(prepared_dir):
 # ---------------------------------------------------------------- SyncNet expert
 
 
+@pytest.mark.heavy
 def test_tiny_syncnet_loss_drops(prepared_dir, tmp_path):
     steps = 40
     assert train("syncnet", "tiny_syncnet.yaml", prepared_dir, tmp_path, f"trainer.max_steps={steps}",
@@ -188,6 +189,7 @@ def test_tiny_freak_trains_checkpoints_and_saves_model(prepared_dir, tmp_path):
     assert column(rows, "val/loss") and column(rows, "samples/spectrum_gap")
 
 
+@pytest.mark.heavy
 def test_tiny_wav2lip_trains_and_saves_model(prepared_dir, tmp_path):
     assert train("stage1", "tiny_wav2lip.yaml", prepared_dir, tmp_path, "trainer.max_steps=2",
                  "trainer.val_check_interval=2", "trainer.limit_val_batches=1") == 0
@@ -298,6 +300,7 @@ def test_startup_errors_are_one_line_before_training(prepared_dir, tmp_path, cap
 # ---------------------------------------------------------------- DDP and wandb
 
 
+@pytest.mark.heavy
 def test_ddp_two_cpu_processes(prepared_dir, tmp_path):
     cmd = [sys.executable, "-m", "talkfreq.cli", "train", "stage1", "-c", str(CFG / "tiny_freak.yaml"),
            "--data", str(prepared_dir), f"run.out_dir={tmp_path}", "trainer.max_steps=2",
