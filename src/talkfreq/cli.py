@@ -267,7 +267,7 @@ def infer(
     save_stage1: Annotated[Optional[Path], typer.Option("--save-stage1", help="Also write the un-refined video here.")] = None,
     face_index: Annotated[Optional[int], typer.Option("--face-index", help="Which face: 0 = largest, k = k-th largest.")] = None,
     box: Annotated[Optional[str], typer.Option(help="Face box x0,y0,x1,y1 in frame pixels instead of detection.")] = None,
-    reference: Annotated[Optional[str], typer.Option(help="Dubbing reference: same (each frame), first, or a frame index.")] = None,
+    reference: Annotated[Optional[str], typer.Option(help="Dubbing reference: auto (the model's reference bank if it has one, else same), same (each frame), first, bank, or a frame index.")] = None,
     speech_model: Annotated[Optional[str], typer.Option("--speech-model", help="HuBERT/wav2vec2 model a speech-feature FREAK was trained with.")] = None,
     dtype: DtypeOpt = None,
     compile_: CompileOpt = None,
