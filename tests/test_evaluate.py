@@ -172,8 +172,10 @@ def test_compare_video_tiles_audio_and_truncation(clips, tmp_path):
 KATIE = "video/sadtalker_WDA_KatieHill_000.mp4"
 DEGRADATIONS = ("gaussian_blur", "jpeg")  # at data.degradations.FIXED_STRENGTHS: sigma 1.5 px, quality 30
 # Every fidelity and frequency column (LSE needs a SyncNet, LPIPS VGG16 weights: neither is given here).
+# seam: the gradient across the dubbing paste boundary; on whole-frame degradations it does not rank (blur lowers
+# it, JPEG blocking raises it, either may land nearer the real value than a clean re-encode)
 RANKED = tuple(c.key for c in COLUMNS
-               if c.direction is not None and not c.key.startswith("lse") and c.key not in ("lpips", "fid"))
+               if c.direction is not None and not c.key.startswith("lse") and c.key not in ("lpips", "fid", "seam"))
 
 
 @pytest.mark.media
