@@ -10,6 +10,7 @@ Writes ``results.json``; the reports (with close-up strips of real people) stay 
 
     flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/personal.py [--out DIR] [--steps N] [--quick]
         [-c configs/experiments/personal.yaml] ["variants={audio_ref: {freak: [data.reference=audio]}}" ...]
+        ["share={blur_only: recipe}"]  (a variant that reuses an earlier one's scorer and FREAK)
 
 Finished runs with the same config are reused, so re-running only re-evaluates.
 """
@@ -36,6 +37,8 @@ class ExperimentConfig:
 
     clips: list[str] = field(default_factory=list)  # videos, relative to the repository root
     variants: dict[str, dict[str, list[str]]] = field(default_factory=lambda: {"recipe": {}})
+    # variant -> an earlier variant whose trained scorer and FREAK it uses as they are (only its refiner trains)
+    share: dict[str, str] = field(default_factory=dict)
     steps: Optional[int] = None  # overrides every network's trainer.max_steps
     threads: int = 0
     quick: list[str] = field(default_factory=list)
@@ -73,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         run_demo,
         say,
     )
+    from talkfreq.errors import ConfigError
 
     ap = experiment_parser(__doc__.splitlines()[0])
     cfg, args = experiment_config(ExperimentConfig, ap, argv, default_config=DEFAULT_CONFIG)
@@ -86,10 +90,17 @@ def main(argv: list[str] | None = None) -> int:
             demo = load_config(DemoConfig, None, [f"configs={PERSONAL_CONFIGS}", f"crop_size={PERSONAL_CROP}"],
                                extra={"steps": cfg.steps})
             demo.overrides = {k: list(v) for k, v in overrides.items()}
+            shared = {}
+            if name in cfg.share:  # an earlier variant of this run, or one finished by an earlier run in OUT
+                order = list(cfg.variants)
+                if cfg.share[name] in order and order.index(cfg.share[name]) >= order.index(name):
+                    raise ConfigError(f"share: {name} must name an earlier variant, got {cfg.share[name]!r}")
+                shared = {net: out / video.stem / cfg.share[name] / "runs" / net for net in ("syncnet", "freak")}
+                demo.models = {net: str(run / "model") for net, run in shared.items()}
             run_demo(out=work, cfg=demo, video=video, quiet=True)
             minutes = {}
             for net in ("syncnet", "freak", "refiner"):
-                stamp = work / "runs" / net / FINISHED_FILE
+                stamp = shared.get(net, work / "runs" / net) / FINISHED_FILE
                 minutes[net] = json.loads(stamp.read_text())["seconds"] / 60 if stamp.is_file() else None
             metrics = json.loads((work / "report" / "metrics.json").read_text())
             for row in metrics["rows"]:
@@ -97,8 +108,14 @@ def main(argv: list[str] | None = None) -> int:
                 spent = {"real": None, "FREAK": minutes["freak"]}.get(row["name"], both)
                 rows.append({"clip": video.stem, "variant": name, "video": row["name"], "minutes": spent,
                              "values": {k: row["metrics"].get(k) for k in KEYS}, "train_minutes": minutes})
-    (out / "results.json").parent.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
+    # rows of (clip, variant) pairs this run did not compute stay: a later run adds variants to the same table
+    done = {(r["clip"], r["variant"]) for r in rows}
+    results = out / "results.json"
+    kept = [r for r in (json.loads(results.read_text()) if results.is_file() else [])
+            if (r["clip"], r["variant"]) not in done]
+    rows = kept + rows
+    results.parent.mkdir(parents=True, exist_ok=True)
+    results.write_text(json.dumps(rows, indent=2) + "\n")
     print(format_table(rows))
     return 0
 

@@ -20,6 +20,7 @@ from talkfreq.models.freak import FREAK, FREAKConfig
 from talkfreq.models.masks import apply_mask, make_mask
 from talkfreq.pipeline import inputs as mi
 from talkfreq.pipeline.paste import feather_mask
+from talkfreq.pipeline.stage1_pairs import model_digest
 
 
 @pytest.mark.parametrize("size", [64, 128, 256])
@@ -243,3 +244,14 @@ def test_personalize_smoke_on_a_real_clip(tmp_path):
     assert [r["name"] for r in metrics["rows"]] == ["real", "FREAK", "FREAK+SOVQAE"]
     assert metrics["config"]["face"]["crop_size"] == 256
     assert all(r["metrics"]["seam"] is not None for r in metrics["rows"])
+    # the refiner trained on FREAK's own outputs (the recipe's data.stage1_prob), named by FREAK's weights
+    (pairs,) = (out / "stage1_outputs").iterdir()
+    assert pairs.name == model_digest(out / "runs" / "freak" / "model")
+    assert len(np.load(pairs / "real3dportrait_May_5s_train.npy", mmap_mode="r")) > 90
+    # given models are used as they are: only the refiner trains again
+    freak_stamp = (out / "runs" / "freak" / "finished.json").stat().st_mtime_ns
+    assert main(["personalize", str(clip), "--out", str(out), "--steps", "2", "-q",
+                 f"models={{syncnet: {out / 'runs' / 'syncnet' / 'model'}, freak: {out / 'runs' / 'freak' / 'model'}}}",
+                 "overrides={refiner: [sovqae.image_size=64, data.batch_size=2, data.stage1_prob=1.0]}"]) == 0
+    assert (out / "runs" / "freak" / "finished.json").stat().st_mtime_ns == freak_stamp
+    assert "stage1_prob: 1.0" in (out / "runs" / "refiner" / "finished.json").read_text()

@@ -48,6 +48,8 @@ class DemoConfig:
     configs: str = str(REPO_CONFIGS)  # folder with syncnet.yaml, freak.yaml, refiner.yaml
     # dotted overrides per network, by config name: {"freak": ["trainer.max_steps=500"], "refiner": [...]}
     overrides: dict[str, list[str]] = field(default_factory=dict)
+    # finished model/ folders used as they are instead of training, by config name: {"freak": "runs/freak/model"}
+    models: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -306,6 +308,27 @@ def run_script(main) -> None:
     raise SystemExit(code)
 
 
+def stage1_pairs(refiner_cfg: Any, *, stage1: Path, data: Path, out: Path, quiet: bool = False) -> list[str]:
+    """The override that points a refiner run at stage 1's outputs on its training frames, written first
+    (``out/stage1_outputs/<digest of the stage-1 weights>``, reused when there), when its config asks for them
+    (``data.stage1_prob`` > 0 and no ``data.stage1_outputs`` given); else nothing. The digest in the path makes a
+    refiner trained on another generator's outputs a different run, so it is never reused by mistake."""
+    if refiner_cfg.data.stage1_prob <= 0 or refiner_cfg.data.stage1_outputs:
+        return []
+    from talkfreq.pipeline.stage1_pairs import META_FILE, model_digest, write_stage1_outputs
+
+    folder = out / "stage1_outputs" / model_digest(stage1)
+    if not (folder / META_FILE).is_file():
+        say(f"running stage 1 over its training frames for the refiner's pairs ({folder})")
+        write_stage1_outputs(stage1, data=data, out=folder, val_fraction=refiner_cfg.data.val_fraction)
+        if not quiet:
+            clips = json.loads((folder / META_FILE).read_text())["clips"]
+            for cid, v in clips.items():
+                say(f"  {cid}: stage-1 mouth PSNR {v['mouth_psnr_train']:.2f} dB (trained frames), "
+                    f"{v['mouth_psnr_val']:.2f} dB (its validation frames)")
+    return [f"data.stage1_outputs={folder}"]
+
+
 def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet: bool = False) -> Path:
     """Run the whole demo into ``out``; returns the report's path."""
     from talkfreq.errors import require_writable_dir
@@ -315,21 +338,34 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     split = make_split(video=video, synth=cfg.synth, identity=cfg.identity, out=out, quiet=quiet)
     prep = prepare_inputs(split.inputs, out=out / "prepared", crop_size=cfg.crop_size, quiet=quiet)
 
-    unknown = sorted(set(cfg.overrides) - {"syncnet", "freak", "refiner"})
-    if unknown:
-        from talkfreq.errors import ConfigError
+    from talkfreq.errors import ConfigError, TalkfreqError
 
-        raise ConfigError(f"overrides: unknown network {unknown[0]!r} (syncnet, freak or refiner)")
+    for what, given in (("overrides", cfg.overrides), ("models", cfg.models)):
+        unknown = sorted(set(given) - {"syncnet", "freak", "refiner"})
+        if unknown:
+            raise ConfigError(f"{what}: unknown network {unknown[0]!r} (syncnet, freak or refiner)")
 
-    def trained(kind: str, file: str, *overrides: str) -> Path:
+    def run_cfg(kind: str, file: str, *overrides: str) -> Any:
         quieter = ["logging.quiet=true"] if quiet else []
         name = Path(file).stem
-        return train_or_reuse(kind, run_config(kind, configs / file, data=prep, runs=runs, name=name, steps=cfg.steps,
-                                               overrides=[*overrides, *cfg.overrides.get(name, []), *quieter])).model
+        return run_config(kind, configs / file, data=prep, runs=runs, name=name, steps=cfg.steps,
+                          overrides=[*overrides, *cfg.overrides.get(name, []), *quieter])
+
+    def trained(kind: str, file: str, *overrides: str) -> Path:
+        name = Path(file).stem
+        if name in cfg.models:
+            model = Path(cfg.models[name])
+            if not (model / "config.json").is_file():
+                raise TalkfreqError(f"{model}: not a model/ folder (no config.json) for the {name} network")
+            say(f"{name}: using the given model {model}")
+            return model
+        return train_or_reuse(kind, run_cfg(kind, file, *overrides)).model
 
     expert = trained("syncnet", "syncnet.yaml")
     freak = trained("stage1", "freak.yaml")
-    refiner = trained("refiner", "refiner.yaml", f"data.identities=[{','.join(split.identities)}]")
+    who = f"data.identities=[{','.join(split.identities)}]"
+    refiner = trained("refiner", "refiner.yaml", who, *stage1_pairs(run_cfg("refiner", "refiner.yaml", who),
+                                                                    stage1=freak, data=prep, out=out, quiet=quiet))
 
     say(f"dubbing the held-out clip {split.target.name} with its own audio")
     plain, refined = dub(split.target, stage1=freak, refiner=refiner, out_dir=out / "dubbed", name="freak")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Optional
 
 import cv2
@@ -46,6 +47,11 @@ class RefinerDataConfig:
     # [start, stop) frames of every clip to use at all (train and val); stop null = the clip's end; null = all.
     # With a range, val = the last val_fraction of the range (the index's whole-clip split still applies if set).
     frame_range: Optional[list[Optional[int]]] = None
+    # a folder of stage-1 outputs on these very frames (talkfreq.pipeline.stage1_pairs; the personal recipe writes
+    # it after training FREAK): with probability stage1_prob a sample's input is the generator's output for that
+    # frame instead of a random degradation of it
+    stage1_outputs: Optional[str] = None
+    stage1_prob: float = 0.0
 
 
 def resize_uint8(img: np.ndarray, size: int) -> np.ndarray:
@@ -70,16 +76,47 @@ class RefinerDataset(_ClipSamples):
     """Single valid frames of the given clip segments; see the module docstring for the sample layout."""
 
     def __init__(self, data: PreparedDataset, segments: list[tuple[str, int, int]], *, image_size: int,
-                 degradation: Degradation | None = None, seed: int = 0, val: bool = False):
+                 degradation: Degradation | None = None, seed: int = 0, val: bool = False,
+                 stage1_outputs: str | Path | None = None, stage1_prob: float = 0.0):
         self.degradation = degradation
+        self.stage1_dir = None if stage1_outputs is None else Path(stage1_outputs)
+        self.stage1_prob = stage1_prob if degradation is not None else 0.0
+        self._stage1: dict[str, np.ndarray] = {}
         super().__init__(data, segments, window=1, image_size=image_size, seed=seed, val=val)
+        if self.stage1_dir is not None and self.stage1_prob > 0:
+            for cid in self.clip_ids:  # every clip must have its outputs, checked here rather than mid-training
+                arr = self._stage1_clip(cid)
+                if len(arr) != self.metas[cid].n_frames:
+                    raise TalkfreqError(f"{self.stage1_dir / (cid + '.npy')}: {len(arr)} stage-1 outputs for a clip "
+                                        f"of {self.metas[cid].n_frames} frames; write them again")
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state["_stage1"] = {}
+        return state
+
+    def _stage1_clip(self, cid: str) -> np.ndarray:
+        arr = self._stage1.get(cid)
+        if arr is None:
+            path = self.stage1_dir / f"{cid}.npy"
+            if not path.is_file():
+                raise TalkfreqError(f"{path}: no stage-1 outputs for clip {cid} (data.stage1_outputs is "
+                                    f"{self.stage1_dir}; write them with talkfreq.pipeline.stage1_pairs)")
+            arr = self._stage1[cid] = np.load(path, mmap_mode="r")
+        return arr
 
     def sample(self, index: int, *, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         cid = self.clip_ids[self.clip_of[index]]
-        clean = resize_uint8(np.asarray(self._clip(cid).frames[int(self.starts[index])]), self.image_size)
+        t = int(self.starts[index])
+        clean = resize_uint8(np.asarray(self._clip(cid).frames[t]), self.image_size)
         x = uint8_to_tensor(clean)
-        noisy = x if self.degradation is None else uint8_to_tensor(degrade(clean, cfg=self.degradation, rng=rng))
-        return {"clean": x, "input": noisy}
+        if self.degradation is None:
+            return {"clean": x, "input": x}
+        if self.stage1_prob > 0 and rng.random() < self.stage1_prob:
+            noisy = resize_uint8(np.asarray(self._stage1_clip(cid)[t]), self.image_size)
+        else:
+            noisy = degrade(clean, cfg=self.degradation, rng=rng)
+        return {"clean": x, "input": uint8_to_tensor(noisy)}
 
 
 def split_frames(data: PreparedDataset, cfg: RefinerDataConfig) -> tuple[list, list, bool]:
@@ -135,7 +172,12 @@ class RefinerDataModule(StreamLoaders, LightningDataModule):
         if fell_back:
             log.info("%s: holding out the last %.0f%% of each clip's frames%s for validation", self.data.root,
                      100 * cfg.val_fraction, f" in {list(cfg.frame_range)}" if cfg.frame_range else "")
-        kw = dict(image_size=image_size, degradation=degradation, seed=seed)
+        if not 0.0 <= cfg.stage1_prob <= 1.0:
+            raise ConfigError(f"data.stage1_prob must be in [0, 1], got {cfg.stage1_prob}")
+        if cfg.stage1_prob > 0 and not cfg.stage1_outputs:
+            raise ConfigError("data.stage1_prob > 0 needs data.stage1_outputs (a folder of stage-1 outputs)")
+        kw = dict(image_size=image_size, degradation=degradation, seed=seed, stage1_outputs=cfg.stage1_outputs,
+                  stage1_prob=cfg.stage1_prob)
         self.train_set = RefinerDataset(self.data, train, val=False, **kw)
         self.val_set = RefinerDataset(self.data, val, val=True, **kw)
         if len(self.train_set) == 0:
