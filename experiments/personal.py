@@ -25,8 +25,8 @@ from typing import Optional
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "experiments" / "personal.yaml"
 DEFAULT_OUT = REPO / "outputs" / "experiments" / "personal"
-KEYS = ("psnr", "mouth_psnr", "mouth_ssim", "mouth_hf_ratio", "mouth_open", "mouth_open_r", "mouth_open_silent",
-        "seam", "lse_d", "lse_c", "lse_offset")
+KEYS = ("psnr", "mouth_psnr", "mouth_ssim", "mouth_hf_ratio", "mouth_spectrum_gap", "mouth_open", "mouth_open_r",
+        "mouth_open_lag", "mouth_open_silent", "seam", "lse_d", "lse_c", "lse_offset")
 TARGETS = {"mouth_psnr": (">=", 27.0), "mouth_ssim": (">=", 0.80), "mouth_open_r": (">=", 0.6),
            "mouth_open_silent": ("within", 0.2), "seam": ("within", 0.1)}
 

@@ -11,6 +11,7 @@ from conftest import media
 from talkfreq.metrics.mouth import (
     SilenceConfig,
     frame_levels,
+    lagged_pearson,
     mouth_opening,
     mouth_rows,
     pearson,
@@ -127,3 +128,15 @@ def test_real_clip_open_frames_score_above_closed_and_the_mouth_moves_with_speec
     step = np.abs(np.diff(opening))
     assert silent.sum() >= 10
     assert step[~silent[1:] & ~silent[:-1]].mean() > 1.3 * step[silent[1:] & silent[:-1]].mean()
+
+
+def test_lagged_pearson_finds_a_known_delay():
+    rng = np.random.default_rng(0)
+    real = np.convolve(rng.random(120), np.ones(4) / 4, mode="same")  # a smooth opening series, like speech
+    for k in (-3, 0, 2, 5):
+        late = np.roll(real, k)  # late[t] = real[t - k]: the dub's mouth moves k frames late
+        lag, r = lagged_pearson(late, real, max_lag=5)
+        assert lag == k and r > 0.95
+    assert lagged_pearson(real, real)[0] == 0
+    assert lagged_pearson(real[:12], real[:12], max_lag=5) == (None, 0.0)  # too short to judge
+    assert lagged_pearson(np.ones(60), real[:60]) == (None, 0.0)  # a mouth that never moves

@@ -31,11 +31,26 @@ def test_lost_sync_and_lower_mouth_psnr_are_named():
 def test_unavailable_lse_is_not_measured_and_unpaired_rows_give_no_verdict():
     rows = _rows({"mouth_psnr": 26.0, "lse_d": None})
     [v] = refiner_verdicts(rows)
-    assert "lip sync kept (same AV offset, LSE-D/LSE-C within 5%): not measured" in v
+    assert "no LSE; judged by the mouth opening" in v and v.endswith(": not measured.")
     assert refiner_verdicts(rows[:2]) == []
 
 
-def test_unreliable_lse_columns_give_no_sync_verdict():
+def test_unreliable_lse_columns_give_no_sync_verdict_without_the_mouth_opening():
     [v] = refiner_verdicts(_rows({"mouth_psnr": 26.0}), sync_unreliable="the expert puts the real clip at offset +3")
-    assert "not measured (the LSE columns are unreliable: the expert puts the real clip at offset +3)" in v
-    assert "did not earn its place" in v
+    assert "the LSE columns are unreliable: the expert puts the real clip at offset +3" in v
+    assert v.endswith(": not measured.") and "did not earn its place" in v
+
+
+def test_the_real_mouth_opening_judges_sync_when_the_expert_cannot():
+    detail = {"mouth_psnr": 26.0, "mouth_ssim": 0.82, "mouth_hf_ratio": 0.2, "mouth_spectrum_gap": 0.4}
+    base = {"mouth_open_r": 0.70, "mouth_open_lag": 0.0}
+    rows = _rows({**detail, "mouth_open_r": 0.68, "mouth_open_lag": 0.0})
+    rows[1].values.update(base)
+    [v] = refiner_verdicts(rows, sync_unreliable="offset +15")
+    assert "judged by the mouth opening against the real video" in v and "earned its place" in v
+    rows[2].values.update(mouth_open_r=0.60, mouth_open_lag=2.0)
+    [v] = refiner_verdicts(rows, sync_unreliable="offset +15")
+    assert "did NOT hold (mouth_open_lag, mouth_open_r)" in v and "did not earn its place" in v
+    rows[1].values.update(mouth_open_r=0.1)  # stage 1's mouth follows nothing: no timing to keep
+    [v] = refiner_verdicts(rows, sync_unreliable="offset +15")
+    assert "needs stage 1's mouth open r >= 0.3): not measured." in v

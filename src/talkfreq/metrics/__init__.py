@@ -11,6 +11,7 @@ from talkfreq.metrics.frequency import (
 )
 from talkfreq.metrics.mouth import (
     frame_levels,
+    lagged_pearson,
     mouth_opening,
     mouth_rows,
     pearson,

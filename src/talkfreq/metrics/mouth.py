@@ -35,6 +35,7 @@ the known mouth centre (that experiment's own measure, which counts the lips) re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -147,6 +148,26 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     if a.size < 2 or a.std() < 1e-12 or b.std() < 1e-12:
         return 0.0
     return float(np.corrcoef(a, b)[0, 1])
+
+
+def lagged_pearson(a: np.ndarray, b: np.ndarray, *, max_lag: int = 5) -> tuple[Optional[int], float]:
+    """(lag, r): the shift of (N,) ``a`` against (N,) ``b`` in [-max_lag, max_lag] frames with the highest Pearson r
+    over the overlapping frames, and that r. ``lag > 0``: ``a`` trails, ``a[t]`` follows ``b[t - lag]``. Ties go to
+    the smaller shift. (None, 0.0) when the series are shorter than ``4 * max_lag`` frames or nothing correlates.
+
+    Ours: with ``b`` the real video's opening and ``a`` a self-reconstruction's, this is a lip-sync timing judge that
+    needs no SyncNet (the real footage is the judge): a dub that moves the mouth k frames late peaks at lag k.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n = min(len(a), len(b))
+    if n < 4 * max_lag:
+        return None, 0.0
+    best: tuple[Optional[int], float] = (None, 0.0)
+    for lag in sorted(range(-max_lag, max_lag + 1), key=abs):
+        r = pearson(a[lag:n], b[: n - lag]) if lag >= 0 else pearson(a[: n + lag], b[-lag:n])
+        if r > best[1] + 1e-12:
+            best = (lag, r)
+    return best
 
 
 def silent_opening_ratio(opening: np.ndarray, silent: np.ndarray, *, ref_opening: np.ndarray,

@@ -4,8 +4,13 @@ A pair is two candidate rows named ``X`` and ``X+<anything>`` (the demo's and th
 ``FREAK+SOVQAE``). The refiner *wins the detail columns* when, against stage 1 alone, its mouth PSNR and mouth SSIM are
 not lower, and its mouth HF ratio and mouth spectrum gap are closer to the real clip's; it *keeps the sync* when the
 AV offset is the same and LSE-D and LSE-C are within ``sync_tolerance`` (relative) of stage 1's, all scored by the
-same expert. The rule is ours (it is the acceptance of the restoring refiner); a column that is unavailable makes its
-half of the verdict "not measured", never "held".
+same expert. Where no expert can judge (LSE unavailable, or the expert finds the real clip itself out of sync), the
+sync half falls back to the real video's mouth opening, which in a self-reconstruction is the true timing: the sync
+is kept when the refined mouth opening peaks at the same lag against the real one (``mouth_open_lag``) and its
+``mouth_open_r`` is within ``sync_tolerance`` (relative) of stage 1's - judged only where stage 1's r is at least
+:data:`MIN_OPENING_R` (a mouth that does not follow the real one has no timing to keep). The rule is ours (it is the
+acceptance of the restoring refiner); a column that is unavailable makes its half of the verdict "not measured",
+never "held".
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from talkfreq.report.scoring import Row
 
 DETAIL_KEYS = ("mouth_psnr", "mouth_ssim", "mouth_hf_ratio", "mouth_spectrum_gap")
 SYNC_KEYS = ("lse_d", "lse_c", "lse_offset")
+OPENING_KEYS = ("mouth_open_r", "mouth_open_lag")
+MIN_OPENING_R = 0.3  # stage 1's mouth_open_r below this: its mouth does not follow the real one, nothing to keep
 
 
 def _detail(base: dict, refined: dict, real: dict) -> Optional[list[str]]:
@@ -40,6 +47,18 @@ def _sync(base: dict, refined: dict, tolerance: float) -> Optional[list[str]]:
     return failed
 
 
+def _opening_sync(base: dict, refined: dict, tolerance: float) -> Optional[list[str]]:
+    """Names of the opening-based sync checks that failed; None when they cannot judge (see the module docstring)."""
+    if any(base.get(k) is None or refined.get(k) is None for k in OPENING_KEYS):
+        return None
+    if base["mouth_open_r"] < MIN_OPENING_R:
+        return None
+    failed = [] if refined["mouth_open_lag"] == base["mouth_open_lag"] else ["mouth_open_lag"]
+    if refined["mouth_open_r"] < base["mouth_open_r"] * (1.0 - tolerance):
+        failed.append("mouth_open_r")
+    return failed
+
+
 def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
                      sync_unreliable: Optional[str] = None) -> list[str]:
     """One sentence per stage-1 / refined pair among ``rows`` (the reference row first, as evaluate orders them).
@@ -54,14 +73,19 @@ def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
         detail = _detail(by_name[base_name].values, row.values, real)
         sync = _sync(by_name[base_name].values, row.values, sync_tolerance)
         d = "not measured" if detail is None else ("held" if not detail else f"did NOT hold ({', '.join(detail)})")
+        rule = f"same AV offset, LSE-D/LSE-C within {sync_tolerance:.0%}"
+        if sync_unreliable or sync is None:
+            why = f"the LSE columns are unreliable: {sync_unreliable}" if sync_unreliable else "no LSE"
+            sync = _opening_sync(by_name[base_name].values, row.values, sync_tolerance)
+            rule = (f"{why}; judged by the mouth opening against the real video instead: same mouth open lag, "
+                    f"mouth open r within {sync_tolerance:.0%}")
+            if sync is None:
+                rule += f", which needs stage 1's mouth open r >= {MIN_OPENING_R:g}"
         s = "not measured" if sync is None else ("held" if not sync else f"did NOT hold ({', '.join(sync)})")
-        if sync_unreliable and sync is not None:
-            s, sync = f"not measured (the LSE columns are unreliable: {sync_unreliable})", None
         won = "earned its place" if detail == [] and sync == [] else "did not earn its place"
         out.append(f"Refiner verdict, {name} vs {base_name}: the refiner {won} - detail columns (mouth PSNR/SSIM "
-                   f"not lower, mouth HF ratio and spectrum gap closer to real): {d}; lip sync kept (same AV offset, "
-                   f"LSE-D/LSE-C within {sync_tolerance:.0%}): {s}.")
+                   f"not lower, mouth HF ratio and spectrum gap closer to real): {d}; lip sync kept ({rule}): {s}.")
     return out
 
 
-__all__ = ["DETAIL_KEYS", "SYNC_KEYS", "refiner_verdicts"]
+__all__ = ["DETAIL_KEYS", "MIN_OPENING_R", "OPENING_KEYS", "SYNC_KEYS", "refiner_verdicts"]

@@ -29,6 +29,7 @@ from talkfreq.metrics import (
     as_frames,
     cpbd,
     flicker_ratio,
+    lagged_pearson,
     laplacian_variance,
     lpips_score,
     mouth_opening,
@@ -84,6 +85,8 @@ COLUMNS: tuple[Column, ...] = (
            "mean mouth opening: dark fraction of the box around the reference's mouth row (metrics.mouth)"),
     Column("mouth_open_r", "mouth open r", "max", "{:.3f}",
            "Pearson r over frames of the mouth opening with the real video's (the real row: 1 by definition)"),
+    Column("mouth_open_lag", "mouth open lag", "ref", "{:+.0f}",
+           "frames by which the mouth opening trails the real video's (best Pearson r within +-5 frames; 0 = in time)"),
     Column("mouth_open_silent", "silent mouth open", "ref", "{:.3f}",
            "mean opening in the silent stretches of the video's audio / the real video's (1 = rests as the real)"),
 )
@@ -193,6 +196,8 @@ class VideoScorer:
             "fid": _fid(reference.fid_stats, self.fid_stats),
             "mouth_open_r": 1.0 if self is reference else pearson(self.per_frame["mouth_open"],
                                                                    reference.per_frame["mouth_open"]),
+            "mouth_open_lag": 0.0 if self is reference else _lag(self.per_frame["mouth_open"],
+                                                                  reference.per_frame["mouth_open"]),
             "mouth_open_silent": None,  # needs the audio: :meth:`silent_opening`
             "seam": _ratio(mean["seam"], reference.per_frame["seam"]),
         }
@@ -233,6 +238,13 @@ def _ratio(value: Optional[float], ref_values: list[float]) -> Optional[float]:
     """``value`` / the mean of the reference's ``ref_values``; None when either is missing or the latter is 0."""
     ref = float(np.mean(ref_values)) if ref_values else 0.0
     return None if value is None or ref <= 0 else value / ref
+
+
+def _lag(opening: list[float], ref_opening: list[float]) -> Optional[float]:
+    """:func:`~talkfreq.metrics.mouth.lagged_pearson` of a candidate's opening against the real one's, as a float
+    column; None for a clip too short to judge or a mouth that follows nothing at any shift."""
+    lag, _ = lagged_pearson(np.asarray(opening), np.asarray(ref_opening))
+    return None if lag is None else float(lag)
 
 
 def _flicker_ratio(value: float, ref: float) -> float:
