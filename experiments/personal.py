@@ -11,6 +11,7 @@ Writes ``results.json``; the reports (with close-up strips of real people) stay 
     flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/personal.py [--out DIR] [--steps N] [--quick]
         [-c configs/experiments/personal.yaml] ["variants={audio_ref: {freak: [data.reference=audio]}}" ...]
         ["share={blur_only: recipe}"]  (a variant that reuses an earlier one's scorer and FREAK)
+        ["only=[blur_only]"]  (the variants to run; given variants add to the config's)
 
 Finished runs with the same config are reused, so re-running only re-evaluates.
 """
@@ -36,7 +37,8 @@ class ExperimentConfig:
     """``configs/experiments/personal.yaml``."""
 
     clips: list[str] = field(default_factory=list)  # videos, relative to the repository root
-    variants: dict[str, dict[str, list[str]]] = field(default_factory=lambda: {"recipe": {}})
+    variants: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # the YAML's, plus any given
+    only: list[str] = field(default_factory=list)  # run only these variants (an override adds to the YAML's)
     # variant -> an earlier variant whose trained scorer and FREAK it uses as they are (only its refiner trains)
     share: dict[str, str] = field(default_factory=dict)
     steps: Optional[int] = None  # overrides every network's trainer.max_steps
@@ -84,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for clip in cfg.clips:
         video = REPO / clip
+        unknown = [v for v in cfg.only if v not in cfg.variants]
+        if unknown:
+            raise ConfigError(f"only: no variant {unknown[0]!r} (the variants: {', '.join(cfg.variants)})")
         for name, overrides in cfg.variants.items():
+            if cfg.only and name not in cfg.only:
+                continue
             work = out / video.stem / name
             say(f"{video.stem} / {name}", who="personal")
             demo = load_config(DemoConfig, None, [f"configs={PERSONAL_CONFIGS}", f"crop_size={PERSONAL_CROP}"],

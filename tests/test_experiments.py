@@ -422,3 +422,7 @@ def test_personal_targets_table_and_config():
             for v, m in (("real", None), ("FREAK", 11.0), ("FREAK+SOVQAE", 19.0))]
     table = pe.format_table(rows).splitlines()
     assert len(table) == 5 and "27.500 ✓" in table[3] and "100.000 |" in table[2] and "| 19.0 |" in table[4]
+    from talkfreq.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="only: no variant 'nope'"):
+        pe.main(["only=[nope]", "--out", "/nonexistent/never-written"])
