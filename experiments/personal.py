@@ -60,6 +60,9 @@ def format_table(rows: list[dict]) -> str:
         cells = [r["clip"], r["variant"], r["video"], "" if r["minutes"] is None else f"{r['minutes']:.1f}"]
         for k in KEYS:
             v = r["values"].get(k)
+            if not isinstance(v, (int, float)):  # None, or evaluate's "unavailable"
+                cells.append("-")
+                continue
             ok = meets(k, v) if r["video"] != "real" else None
             cells.append("-" if v is None else f"{v:.3f}{'' if ok is None else (' ✓' if ok else ' ✗')}")
         lines.append("| " + " | ".join(cells) + " |")

@@ -418,7 +418,8 @@ def test_personal_targets_table_and_config():
     assert pe.meets("mouth_open_silent", 1.15) and not pe.meets("mouth_open_silent", 0.75)
     assert pe.meets("seam", 0.95) and not pe.meets("seam", 1.2) and pe.meets("psnr", 30.0) is None
     rows = [{"clip": "c", "variant": "recipe", "video": v, "minutes": m,
-             "values": {"mouth_psnr": 27.5 if v != "real" else 100.0, "seam": 1.0, "lse_d": None}}
+             "values": {"mouth_psnr": 27.5 if v != "real" else 100.0, "seam": 1.0, "lse_d": None,
+                        "mouth_open_lag": "unavailable"}}
             for v, m in (("real", None), ("FREAK", 11.0), ("FREAK+SOVQAE", 19.0))]
     table = pe.format_table(rows).splitlines()
     assert len(table) == 5 and "27.500 ✓" in table[3] and "100.000 |" in table[2] and "| 19.0 |" in table[4]
