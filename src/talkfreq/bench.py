@@ -1,4 +1,4 @@
-"""``talkfreq bench``: what the default models cost per frame and how fast the whole pipeline runs (issue 7).
+"""``talkfreq bench``: what the default models cost per frame and how fast the whole pipeline runs.
 
 Models are randomly initialised from the repository's training configs (speed does not depend on training; ``tiny``
 uses the tiny test configs). For each pipeline of :func:`pipelines` (stage 1 + the SOVQAE refiner at the same face
@@ -19,7 +19,7 @@ size) it measures:
   :data:`GPU_PEAK_TFLOPS` (NVIDIA data sheets, dense) on a GPU, or on the CPU over a matmul microbenchmark at the
   run's dtype, timed in the same process.
 
-Targets shown pass/fail (issue 7): refiner GFLOPs <= stage-1 GFLOPs; on the CPU, end-to-end FREAK-256 + SOVQAE
+Targets shown pass/fail (the cost budget the default models were sized to): refiner GFLOPs <= stage-1 GFLOPs; on the CPU, end-to-end FREAK-256 + SOVQAE
 >= 0.5x the Wav2Lip-96 generator alone (both best batches of this run); on CUDA, end to end >= 60 fps at 256 px and
 >= 25 fps at 512 px. The measurement plan (subprocesses, VmHWM, the best-batch rule, the peak table) is ours.
 """
@@ -251,7 +251,7 @@ def _best_fps(runs: dict) -> Optional[float]:
 
 
 def evaluate_targets(models: dict[str, dict], pipelines: list[dict], *, cuda: bool) -> list[dict]:
-    """Issue 7's targets on this run's numbers (see the module docstring)."""
+    """The speed and cost targets on this run's numbers (see the module docstring)."""
     out = []
     for p in pipelines:
         g1, g2 = models[p["stage1"]]["gflops_per_frame"], models[p["refiner"]]["gflops_per_frame"]
