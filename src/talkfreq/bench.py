@@ -19,9 +19,10 @@ size) it measures:
   :data:`GPU_PEAK_TFLOPS` (NVIDIA data sheets, dense) on a GPU, or on the CPU over a matmul microbenchmark at the
   run's dtype, timed in the same process.
 
-Targets shown pass/fail (the cost budget the default models were sized to): refiner GFLOPs <= stage-1 GFLOPs; on the CPU, end-to-end FREAK-256 + SOVQAE
->= 0.5x the Wav2Lip-96 generator alone (both best batches of this run); on CUDA, end to end >= 60 fps at 256 px and
->= 25 fps at 512 px. The measurement plan (subprocesses, VmHWM, the best-batch rule, the peak table) is ours.
+Targets shown pass/fail (the budget the default models were sized to): refiner GFLOPs <= stage-1 GFLOPs; on the
+CPU, end-to-end FREAK-256 + SOVQAE >= 0.5x the Wav2Lip-96 generator alone (both best batches of this run); on CUDA,
+end to end >= 60 fps at 256 px and >= 25 fps at 512 px. The measurement plan (subprocesses, VmHWM, the best-batch
+rule, the peak table) is ours.
 """
 
 from __future__ import annotations
