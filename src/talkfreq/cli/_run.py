@@ -3,13 +3,15 @@ out."""
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Optional
 
 import typer
 
 from talkfreq.cli._common import app
-from talkfreq.errors import TalkfreqError
+from talkfreq.errors import TalkfreqError, is_disk_full
 
 
 def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
@@ -48,17 +50,12 @@ class _Signals:
         raise KeyboardInterrupt
 
     def __enter__(self):
-        import signal
-        import threading
-
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._saved[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
-        import signal
-
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
 
@@ -71,8 +68,6 @@ class _Signals:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``talkfreq`` console script; returns the exit status."""
-    from talkfreq.errors import is_disk_full
-
     usage_errors, aborts, exits = _click_exceptions()
     command = typer.main.get_command(app)
     with _Signals() as signals:

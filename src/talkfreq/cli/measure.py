@@ -25,7 +25,7 @@ from talkfreq.cli._common import (
     parse_candidates,
     stage_progress,
 )
-from talkfreq.errors import TalkfreqError
+from talkfreq.errors import TalkfreqError, require_writable_dir
 from talkfreq.models import registry
 
 
@@ -124,7 +124,6 @@ def bench(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from talkfreq.bench import bench_config, report, run_bench, write_json
-    from talkfreq.errors import require_writable_dir
 
     def listed(text: Optional[str], kind=str):
         return None if text is None else [kind(t.strip()) for t in text.split(",") if t.strip()]

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from talkfreq.cli._common import ConfigOpt, Overrides, QuietOpt, app, load_options
+from talkfreq.errors import require_file
 
 
 @app.command()
@@ -26,8 +27,6 @@ def demo(
 
     cfg = load_options(DemoConfig, config, overrides, steps=4 if quick else steps)
     if video is not None:
-        from talkfreq.errors import require_file
-
         require_file(video, "video")
     run_demo(out=out, cfg=cfg, video=video, quiet=quiet)
 
@@ -45,7 +44,6 @@ def personalize(
     (configs/personal), its last 20% is dubbed with its own audio and scored at 256 px -> runs/*/model and
     report.html. CPU budget and results: benchmarks/RESULTS.md "personal"."""
     from talkfreq.demo import PERSONAL_CONFIGS, PERSONAL_CROP, DemoConfig, run_demo
-    from talkfreq.errors import require_file
 
     require_file(video, "video")
     defaults = [f"configs={PERSONAL_CONFIGS}", f"crop_size={PERSONAL_CROP}"]  # before the user's: those win

@@ -32,7 +32,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -115,8 +115,6 @@ class EvalResult:
 
     def columns(self) -> tuple:
         """:data:`COLUMNS` with the LSE labels naming :attr:`lse_protocol` (e.g. ``LSE-D (syncnet_python)``)."""
-        from dataclasses import replace
-
         from talkfreq.report.sync_scoring import LSE_KEYS
 
         if self.lse_protocol is None:
