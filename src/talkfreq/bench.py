@@ -43,7 +43,7 @@ from typing import Any, Optional
 from talkfreq.errors import ConfigError, TalkfreqError, require_file
 from talkfreq.model_cost import build, clip_head, count_flops, cpu_matmul_peak, cpu_model, gpu_peak, sweep
 from talkfreq.models import registry
-from talkfreq.pipeline.accel import AccelConfig
+from talkfreq.pipeline.accel import AccelConfig, prepare_models, resolve_accel
 
 
 def pipelines() -> dict[str, tuple[str, str]]:
@@ -135,7 +135,6 @@ def _setup(spec: dict):
     import torch
 
     from talkfreq.device import resolve_device
-    from talkfreq.pipeline.accel import resolve_accel
 
     device = resolve_device(spec["device"])
     accel = resolve_accel(AccelConfig(**spec["accel"]), device)
@@ -147,8 +146,6 @@ def _setup(spec: dict):
 def _stages_child(spec: dict) -> dict:
     """Per-model cost in one process (peak RSS reset before each model): the header, then a row per model."""
     torch, device, accel = _setup(spec)
-    from talkfreq.pipeline.accel import prepare_models
-
     cuda = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if cuda else "cpu"
     if cuda:
@@ -288,7 +285,6 @@ def model_names(chosen: list[str], *, cuda: bool) -> list[str]:
 def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None) -> BenchResult:
     """Measure every pipeline of ``cfg`` (see the module docstring); ``progress(text)`` hears what runs now."""
     from talkfreq.device import resolve_device
-    from talkfreq.pipeline.accel import resolve_accel
 
     say = progress or (lambda text: None)
     if not cfg.video:
