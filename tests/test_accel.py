@@ -139,6 +139,7 @@ def check_fast_path(clip, models, crops, tmp_path, written, fast: AccelConfig, d
     assert mean["fast"] <= min(3.0, 0.6 * mean["noise"]), mean
 
 
+@pytest.mark.heavy
 def test_bf16_channels_last_matches_fp32_within_tolerance(clip, models, crops, tmp_path, written):
     """bf16 autocast + channels-last + overlap on the CPU (see :func:`check_fast_path`)."""
     check_fast_path(clip, models, crops, tmp_path, written, FAST)
@@ -202,6 +203,7 @@ def test_compile_unavailable_at_wrap_time_runs_eager(models, monkeypatch):
 # ------------------------------------------------------------------------------------------------- overlap
 
 
+@pytest.mark.heavy
 def test_overlap_on_and_off_give_bit_identical_outputs(clip, models, tmp_path, written):
     fast_no_overlap = AccelConfig(dtype="bf16", channels_last=True, overlap=False)
     a = run_infer(clip, models, tmp_path / "on.mp4", FAST)

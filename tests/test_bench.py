@@ -14,6 +14,7 @@ from talkfreq.errors import ConfigError
 from talkfreq.model_cost import GPU_PEAK_TFLOPS, gpu_peak
 
 
+@pytest.mark.heavy
 def test_bench_cli_tiny_end_to_end(tmp_path, capsys):
     video = media("video/sadtalker_WDA_KatieHill_000.mp4")
     out = tmp_path / "bench.json"

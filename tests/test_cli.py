@@ -61,3 +61,18 @@ def test_console_script_installed():
     exe = shutil.which("talkfreq") or str(__import__("pathlib").Path(sys.executable).parent / "talkfreq")
     proc = subprocess.run([exe, "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "prepare" in proc.stdout
+
+
+def test_options_name_config_fields():
+    # each explicit option names the field it sets: a renamed field fails here, not as a refused option of a user's
+    from talkfreq.cli._common import load_options, option_keys
+    from talkfreq.pipeline.infer import InferConfig
+
+    assert option_keys(InferConfig, ["box", "face__face_index", "accel__threads"]) == {
+        "box": "box", "face__face_index": "face.face_index", "accel__threads": "accel.threads"}
+    with pytest.raises(TypeError, match="face.nope"):
+        option_keys(InferConfig, ["face__nope"])
+    with pytest.raises(TypeError, match="box.x"):  # a leaf is not a section
+        option_keys(InferConfig, ["box__x"])
+    cfg = load_options(InferConfig, None, ["batch_size=2", "face.face_index=3"], batch_size=None, face__face_index=1)
+    assert cfg.batch_size == 2 and cfg.face.face_index == 1  # None: not given; an option wins over an override

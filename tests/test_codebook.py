@@ -154,6 +154,7 @@ def _train(reg: CodebookRegConfig | None, *, seed: int = 0, steps: int = 30) -> 
             "rel_min_dist": min_dist / spread, "rel_margin": margin / spread}
 
 
+@pytest.mark.heavy
 def test_codebook_term_enlarges_code_gaps_and_margins_relative_to_the_latent_spread():
     """Same seed, data and steps, regulariser (defaults) on vs off; measured on held-out images.
 

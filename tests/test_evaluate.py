@@ -59,6 +59,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     return {"syncnet": d / "syncnet", "refiner": d / "refiner"}
 
 
+# the tests of this one evaluation are heavy: it is most of the module's time; test_cli_evaluate_without_video is
+# the quick tier's evaluate end to end (64 px, no video)
 @pytest.fixture(scope="module")
 def report(clips, models, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "report"
@@ -67,6 +69,7 @@ def report(clips, models, tmp_path_factory):
     return evaluate(clips["real"], {"copy": clips["real"], "blur": clips["blur"]}, out=out, cfg=cfg)
 
 
+@pytest.mark.heavy
 def test_self_candidate_is_perfect(report):
     copy, real = report.row("copy").values, report.row(REFERENCE_NAME).values
     cap = EvalConfig().psnr_cap_db
@@ -80,6 +83,7 @@ def test_self_candidate_is_perfect(report):
     assert report.frames == report.scored == FRAMES and report.notes == []
 
 
+@pytest.mark.heavy
 def test_blur_lowers_fidelity_detail_and_sharpness(report):
     blur, real = report.row("blur").values, report.row(REFERENCE_NAME).values
     assert blur["psnr"] < 40 and blur["ssim"] < 0.95 and blur["mouth_psnr"] < 40
@@ -89,6 +93,7 @@ def test_blur_lowers_fidelity_detail_and_sharpness(report):
     assert blur["flicker_ratio"] < 1.0  # blur smooths frame-to-frame texture changes too
 
 
+@pytest.mark.heavy
 def test_mouth_open_columns(report):
     real, copy, blur = (report.row(n).values for n in (REFERENCE_NAME, "copy", "blur"))
     assert real["mouth_open_r"] == 1.0 and copy["mouth_open_r"] == pytest.approx(1.0)
@@ -98,6 +103,7 @@ def test_mouth_open_columns(report):
     assert blur["mouth_open_r"] < 1.0 and blur["mouth_open"] != real["mouth_open"]
 
 
+@pytest.mark.heavy
 def test_best_marking_picks_the_copy_and_never_the_reference(report):
     marked = {c.key for c in COLUMNS if c.direction is not None} - {"lpips", "fid"}  # no weights for either here
     assert set(report.best) == marked
@@ -117,6 +123,7 @@ def test_best_rows_directions_ties_and_unavailable():
     assert "lse_d" not in best  # unavailable everywhere: nothing to mark
 
 
+@pytest.mark.heavy
 def test_report_files(report):
     out = report.out
     html = (out / "report.html").read_text()
@@ -131,6 +138,7 @@ def test_report_files(report):
     assert not list(out.parent.glob(".*tmp*")), "staging folder left behind"
 
 
+@pytest.mark.heavy
 def test_csv_and_json(report):
     with open(report.out / "metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -145,6 +153,7 @@ def test_csv_and_json(report):
     assert set(doc["nroub"]["degradations"]) and doc["nroub"]["frames"] == 8
 
 
+@pytest.mark.heavy
 def test_compare_video_from_evaluate(report):
     info = probe(report.out / "compare.mp4")
     assert info.has_audio and info.width == 3 * 128
@@ -179,6 +188,7 @@ RANKED = tuple(c.key for c in COLUMNS if c.direction is not None and not c.key.s
                and c.key not in ("lpips", "fid", "seam", "mouth_open_lag"))
 
 
+@pytest.mark.heavy
 @pytest.mark.media
 @pytest.mark.parametrize("frames,size", [(50, 128), pytest.param(None, 256, marks=pytest.mark.slow)],
                          ids=["2s-128px", "full-256px"])

@@ -95,6 +95,7 @@ def test_strip_image_layout():
     assert img.shape == (2 * 16, 3 * 3 * 16, 3) and img.dtype == np.uint8
 
 
+@pytest.mark.heavy
 def test_models_benchmark_quick_tiny(tmp_path, capsys):
     bench = load_script("benchmarks/models.py")
     out = tmp_path / "bench.json"
@@ -344,6 +345,7 @@ def test_ablation_hubert_without_speech_model_is_one_line_error(abl, tmp_path):
     assert not (tmp_path / "h" / "synth").exists()  # checked before anything is made
 
 
+@pytest.mark.heavy
 def test_ablation_codebook_reg_quick(abl, tmp_path, capsys):
     out = tmp_path / "cb"
     assert abl.main(["codebook_reg", "--quick", "--out", str(out)]) == 0
@@ -389,6 +391,7 @@ def test_ablation_hubert_context_quick_with_a_tiny_hubert(abl, tmp_path):
         assert (cfg["config"]["audio_len"], cfg["config"]["audio_dim"]) == (2 * k + 1, 32)
 
 
+@pytest.mark.heavy
 def test_refiner_restore_quick_run_on_a_real_clip(tmp_path):
     """experiments/refiner_restore.py end to end at smoke size: both training phases, the held-out evaluation, the
     table, results.json (the real numbers are in benchmarks/RESULTS.md)."""

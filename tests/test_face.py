@@ -123,6 +123,7 @@ def _iou_1(a, b):
     return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
+@pytest.mark.heavy
 @pytest.mark.media
 def test_detect_clip_defaults_follow_the_face_like_the_whole_frame_pass():
     frames = _frames(_media("video/sadtalker_WDA_KatieHill_000.mp4"), step=1, count=40)

@@ -194,6 +194,7 @@ def _start_long_infer(clip: Path, models: dict[str, Path], tmp_path: Path) -> tu
     return proc, out
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("sig, code, word", [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "aborted")])
 def test_a_signal_during_infer_removes_the_temp_mp4_and_the_frame_cache(clip, models, tmp_path, sig, code, word):
     proc, out = _start_long_infer(clip, models, tmp_path)
@@ -238,6 +239,7 @@ def train_refiner(data: Path, out: Path, *extra: str) -> list[str]:
             "trainer.val_check_interval=2", *extra]
 
 
+@pytest.mark.heavy
 def test_resume_with_a_changed_model_config_is_one_line_and_keeps_config_yaml(refiner_data, tmp_path, capsys):
     assert main(train_refiner(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=r", "-q")) == 0
     saved = (tmp_path / "r" / "config.yaml").read_text()
@@ -453,6 +455,7 @@ def test_prepare_leaves_a_long_faceless_gap_invalid(synth_dir, tmp_path):
     assert np.asarray(ds2.clip(ds2.ids()[0]).valid)[10:30].all()  # the setting decides
 
 
+@pytest.mark.heavy
 def test_lse_flag_when_the_expert_fails_on_the_real_clip(clip, tmp_path, monkeypatch):
     from talkfreq.face import FaceConfig
     from talkfreq.models import SyncNet

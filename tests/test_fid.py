@@ -90,6 +90,7 @@ def inception_file(tmp_path_factory):
     return path, model.eval()
 
 
+@pytest.mark.heavy
 def test_inception_port_has_pytorch_fids_layout_and_loads_it(inception_file):
     path, model = inception_file
     state = FIDInceptionV3().state_dict()

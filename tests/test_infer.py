@@ -118,6 +118,7 @@ def test_one_shot_from_an_image(clip, models, tmp_path, capsys):
         assert np.abs(image[~outside].astype(int) - frame[~outside].astype(int)).mean() > 3.0
 
 
+@pytest.mark.heavy
 def test_wav2lip_dubbing_and_a_fixed_reference(clip, tmp_path):
     torch.manual_seed(0)
     model = Wav2Lip(config={"image_size": 96})  # the 6-channel input and the (1, 80, 16) mel path
@@ -240,6 +241,7 @@ def test_a_given_box_replaces_detection(models, clip, tmp_path):
 # ---------------------------------------------------------------------------------------------- real media
 
 
+@pytest.mark.heavy
 @pytest.mark.media
 def test_real_dubbing_48k_stereo(models, tmp_path):
     video, wav = media("video/real3dportrait_May_5s.mp4"), media("audio/videoretalking_audio2.wav")
@@ -251,6 +253,7 @@ def test_real_dubbing_48k_stereo(models, tmp_path):
     assert abs(audio_seconds(out) - audio_seconds(wav)) <= 1 / FPS
 
 
+@pytest.mark.heavy
 @pytest.mark.media
 def test_real_one_shot_mp3(models, tmp_path):
     image, mp3 = media("image/real3dportrait_Macron.png"), media("audio/vexpress_AOC_aud.mp3")

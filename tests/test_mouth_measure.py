@@ -44,11 +44,13 @@ def synth_clips(tmp_path_factory) -> list[tuple[np.ndarray, np.ndarray, np.ndarr
     return clips
 
 
+@pytest.mark.heavy
 def test_opening_tracks_synth_truth(synth_clips):
     rs = [pearson(mouth_opening(crops), truth[: len(crops)]) for crops, truth, _ in synth_clips]
     assert min(rs) >= 0.8, rs  # measured 0.90-0.98
 
 
+@pytest.mark.heavy
 def test_reference_rows_measure_candidates_in_the_same_box(synth_clips):
     crops = synth_clips[0][0]
     rows = mouth_rows(crops)
@@ -58,6 +60,7 @@ def test_reference_rows_measure_candidates_in_the_same_box(synth_clips):
     assert not mouth_opening(np.full_like(crops, 128), rows=rows).any()
 
 
+@pytest.mark.heavy
 def test_silence_on_synth_is_where_the_mouth_is_shut(synth_clips):
     for crops, truth, wav in synth_clips:
         n = len(crops)
@@ -113,6 +116,7 @@ def test_pearson_and_silent_ratio():
     assert np.isnan(silent_opening_ratio(ref, s, ref_opening=np.zeros(4), ref_silent=s))
 
 
+@pytest.mark.heavy
 @pytest.mark.media
 def test_real_clip_open_frames_score_above_closed_and_the_mouth_moves_with_speech():
     from talkfreq.io import load_video_audio

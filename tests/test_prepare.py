@@ -20,6 +20,7 @@ def cfg(**over) -> PrepareConfig:
     return load_config(PrepareConfig, None, [f"{k}={v}" for k, v in over.items()])
 
 
+@pytest.mark.heavy
 def test_katiehill_acceptance(tmp_path):
     res = prepare_dataset([media("video/sadtalker_WDA_KatieHill_000.mp4")], out=tmp_path / "o",
                           cfg=cfg(**{"face.crop_size": 256}), show_progress=False)
@@ -36,6 +37,7 @@ def test_katiehill_acceptance(tmp_path):
     assert sum(len(det.detect(np.asarray(clip.frames[i]))) > 0 for i in range(0, 200, 20)) >= 9
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("rel", ["video/videoretalking_face1_vfr.mp4", "video/videoretalking_face4.mp4"])
 def test_vfr_and_30fps_come_out_at_25fps(tmp_path, rel):
     from talkfreq.io import probe
@@ -90,6 +92,7 @@ def test_shards_split_the_clip_list(synth_dir, tmp_path):
         parse_shard("2/2")
 
 
+@pytest.mark.heavy
 def test_workers(synth_dir, tmp_path):
     res = prepare_dataset([synth_dir], out=tmp_path / "p", cfg=cfg(workers=2, **{"face.crop_size": 64}),
                           show_progress=False)

@@ -87,6 +87,7 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
         assert torch.equal(sa[k], sb[k]), k
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", ["wav2lip.pth", "wav2lip_gan.pth"])
 def test_generator_loads_through_every_entry_point(files, name):
     path = files["root"] / name
@@ -150,6 +151,7 @@ def test_expert_gets_the_originals_inputs(files):
     assert (ours.video_emb - signed_rgb.video_emb).abs().max() > 1e-3
 
 
+@pytest.mark.heavy
 def test_infer_with_a_published_generator(files, synth_dir, tmp_path, capsys):
     clip = synth_dir / "id00" / "id00_c00.mp4"
     out = tmp_path / "dub.mp4"
@@ -173,6 +175,7 @@ def test_import_command_writes_a_model_folder(files, tmp_path, capsys):
     assert not list(tmp_path.glob(".*partial"))
 
 
+@pytest.mark.heavy
 def test_evaluate_with_the_published_expert(files, synth_dir, tmp_path):
     import json
 

@@ -169,6 +169,7 @@ def test_model_default_smoothing_is_used(clip_video, model_dir, tmp_path, capsys
         (model_dir / "inference.json").unlink()
 
 
+@pytest.mark.heavy
 def test_refine_a_shared_real_video_keeps_duration_fps_audio_and_outside_pixels(model_dir, tmp_path, capsys):
     """Issue 4's acceptance on real media: a 512 px, 25 fps clip with 48 kHz stereo AAC (boxes from its prepared
     clip, so the mask the test checks is exactly the one refine pasted through)."""

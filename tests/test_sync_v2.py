@@ -135,6 +135,7 @@ def test_crop_matches_run_pipeline_and_box_round_trip():
 
 
 # ------------------------------------------------------------------------------------------------ end to end
+@pytest.mark.heavy
 def test_lse_syncnet_v2_scan_and_window_count(v2_model):
     rng = np.random.default_rng(2)
     crops = rng.integers(0, 256, (FRAMES, 224, 224, 3), dtype=np.uint8)

@@ -104,6 +104,7 @@ def test_written_clip_decodes_with_audio_and_truth(tmp_path):
     assert not list(tmp_path.rglob("*.tmp*"))
 
 
+@pytest.mark.heavy
 def test_haar_finds_every_identity_where_the_truth_says():
     cfg = SynthConfig(seconds=1.6, frame_size=256)
     for i in range(3):

@@ -60,6 +60,7 @@ def test_tiny_run_writes_checkpoints_model_and_samples(trained):
     assert any(row.get("val/loss") for row in run_metrics(trained))
 
 
+@pytest.mark.heavy
 def test_exact_resume_two_plus_two_equals_four(refiner_data, tmp_path):
     common = ("logging.logger=none", "logging.sample_every_n_steps=0")
     assert train(refiner_data, tmp_path, "trainer.max_steps=4", "run.name=straight", *common) == 0
@@ -106,6 +107,7 @@ def test_perceptual_weight_without_vgg_weights_fails_at_start_up(refiner_data, t
     assert not (tmp_path / "p").exists()  # nothing was started
 
 
+@pytest.mark.heavy
 def test_diagnose_refiner_prints_table_and_writes_consistent_numbers(trained, refiner_data, tmp_path, capsys):
     out = tmp_path / "diag"
     assert main(["diagnose-refiner", str(trained / "model"), "--data", str(refiner_data), "--out", str(out),
@@ -130,6 +132,7 @@ RESTORE = ("denoise_finetune=true", "denoise.start_step=2", "sovqae.code_predict
            "logging.logger=none", "logging.sample_every_n_steps=0")
 
 
+@pytest.mark.heavy
 def test_restoring_run_switches_phase_and_resumes_exactly_across_the_switch(refiner_data, tmp_path):
     """Clean autoencoder steps, then restoration (teacher = the model at the switch, codebook frozen from then on);
     a run stopped before the switch and resumed after it ends where a straight one does."""
@@ -151,6 +154,7 @@ def test_restoring_run_switches_phase_and_resumes_exactly_across_the_switch(refi
     assert float(a["latent_scale"]) != 1.0  # the predictor's prior scale was learnt from the clean latents
 
 
+@pytest.mark.heavy
 def test_code_predictor_beats_nearest_code_snapping_on_degraded_crops(refiner_data, tmp_path):
     """The restoration phase's point: on degraded crops, the predicted codes match the clean crops' codes (the
     teacher's) more often than the clean autoencoder's own nearest-code snapping does."""

@@ -198,6 +198,7 @@ def test_tiny_wav2lip_trains_and_saves_model(prepared_dir, tmp_path):
     assert Wav2Lip.from_pretrained(run / "model").config.image_size == 96
 
 
+@pytest.mark.heavy
 def test_exact_resume(prepared_dir, tmp_path):
     common = ("trainer.val_check_interval=1000", "run.checkpoint_every_n_steps=2", "data.num_workers=0")
     assert train("stage1", "tiny_freak.yaml", prepared_dir, tmp_path, "run.name=straight", "trainer.max_steps=4",
@@ -214,6 +215,7 @@ def test_exact_resume(prepared_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:3]
 
 
+@pytest.mark.heavy
 def test_gan_path_with_sync_expert_runs_manual_optimisation(prepared_dir, tmp_path):
     expert = SyncNet(config=SyncNetConfig(image_size=48)).save_pretrained(tmp_path / "expert")
     assert train("stage1", "tiny_freak.yaml", prepared_dir, tmp_path, "trainer.max_steps=2",
@@ -263,6 +265,7 @@ def test_hubert_audio_sets_freak_input_from_the_data(prepared_dir, tmp_path):
                  "trainer.max_steps=1") == 2
 
 
+@pytest.mark.heavy
 def test_perceptual_term_with_user_vgg16_file(prepared_dir, tmp_path):
     # Random weights in torchvision's VGG16 format stand in for vgg16-397923af.pth (not available here).
     from talkfreq.models.lpips import VGG16Features
@@ -315,6 +318,7 @@ def test_ddp_two_cpu_processes(prepared_dir, tmp_path):
     FREAK.from_pretrained(run / "model")
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("logger", ["wandb", "tensorboard"])
 def test_image_loggers_wandb_offline_and_tensorboard(prepared_dir, tmp_path, monkeypatch, logger):
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -334,6 +338,7 @@ def test_image_loggers_wandb_offline_and_tensorboard(prepared_dir, tmp_path, mon
         assert any((run / "tb").glob("version_*/events.out.tfevents.*"))
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize(("start", "on"), [(100.0, True), (1e-6, False)])
 def test_sync_term_switches_on_below_sync_start(prepared_dir, tmp_path, start, on):
     # Wav2Lip's warm-up: the sync term joins the loss after a validation whose sync loss is below loss.sync_start.

@@ -9,6 +9,7 @@ Models are read only from a local directory or the local Hugging Face cache; not
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,15 +124,11 @@ SPEECH_RECORD = "speech.json"  # beside a stage-1 model/: the speech encoder its
 
 def save_speech_record(folder: str | Path, *, model: str, layer: int) -> None:
     """Write ``speech.json`` into a model folder, so inference makes the features training used without being told."""
-    import json
-
     (Path(folder) / SPEECH_RECORD).write_text(json.dumps({"model": model, "layer": int(layer)}, indent=1))
 
 
 def read_speech_record(folder: str | Path) -> dict[str, Any] | None:
     """``{"model": ..., "layer": ...}`` from a model folder's ``speech.json``; None when there is none."""
-    import json
-
     f = Path(folder) / SPEECH_RECORD
     if not f.is_file():
         return None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing as mp
 import re
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,8 +277,6 @@ def prepare_dataset(
     result.index = write_index(root)
     if result.failed and not result.prepared and not result.skipped:
         if not result.index and not existed:
-            import shutil
-
             shutil.rmtree(root, ignore_errors=True)
         raise TalkfreqError(result.failed[0][1])
     return result

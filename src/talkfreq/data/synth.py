@@ -51,6 +51,7 @@ import numpy as np
 from scipy import signal
 
 from talkfreq.data.synth_render import VOWELS, Identity, head_matrix, make_identity, render_frame
+from talkfreq.errors import ConfigError, require_writable_dir
 
 __all__ = ["SynthConfig", "SynthClip", "Speech", "synthesize", "render_clip", "make_identity", "speech_audio",
            "mouth_track", "head_track", "check_config", "VOWELS", "JAW", "WIDTH"]
@@ -85,8 +86,6 @@ class SynthConfig:
 
 def check_config(cfg: SynthConfig) -> SynthConfig:
     """Raise a one-line ConfigError for values the renderer cannot honour; return ``cfg``."""
-    from talkfreq.errors import ConfigError
-
     bad = [(cfg.identities < 1, "identities must be >= 1"),
            (cfg.clips_per_identity < 1, "clips_per_identity must be >= 1"),
            (cfg.seconds <= 0, "seconds must be > 0"),
@@ -301,7 +300,6 @@ def synthesize(*, cfg: SynthConfig, out: Path, progress: Callable[[int, int], No
 
     Frames are rendered and handed to the encoder one at a time. ``progress(done_frames, total_frames)``.
     """
-    from talkfreq.errors import require_writable_dir
     from talkfreq.io.video import VideoWriter
 
     check_config(cfg)

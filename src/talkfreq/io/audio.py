@@ -13,7 +13,7 @@ import av
 import numpy as np
 
 from talkfreq.errors import MediaError
-from talkfreq.io.media import open_media
+from talkfreq.io.media import open_media, probe
 
 
 def load_audio(
@@ -98,7 +98,5 @@ def load_video_audio(path: str | Path, *, sample_rate: int = 16000, duration: fl
     Streams may start at different times (a VFR phone clip's video starts 33 ms after its audio), so the audio is
     shifted by ``video_start - audio_start``; ``duration`` fits it to exactly that many seconds (N frames / fps).
     """
-    from talkfreq.io.media import probe
-
     info = probe(path)
     return load_audio(path, sample_rate=sample_rate, offset=info.video_start - info.audio_start, duration=duration)

@@ -22,8 +22,8 @@ __all__ = ["FeatureStats", "fid_from_stats", "frechet_distance", "inception_feat
 
 
 def _one_blas_thread():
-    """One BLAS thread for the eigendecompositions: OpenBLAS's threaded ``eigh`` of 2048 x 2048 took 20 s instead
-    of 1.3 s on a busy 2-core machine (measured). A no-op without threadpoolctl."""
+    """One BLAS thread for the eigendecompositions: OpenBLAS's threaded ``eigh`` of 2048 x 2048 runs an order of
+    magnitude slower than one thread on a busy machine with few cores. A no-op without threadpoolctl."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:

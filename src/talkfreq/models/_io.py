@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -130,8 +131,6 @@ def load_failure(exc: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` failed, as one whole clause for a one-line error. torch's own message
     runs for paragraphs and advises ``weights_only=False``, which would run the file's pickled code: talkfreq never
     does that, so the advice is not passed on."""
-    import re
-
     text = " ".join(str(exc).split())
     if "central directory" in text or "PytorchStreamReader" in text:
         return "the file is damaged or truncated (its zip archive cannot be read); copy or download it again"

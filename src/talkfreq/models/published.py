@@ -16,6 +16,7 @@ their boundary, so every caller keeps feeding talkfreq's RGB [-1, 1] faces.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any, Literal
 
@@ -112,8 +113,6 @@ def import_published(path: str | Path, out: str | Path) -> tuple[PublishedKind, 
     """Convert a published weights file into a talkfreq model folder ``out`` (``config.json`` with its input
     convention + ``model.pt``), loadable by ``from_pretrained`` and every command. ``out`` must not exist; it is
     written under a temporary name and renamed when whole."""
-    import shutil
-
     dst = Path(out)
     if dst.exists():
         raise TalkfreqError(f"{dst}: already exists; choose a new folder for the imported model")

@@ -1,8 +1,8 @@
 """How far a SOVQAE refiner undoes fixed degradations of clean face crops it was not trained on: fidelity and
 spectrum rows per degradation, with the NRoUB diagnostic, a plain-text table and a clean | degraded | refined strip.
 
-Shared by ``experiments/refiner_denoise.py`` (issue 4) and the codebook-regularisation study of
-``experiments/ablations.py`` (issue 6). The target a row is judged by is ours: the refined crops beat the degraded
+Shared by ``experiments/refiner_denoise.py`` and the codebook-regularisation study of
+``experiments/ablations.py``. The target a row is judged by is ours: the refined crops beat the degraded
 ones on PSNR, and their high-frequency energy ratio is closer to the clean crops' than the degraded ones'.
 """
 

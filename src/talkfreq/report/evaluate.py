@@ -32,7 +32,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -43,9 +43,9 @@ from talkfreq.face import FaceConfig, crop_face
 from talkfreq.face.shot_track import TrackShotConfig
 from talkfreq.metrics.frequency import HF_RADIUS, RADIAL_BINS
 from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, RegionConfig, check_inputs, reference_track
-from talkfreq.report.compare_video import CompareConfig
+from talkfreq.report.compare_video import CompareConfig, compare_video
 from talkfreq.report.refiner_verdict import refiner_verdicts
-from talkfreq.report.scoring import COLUMNS, Row, VideoScorer, best_rows, silence_masks
+from talkfreq.report.scoring import ARROWS, COLUMNS, Row, VideoScorer, best_rows, silence_masks
 
 CSV_FILE, JSON_FILE, HTML_FILE = "metrics.csv", "metrics.json", "report.html"
 VIDEO_FILE, FIGURES = "compare.mp4", "figures"
@@ -115,8 +115,6 @@ class EvalResult:
 
     def columns(self) -> tuple:
         """:data:`COLUMNS` with the LSE labels naming :attr:`lse_protocol` (e.g. ``LSE-D (syncnet_python)``)."""
-        from dataclasses import replace
-
         from talkfreq.report.sync_scoring import LSE_KEYS
 
         if self.lse_protocol is None:
@@ -127,8 +125,6 @@ class EvalResult:
     def table(self):
         """A rich Table, one row per metric and one column per video (fits a terminal); best in bold green."""
         from rich.table import Table
-
-        from talkfreq.report.scoring import ARROWS
 
         t = Table(title=f"{self.scored} frames at {self.fps:g} fps vs {self.reference.name}",
                   caption="\u2191 higher / \u2193 lower / \u2248 closest to real is better; best candidate in green")
@@ -388,8 +384,6 @@ def _write_outputs(result: EvalResult, *, cfg: EvalConfig, scorers, closeups, cl
                               closeup_index=closeup_index)
         result.timings["figures"] = time.perf_counter() - t
         if cfg.write_video:
-            from talkfreq.report.compare_video import compare_video
-
             t = time.perf_counter()
             cmp = compare_video(paths[REFERENCE_NAME], {n: p for n, p in paths.items() if n != REFERENCE_NAME},
                                 out=stage / VIDEO_FILE, cfg=cfg.video, regions=cfg.regions, track=track,

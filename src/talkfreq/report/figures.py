@@ -111,14 +111,6 @@ def per_frame_figure(series: Mapping[str, tuple[np.ndarray, Mapping[str, Sequenc
     return fig
 
 
-def _label(img: np.ndarray, text: str, *, scale: float = 0.45) -> np.ndarray:
-    """Draw ``text`` top-left on a dark box (in place) and return the image."""
-    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    cv2.rectangle(img, (0, 0), (w + 6, h + base + 4), (0, 0, 0), -1)
-    cv2.putText(img, text, (3, h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return img
-
-
 def closeup_grid(closeups: Mapping[str, Sequence[np.ndarray]], *, headers: Sequence[str], cell_height: int = 160,
                  gap: int = 4, name_width: int = 110) -> np.ndarray:
     """(H, W, 3) uint8 grid: one row per video (``closeups[name]`` = its (h, w, 3) crops, same count and sizes for

@@ -90,7 +90,6 @@ COLUMNS: tuple[Column, ...] = (
     Column("mouth_open_silent", "silent mouth open", "ref", "{:.3f}",
            "mean opening in the silent stretches of the video's audio / the real video's (1 = rests as the real)"),
 )
-COLUMN_KEYS = tuple(c.key for c in COLUMNS)
 ARROWS = {"max": "\u2191", "min": "\u2193", "ref": "\u2248", None: ""}  # header marks: up, down, approx
 UNAVAILABLE = "unavailable"
 PER_FRAME = ("psnr", "ssim", "mouth_psnr", "mouth_ssim", "lpips", "laplacian_var", "cpbd", "mouth_open", "seam")

@@ -29,7 +29,7 @@ from typing import Optional
 import numpy as np
 
 from talkfreq.errors import ConfigError
-from talkfreq.face import FaceConfig
+from talkfreq.face import FaceConfig, detect_all, make_detector
 from talkfreq.face.shot_track import ShotTrack, TrackShotConfig, clip_tracks, crop_centres
 from talkfreq.metrics.sync import LSEResult
 
@@ -47,7 +47,6 @@ def check_protocol(protocol: str, *, kind: Optional[str]) -> None:
 
 def detect_every_frame(video: Path, *, face: FaceConfig, fps: float, progress=None) -> list[np.ndarray]:
     """(K, 5) detections per frame of ``video`` on the ``fps`` timeline, full frames, best score first."""
-    from talkfreq.face import detect_all, make_detector
     from talkfreq.io import VideoReader
 
     reader = VideoReader(video, fps=fps)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from talkfreq.errors import ConfigError, TalkfreqError
-from talkfreq.face import FaceConfig
+from talkfreq.face import FaceConfig, crop_face
 from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_scores
 
 KINDS = ("talkfreq", "syncnet_v2")
@@ -77,8 +77,6 @@ class SyncScorer:
 
             face_box = face_boxes_from_crop_boxes(crop_box, padding=self.face.padding, shift_y=self.face.shift_y)
             return crop_syncnet_v2(frame, face_box[0])
-        from talkfreq.face import crop_face
-
         return crop_face(frame, crop_box, size=int(self.model.config.image_size))
 
     def stream(self, wav: np.ndarray, *, fps: float, batch_size: int, device) -> SyncEmbeddingStream:

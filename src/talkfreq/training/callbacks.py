@@ -17,6 +17,7 @@ gradients, so the other ranks never wait on it.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -214,7 +215,5 @@ class StepLines(Callback):
 def quiet_lightning() -> None:
     """Silence Lightning's info banners ("GPU available ...", tips, "max_steps reached") for ``--quiet``; its
     warnings and errors still show."""
-    import logging
-
     for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)

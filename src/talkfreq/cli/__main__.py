@@ -1,0 +1,5 @@
+import sys
+
+from talkfreq.cli import main
+
+sys.exit(main())
