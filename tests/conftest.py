@@ -17,15 +17,6 @@ MEDIA = REPO.parent / "shared" / "media"
 
 # Heavy tests of modules whose files are being changed elsewhere: the mark belongs on the test itself (move it there
 # and drop this set when that work is merged).
-HEAVY_ELSEWHERE = {"test_personal.py::test_personalize_smoke_on_a_real_clip"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        if f"{item.path.name}::{item.originalname}" in HEAVY_ELSEWHERE:
-            item.add_marker(pytest.mark.heavy)
-
-
 def media(rel: str) -> Path:
     """Path of a file under ../shared/media; skips the test when the media folder is not there."""
     p = MEDIA / rel

@@ -227,6 +227,7 @@ def test_compose_keeps_the_visible_pixels_exactly_and_gradients_reach_the_hidden
     assert model.out_conv.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.heavy
 def test_personalize_smoke_on_a_real_clip(tmp_path):
     """The whole recipe at 2 steps per network on the 5 s May clip: model folders, the bank, the 256 px report."""
     import json

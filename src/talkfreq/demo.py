@@ -33,7 +33,7 @@ from talkfreq.data.synth import SynthConfig, run_synth
 
 REPO_CONFIGS = packaged_config("demo")  # the package's own: an installed talkfreq runs its demo from any folder
 PERSONAL_CONFIGS = packaged_config("personal")  # ``talkfreq personalize``: the per-identity recipe
-PERSONAL_CROP = 256  # its prepared crops: the networks train at 128 px, ``evaluate`` scores at 256 (issue 13)
+PERSONAL_CROP = 256  # its prepared crops: the networks train at 128 px, ``evaluate`` scores at 256 (less hides blur)
 HELD_OUT_FRACTION = 0.2  # of a user's clip: the tail that is dubbed and evaluated, never trained on
 FINISHED_FILE = "finished.json"  # in a run folder, written last: the requested config and the training seconds
 

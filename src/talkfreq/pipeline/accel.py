@@ -1,5 +1,5 @@
 """How the networks of the streaming pipelines run: compute dtype, memory format, ``torch.compile``, CPU threads and
-host-device transfers (issue 7's GPU and CPU paths).
+host-device transfers (the GPU and CPU paths).
 
 :class:`AccelConfig` is what a user sets (``infer`` and ``refine`` share it through
 :class:`~talkfreq.pipeline.common.StreamConfig`; ``talkfreq bench`` uses it too); :func:`resolve_accel` turns it into an

@@ -10,7 +10,7 @@ Gaussian blur of the hard ellipse with a truncated kernel; the ellipse is shrunk
 never reaches the crop border, which makes the mask exactly 0 on the border and the paste seamless however the crop
 sits in the frame.
 
-Speed (issue 7): only the frame rectangle the mask can reach (its support's bounding box, mapped into the frame,
+Speed: only the frame rectangle the mask can reach (its support's bounding box, mapped into the frame,
 plus the bilinear reach) is warped and blended — a quarter of the box for ``lower`` — and :func:`paste_many` warps
 the mask once for consecutive frames with the same box (a still, a fixed ``--box``).
 """
