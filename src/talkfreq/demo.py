@@ -364,8 +364,10 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     expert = trained("syncnet", "syncnet.yaml")
     freak = trained("stage1", "freak.yaml")
     who = f"data.identities=[{','.join(split.identities)}]"
-    refiner = trained("refiner", "refiner.yaml", who, *stage1_pairs(run_cfg("refiner", "refiner.yaml", who),
-                                                                    stage1=freak, data=prep, out=out, quiet=quiet))
+    # a given refiner needs no stage-1 outputs to train on
+    pairs = [] if "refiner" in cfg.models else stage1_pairs(run_cfg("refiner", "refiner.yaml", who), stage1=freak,
+                                                             data=prep, out=out, quiet=quiet)
+    refiner = trained("refiner", "refiner.yaml", who, *pairs)
 
     say(f"dubbing the held-out clip {split.target.name} with its own audio")
     plain, refined = dub(split.target, stage1=freak, refiner=refiner, out_dir=out / "dubbed", name="freak")

@@ -32,7 +32,8 @@ from talkfreq.data.degradations import stage1_output_pairs
 from talkfreq.data.prepared import PreparedDataset
 from talkfreq.data.refiner_data import tensor_to_uint8
 from talkfreq.errors import TalkfreqError
-from talkfreq.face.config import MOUTH_REGION
+from talkfreq.face.config import MOUTH_REGION, fraction_box
+from talkfreq.metrics.fidelity import region_psnr
 from talkfreq.models.loading import load_stage1
 from talkfreq.pipeline import inputs as mi
 
@@ -48,18 +49,6 @@ def model_digest(model_dir: Path) -> str:
         h.update(f.relative_to(model_dir).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:12]
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
-    return 10.0 * np.log10(255.0**2 / max(mse, 1e-10))
-
-
-def _mouth(img: np.ndarray) -> np.ndarray:
-    """The :data:`MOUTH_REGION` box of (..., S, S, 3) crops."""
-    s = img.shape[-2]
-    x0, y0, x1, y1 = (round(v * s) for v in MOUTH_REGION)
-    return img[..., y0:y1, x0:x1, :]
 
 
 def write_stage1_outputs(stage1: str | Path, *, data: str | Path, out: str | Path, batch_size: int = 16,
@@ -107,9 +96,11 @@ def write_stage1_outputs(stage1: str | Path, *, data: str | Path, out: str | Pat
             arr = np.lib.format.open_memmap(tmp / f"{meta.clip_id}.npy", mode="w+", dtype=np.uint8,
                                             shape=(n, *clip.frames.shape[1:]))
             mouth_err, pos = np.zeros(n), 0
+            mouth = fraction_box(MOUTH_REGION, clip.frames.shape[1])
             for degraded, clean in stage1_output_pairs(generate, clip.frames, batch_size=batch_size):
                 arr[pos : pos + len(degraded)] = degraded
-                mouth_err[pos : pos + len(degraded)] = [_psnr(_mouth(d), _mouth(c)) for d, c in zip(degraded, clean)]
+                mouth_err[pos : pos + len(degraded)] = region_psnr(degraded, clean, box=mouth, max_db=100.0,
+                                                                  reduction="none")
                 pos += len(degraded)
             arr.flush()
             del arr
