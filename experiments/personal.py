@@ -41,7 +41,8 @@ class ExperimentConfig:
     only: list[str] = field(default_factory=list)  # run only these variants (an override adds to the YAML's)
     # variant -> an earlier variant whose trained scorer and FREAK it uses as they are (only its refiner trains)
     share: dict[str, str] = field(default_factory=dict)
-    steps: Optional[int] = None  # overrides every network's trainer.max_steps
+    steps: Optional[int] = None  # overrides every network's trainer.max_steps (and then no budget)
+    minutes: Optional[float] = None  # FREAK + refiner training budget, as `talkfreq personalize --minutes`
     threads: int = 0
     quick: list[str] = field(default_factory=list)
 
@@ -72,6 +73,7 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from talkfreq.config import load_config
     from talkfreq.demo import (
+        BUDGET_FILE,
         FINISHED_FILE,
         PERSONAL_CONFIGS,
         PERSONAL_CROP,
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             work = out / video.stem / name
             say(f"{video.stem} / {name}", who="personal")
             demo = load_config(DemoConfig, None, [f"configs={PERSONAL_CONFIGS}", f"crop_size={PERSONAL_CROP}"],
-                               extra={"steps": cfg.steps})
+                               extra={"steps": cfg.steps, "minutes": None if cfg.steps is not None else cfg.minutes})
             demo.overrides = {k: list(v) for k, v in overrides.items()}
             shared = {}
             if name in cfg.share:  # an earlier variant of this run, or one finished by an earlier run in OUT
@@ -112,9 +114,12 @@ def main(argv: list[str] | None = None) -> int:
             for net in ("syncnet", "freak", "refiner"):
                 stamp = shared.get(net, work / "runs" / net) / FINISHED_FILE
                 minutes[net] = json.loads(stamp.read_text())["seconds"] / 60 if stamp.is_file() else None
+            budget = work / "runs" / BUDGET_FILE
+            if budget.is_file():  # the budget's own clock: probes and FREAK's outputs for the refiner included
+                minutes["budget"] = json.loads(budget.read_text()).get("used_seconds", 0.0) / 60
             metrics = json.loads((work / "report" / "metrics.json").read_text())
             for row in metrics["rows"]:
-                both = (minutes["freak"] or 0) + (minutes["refiner"] or 0)
+                both = minutes.get("budget") or (minutes["freak"] or 0) + (minutes["refiner"] or 0)
                 spent = {"real": None, "FREAK": minutes["freak"]}.get(row["name"], both)
                 rows.append({"clip": video.stem, "variant": name, "video": row["name"], "minutes": spent,
                              "values": {k: row["metrics"].get(k) for k in KEYS}, "train_minutes": minutes})

@@ -21,3 +21,22 @@ def test_quick_demo_writes_report_and_side_by_side(tmp_path):
     # the held-out clip was never prepared (so never trained on)
     held = list((out / "heldout").glob("*.mp4"))
     assert len(held) == 1 and held[0].stem not in (out / "prepared" / "index.json").read_text()
+
+
+@pytest.mark.heavy
+def test_demo_within_a_budget_fits_freak_and_refiner_steps_to_it(tmp_path):
+    from talkfreq.training.budget import MIN_STEPS
+
+    out = tmp_path / "demo"
+    small = ["-q", "synth.seconds=2.0", "synth.clips_per_identity=2", "synth.identities=1"]
+    scorer = "{syncnet: [trainer.max_steps=4, trainer.val_check_interval=4, run.checkpoint_every_n_steps=4]}"
+    # 0.6 s: less than any probe takes, so each network gets the minimum
+    assert main(["demo", "--out", str(out), *small, "minutes=0.01", f"overrides={scorer}"]) == 0
+    plan = json.loads((out / "runs" / "budget.json").read_text())
+    assert {n: v["steps"] for n, v in plan["networks"].items()} == {"freak": MIN_STEPS, "refiner": MIN_STEPS}
+    assert plan["used_seconds"] > 0 and all(v["seconds_per_step"] > 0 for v in plan["networks"].values())
+    for net in ("freak", "refiner"):
+        finished = json.loads((out / "runs" / net / "finished.json").read_text())
+        assert f"max_steps: {MIN_STEPS}\n" in finished["config"]
+    assert (out / "report" / "report.html").is_file()
+    assert main(["demo", "--out", str(out), *small, "minutes=1", "steps=3"]) != 0  # one or the other

@@ -36,6 +36,7 @@ PERSONAL_CONFIGS = packaged_config("personal")  # ``talkfreq personalize``: the 
 PERSONAL_CROP = 256  # its prepared crops: the networks train at 128 px, ``evaluate`` scores at 256 (less hides blur)
 HELD_OUT_FRACTION = 0.2  # of a user's clip: the tail that is dubbed and evaluated, never trained on
 FINISHED_FILE = "finished.json"  # in a run folder, written last: the requested config and the training seconds
+BUDGET_FILE = "budget.json"  # in the runs folder: the steps a training budget chose (talkfreq.training.budget)
 
 
 @dataclass
@@ -50,6 +51,13 @@ class DemoConfig:
     overrides: dict[str, list[str]] = field(default_factory=dict)
     # finished model/ folders used as they are instead of training, by config name: {"freak": "runs/freak/model"}
     models: dict[str, str] = field(default_factory=dict)
+    # a wall-clock budget for FREAK, its outputs for the refiner and the refiner, turned into their step counts on
+    # this machine (talkfreq.training.budget; None: the configs' steps). The SyncNet scorer only scores the report
+    # and keeps its steps.
+    minutes: Optional[float] = None
+    # FREAK's part of the budget left when it is planned (the refiner gets the rest): the split of the personal
+    # recipe's measured runs (benchmarks/RESULTS.md "personal")
+    stage1_share: float = 0.55
 
 
 @dataclass
@@ -339,19 +347,22 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     prep = prepare_inputs(split.inputs, out=out / "prepared", crop_size=cfg.crop_size, quiet=quiet)
 
     from talkfreq.errors import ConfigError, TalkfreqError
+    from talkfreq.training.budget import PROBE_STEPS, Budget, seconds_per_step
 
     for what, given in (("overrides", cfg.overrides), ("models", cfg.models)):
         unknown = sorted(set(given) - {"syncnet", "freak", "refiner"})
         if unknown:
             raise ConfigError(f"{what}: unknown network {unknown[0]!r} (syncnet, freak or refiner)")
+    if cfg.minutes is not None and cfg.steps is not None:
+        raise ConfigError("give steps or minutes (a training budget), not both")
 
-    def run_cfg(kind: str, file: str, *overrides: str) -> Any:
+    def run_cfg(kind: str, file: str, *overrides: str, steps: Optional[int] = cfg.steps) -> Any:
         quieter = ["logging.quiet=true"] if quiet else []
         name = Path(file).stem
-        return run_config(kind, configs / file, data=prep, runs=runs, name=name, steps=cfg.steps,
+        return run_config(kind, configs / file, data=prep, runs=runs, name=name, steps=steps,
                           overrides=[*overrides, *cfg.overrides.get(name, []), *quieter])
 
-    def trained(kind: str, file: str, *overrides: str) -> Path:
+    def trained(kind: str, file: str, *overrides: str, budget: Optional[Budget] = None, share: float = 1.0) -> Path:
         name = Path(file).stem
         if name in cfg.models:
             model = Path(cfg.models[name])
@@ -359,15 +370,27 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
                 raise TalkfreqError(f"{model}: not a model/ folder (no config.json) for the {name} network")
             say(f"{name}: using the given model {model}")
             return model
-        return train_or_reuse(kind, run_cfg(kind, file, *overrides)).model
+        steps = cfg.steps
+        if budget is not None:
+            def probe() -> float:
+                say(f"{name}: timing {PROBE_STEPS} training steps for the budget")
+                return seconds_per_step(kind, run_cfg(kind, file, *overrides, steps=PROBE_STEPS))
+
+            steps = budget.steps(name, probe=probe, share=share)
+            say(f"{name}: {steps} steps fit the budget ({budget.left() / 60:.1f} of {budget.minutes:g} min left)")
+        return train_or_reuse(kind, run_cfg(kind, file, *overrides, steps=steps)).model
 
     expert = trained("syncnet", "syncnet.yaml")
-    freak = trained("stage1", "freak.yaml")
+    budget = None if cfg.minutes is None else Budget(cfg.minutes, record=runs / BUDGET_FILE)
+    freak = trained("stage1", "freak.yaml", budget=budget, share=cfg.stage1_share)
     who = f"data.identities=[{','.join(split.identities)}]"
     # a given refiner needs no stage-1 outputs to train on
     pairs = [] if "refiner" in cfg.models else stage1_pairs(run_cfg("refiner", "refiner.yaml", who), stage1=freak,
                                                              data=prep, out=out, quiet=quiet)
-    refiner = trained("refiner", "refiner.yaml", who, *pairs)
+    refiner = trained("refiner", "refiner.yaml", who, *pairs, budget=budget)
+    if budget is not None:
+        budget.close()
+        say(f"training budget: {budget.plan['used_seconds'] / 60:.1f} of {budget.minutes:g} min used")
 
     say(f"dubbing the held-out clip {split.target.name} with its own audio")
     plain, refined = dub(split.target, stage1=freak, refiner=refiner, out_dir=out / "dubbed", name="freak")

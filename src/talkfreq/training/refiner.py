@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -381,9 +382,10 @@ def _check(cfg: Config) -> Config:
     return cfg
 
 
-def fit(cfg: Config) -> Path:
+def fit(cfg: Config, *, callbacks: Sequence = ()) -> Path:
     """Train (or resume) a refiner; returns the run folder, which holds ``model/`` (``save_pretrained`` +
-    ``inference.json``), ``checkpoints/last.ckpt`` and ``best.ckpt``, ``samples/`` and the logs."""
+    ``inference.json``), ``checkpoints/last.ckpt`` and ``best.ckpt``, ``samples/`` and the logs. ``callbacks``: more
+    Lightning callbacks for this fit."""
     from talkfreq.training.callbacks import SamplePreview
 
     cfg = _check(cfg)
@@ -401,7 +403,7 @@ def fit(cfg: Config) -> Path:
     out = run_dir(cfg.run)
     trainer = build_trainer(
         trainer=trainer_cfg, logging=cfg.logging, run=cfg.run, full_config=cfg, resume=ckpt,
-        callbacks=[SamplePreview(out_dir=out / "samples", every_n_steps=cfg.logging.sample_every_n_steps)],
+        callbacks=[SamplePreview(out_dir=out / "samples", every_n_steps=cfg.logging.sample_every_n_steps), *callbacks],
     )
     with warnings.catch_warnings():
         # the stream is resumable by construction (it restarts at the restored step); Lightning cannot know that

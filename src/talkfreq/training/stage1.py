@@ -32,6 +32,7 @@ Frozen networks (VGG16, expert) are left out of the .ckpt files and re-read from
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
@@ -341,8 +342,9 @@ class Stage1Module(L.LightningModule):
         checkpoint["state_dict"].update({k: v for k, v in self.state_dict().items() if k.startswith(_FROZEN)})
 
 
-def fit(cfg: Config) -> Path:
-    """Train stage 1 as ``cfg`` says; returns the run folder (``model/``, ``checkpoints/``, ``samples/`` ...)."""
+def fit(cfg: Config, *, callbacks: Sequence = ()) -> Path:
+    """Train stage 1 as ``cfg`` says; returns the run folder (``model/``, ``checkpoints/``, ``samples/`` ...).
+    ``callbacks``: more Lightning callbacks for this fit (e.g. :class:`talkfreq.training.budget.StepTimer`)."""
     check_config(cfg)
     resume = resolve_resume(cfg.run)
     # Seeded before the model is built, so two runs with the same seed start from the same weights.
@@ -362,7 +364,7 @@ def fit(cfg: Config) -> Path:
         trainer_cfg = replace(trainer_cfg, gradient_clip_val=0.0, strategy=strategy)
     out = run_dir(cfg.run)
     preview = SamplePreview(out_dir=out / "samples", every_n_steps=cfg.logging.sample_every_n_steps)
-    trainer = build_trainer(trainer=trainer_cfg, logging=cfg.logging, run=cfg.run, callbacks=[preview],
+    trainer = build_trainer(trainer=trainer_cfg, logging=cfg.logging, run=cfg.run, callbacks=[preview, *callbacks],
                             full_config=cfg, resume=resume)
     log.info("stage 1 (%s, %d px) -> %s%s", cfg.model, image_size(cfg), out, f", resuming {resume}" if resume else "")
     trainer.fit(module, datamodule=data, ckpt_path=resume)

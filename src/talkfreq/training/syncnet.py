@@ -13,6 +13,7 @@ stage-1 run points at, and the evaluation's LSE scorer loads.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,8 +72,9 @@ class SyncNetModule(L.LightningModule):
                              total_steps=self.cfg.trainer.max_steps)
 
 
-def fit(cfg: Config) -> Path:
-    """Train the expert as ``cfg`` says; returns the run folder (``model/`` holds the expert)."""
+def fit(cfg: Config, *, callbacks: Sequence = ()) -> Path:
+    """Train the expert as ``cfg`` says; returns the run folder (``model/`` holds the expert). ``callbacks``: more
+    Lightning callbacks for this fit."""
     check_schedule(cfg.optim, max_steps=cfg.trainer.max_steps)
     resume = resolve_resume(cfg.run)
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)  # same initial weights for the same seed
@@ -80,7 +82,7 @@ def fit(cfg: Config) -> Path:
     module = SyncNetModule(cfg=cfg)
     out = run_dir(cfg.run)
     trainer = build_trainer(trainer=cfg.trainer, logging=cfg.logging, run=cfg.run, full_config=cfg,
-                            resume=resume)
+                            resume=resume, callbacks=[*callbacks])
     log.info("SyncNet expert (%d px) -> %s%s", cfg.model.image_size, out, f", resuming {resume}" if resume else "")
     trainer.fit(module, datamodule=data, ckpt_path=resume)
     finish_logger(trainer)
