@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -46,10 +47,12 @@ class StepTimer(Callback):
         self._last = now
 
     def seconds_per_step(self, *, skip: int = PROBE_SKIP) -> float:
+        """The median interval after the first ``skip``: one-off costs inside a short probe (the refiner's switch
+        to restoration copies its teacher; a pause of the shared machine) would pull a mean up by tens of %."""
         kept = self.intervals[skip:] or self.intervals
         if not kept:
             raise ValueError("StepTimer: fewer than two training steps were timed")
-        return sum(kept) / len(kept)
+        return statistics.median(kept)
 
 
 def seconds_per_step(kind: str, cfg: Any) -> float:
