@@ -69,8 +69,10 @@ def test_too_little_time_still_trains_the_minimum_and_bad_values_fail(tmp_path):
 
 def test_step_timer_skips_the_first_intervals():
     timer = StepTimer()
-    timer.intervals = [5.0, 3.0, 1.0, 1.2, 0.9, 6.0]  # a one-off 6 s step does not count
-    assert timer.seconds_per_step(skip=2) == pytest.approx(1.1)
+    timer.intervals = [5.0, 3.0, 1.0, 1.2, 0.8, 6.0]  # a one-off 6 s step does not count
+    assert timer.seconds_per_step(skip=2) == pytest.approx(1.0)
+    timer.intervals = [9.0, 9.0, *[1.0] * 8, *[2.0] * 10, 30.0]  # two phases: their mix, not the median
+    assert timer.seconds_per_step(skip=2, trim=0.1) == pytest.approx((8 * 1.0 + 9 * 2.0) / 17)
     with pytest.raises(ValueError):
         StepTimer().seconds_per_step()
 
