@@ -1,28 +1,21 @@
-"""``talkfreq bench``: the CLI end to end with the tiny configs on a real clip, and its pieces (peak table, best
-batch, targets, config presets) without running anything."""
+"""``talkfreq bench``: what the CLI end to end with the tiny configs on a real clip must write (checked on the run of
+the GPU check's dry run), and its pieces (peak table, best batch, targets, config presets) without running
+anything."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from conftest import media
 from talkfreq import cli
 from talkfreq.bench import QUICK, bench_config, best_batch, combined_fps, evaluate_targets, model_names
 from talkfreq.errors import ConfigError
 from talkfreq.model_cost import GPU_PEAK_TFLOPS, gpu_peak
 
 
-@pytest.mark.heavy
-def test_bench_cli_tiny_end_to_end(tmp_path, capsys):
-    video = media("video/sadtalker_WDA_KatieHill_000.mp4")
-    out = tmp_path / "bench.json"
-    rc = cli.main(["bench", "--tiny", "--quick", "--pipelines", "FREAK-256", "--batches", "1", "--seconds", "0.2",
-                   "--threads", "1", "--video", str(video), "max_seconds=0.02", "--json", str(out)])
-    text = capsys.readouterr().out
-    assert rc == 0, text
-    data = json.loads(out.read_text())
+def check_tiny_bench(data: dict, text: str) -> None:
+    """What ``talkfreq bench --tiny --quick --pipelines FREAK-256 --batches 1 --seconds 0.2 --threads 1
+    max_seconds=0.02`` on the CPU must write (``data``, its --json) and print (``text``). That run is the one of
+    ``benchmarks/gpu_check.sh --dry-run`` (tests/test_gpu_check.py, heavy): the command end to end once, not twice."""
     h = data["header"]
     assert h["device"] == "cpu" and h["dtype"] == "fp32" and h["threads"] == 1 and h["peak_flops"] > 0
     assert set(data["models"]) == {"FREAK-256", "SOVQAE-256", "Wav2Lip-96"}  # + the CPU target's yardstick
