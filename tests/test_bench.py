@@ -4,6 +4,8 @@ anything."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from talkfreq import cli
@@ -103,3 +105,17 @@ def test_default_configs_keep_the_cost_budget():
     freak256, freak512 = gflops("FREAK-256"), gflops("FREAK-512")
     assert gflops("SOVQAE-256") <= freak256 < gflops("Wav2Lip-96")
     assert gflops("SOVQAE-512") <= freak512
+
+
+def test_build_from_a_resolved_config_equals_the_run_config_build():
+    """bench's end-to-end processes build the networks from the configs its model process resolved (JSON), not from
+    the run configs again: the same network."""
+    from talkfreq.model_cost import build
+    from talkfreq.models._io import config_to_dict
+
+    for name in ("FREAK-256", "SOVQAE-256"):
+        a = build(name, tiny=True)
+        b = build(name, tiny=True, config=json.loads(json.dumps(config_to_dict(a.model.config))))
+        assert b.model.config == a.model.config and b.size == a.size
+        assert {k: v.shape for k, v in b.model.state_dict().items()} == {
+            k: v.shape for k, v in a.model.state_dict().items()}
