@@ -24,14 +24,26 @@ reused, so a re-run only re-evaluates.
 
 from __future__ import annotations
 
+import enum
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
+import typer
 
+from talkfreq.cli.experiment import (
+    ConfigOpt,
+    OutOpt,
+    Overrides,
+    QuickOpt,
+    StepsOpt,
+    VideoOpt,
+    experiment_config,
+    run_experiment,
+)
 from talkfreq.data.synth import SynthConfig
 from talkfreq.demo import RunSpec
 
@@ -211,29 +223,35 @@ def refiner_study(cfg: AblationConfig, run_cfgs: dict[str, Any], *, split, work:
     return plain, format_table(rows), {"train_seconds": seconds, "strip": str(work / "strip.png")}
 
 
-def main(argv: list[str] | None = None) -> int:
+Study = enum.Enum("Study", {s: s for s in STUDIES}, type=str)
+
+
+def ablation(study: Annotated[Study, typer.Argument(help="The study: configs/experiments/ablations/<STUDY>.yaml.",
+                                                    show_default=False)],
+             overrides: Overrides = None, config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None,
+             steps: StepsOpt = None, quick: QuickOpt = False,
+             speech_model: Annotated[Optional[Path], typer.Option(
+                 "--speech-model", help="A local HuBERT folder (speech_model).")] = None) -> int:
+    """Train every variant of one study, evaluate them, print the table."""
     from rich.console import Console
 
     from talkfreq import demo
     from talkfreq.config import to_dict
     from talkfreq.errors import TalkfreqError
 
-    ap = demo.experiment_parser(__doc__.splitlines()[0])
-    ap.add_argument("study", choices=STUDIES)
-    ap.add_argument("--speech-model", type=Path, default=None, help="a local HuBERT folder (speech_model)")
-    cfg, args = demo.experiment_config(
-        AblationConfig, ap, argv, default_config=lambda a: CONFIGS / f"{a.study}.yaml",
-        extra=lambda a: {"speech_model": str(a.speech_model) if a.speech_model else None})
+    study = study.value
+    cfg = experiment_config(AblationConfig, config, CONFIGS / f"{study}.yaml", overrides, quick=quick, steps=steps,
+                            speech_model=str(speech_model) if speech_model else None)
     t_start = time.perf_counter()
-    work = (args.out or DEFAULT_OUT / (args.study + ("_quick" if args.quick else ""))).resolve()
+    work = (out or DEFAULT_OUT / (study + ("_quick" if quick else ""))).resolve()
     work.mkdir(parents=True, exist_ok=True)
 
     # the run configs are built (and checked) before anything is made; the refiner's identity is known later
     if needs_speech(variant_configs(cfg, data=work / "prepared", runs=work / "runs", identities=[])) and \
             not cfg.speech_model:
-        raise TalkfreqError(f"{args.study}: variants train on HuBERT features (data.audio=hubert); pass "
+        raise TalkfreqError(f"{study}: variants train on HuBERT features (data.audio=hubert); pass "
                             f"--speech-model DIR (a local HuBERT folder, e.g. facebook/hubert-large-ls960-ft)")
-    split = demo.make_split(video=args.video, synth=cfg.synth, identity=cfg.identity, out=work, who=WHO)
+    split = demo.make_split(video=video, synth=cfg.synth, identity=cfg.identity, out=work, who=WHO)
     run_cfgs = variant_configs(cfg, data=work / "prepared", runs=work / "runs", identities=split.identities)
     prepare = [*cfg.prepare, *(["speech.enabled=true", f"speech.model={cfg.speech_model}"] if cfg.speech_model
                                else [])]
@@ -247,15 +265,17 @@ def main(argv: list[str] | None = None) -> int:
 
     console = Console()
     console.print(table, highlight=False, soft_wrap=True, markup=False)
-    console.print(f"{args.study}: {len(cfg.variants)} variants, wall minutes {seconds / 60:.1f}", highlight=False)
-    demo.write_json(work / "results.json", {"study": args.study, "target": str(split.target), "rows": rows,
+    console.print(f"{study}: {len(cfg.variants)} variants, wall minutes {seconds / 60:.1f}", highlight=False)
+    demo.write_json(work / "results.json", {"study": study, "target": str(split.target), "rows": rows,
                                             "table": table, "seconds": seconds, **extra, "config": to_dict(cfg),
                                             "run_configs": {n: to_dict(c) for n, c in run_cfgs.items()}})
     console.print(f"wrote {work / 'results.json'}", highlight=False)
     return 0
 
 
-if __name__ == "__main__":
-    from talkfreq.demo import run_script
+def main(argv: list[str] | None = None) -> int:
+    return run_experiment(ablation, argv, script=__file__, doc=__doc__)
 
-    run_script(main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

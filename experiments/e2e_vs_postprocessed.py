@@ -25,6 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from talkfreq.cli.experiment import (
+    ConfigOpt,
+    OutOpt,
+    Overrides,
+    QuickOpt,
+    StepsOpt,
+    VideoOpt,
+    experiment_config,
+    run_experiment,
+)
 from talkfreq.data.synth import SynthConfig
 from talkfreq.demo import RunSpec
 
@@ -133,20 +143,21 @@ def format_table(values: dict[str, dict[str, Optional[float]]], *, stage1: list[
 # -- the experiment --------------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def e2e(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, steps: StepsOpt = None,
+        quick: QuickOpt = False, overrides: Overrides = None) -> int:
+    """Train, dub and evaluate every generator without and with the refiner; print the table."""
     from talkfreq import demo
     from talkfreq.config import to_dict
     from talkfreq.models.loading import load_stage1
 
-    ap = demo.experiment_parser(__doc__.splitlines()[0])
-    cfg, args = demo.experiment_config(ExperimentConfig, ap, argv, default_config=DEFAULT_CONFIG)
+    cfg = experiment_config(ExperimentConfig, config, DEFAULT_CONFIG, overrides, quick=quick, steps=steps)
     t_start = time.perf_counter()
-    work = args.out or DEFAULT_OUT.with_name(DEFAULT_OUT.name + ("_quick" if args.quick else "")
-                                             + (f"_{run_name(args.video.stem)}" if args.video else ""))
+    work = out or DEFAULT_OUT.with_name(DEFAULT_OUT.name + ("_quick" if quick else "")
+                                        + (f"_{run_name(video.stem)}" if video else ""))
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
 
-    split = demo.make_split(video=args.video, synth=cfg.synth, identity=cfg.identity, out=work, who=WHO)
+    split = demo.make_split(video=video, synth=cfg.synth, identity=cfg.identity, out=work, who=WHO)
     prep = demo.prepare_inputs(split.inputs, out=work / "prepared", crop_size=cfg.crop_size, overrides=cfg.prepare,
                                who=WHO)
     seconds: dict[str, Any] = {"prepared": time.perf_counter() - t_start, "train": {}}
@@ -210,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from talkfreq.demo import run_script
+def main(argv: list[str] | None = None) -> int:
+    return run_experiment(e2e, argv, script=__file__, doc=__doc__)
 
-    run_script(main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,7 +9,8 @@ mouth PSNR >= 27 dB, mouth SSIM >= 0.80, mouth_open_r >= 0.6, silent opening wit
 Writes ``results.json``; the reports (with close-up strips of real people) stay in ``OUT``: never commit them.
 
     flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/personal.py [--out DIR] [--steps N] [--quick]
-        [-c configs/experiments/personal.yaml] ["variants={audio_ref: {freak: [data.reference=audio]}}" ...]
+        [--video CLIP.mp4]  (that clip instead of the config's clips) [-c configs/experiments/personal.yaml]
+        ["variants={audio_ref: {freak: [data.reference=audio]}}" ...]
         ["share={blur_only: recipe}"]  (a variant that reuses an earlier one's scorer and FREAK)
         ["only=[blur_only]"]  (the variants to run; given variants add to the config's)
 
@@ -22,6 +23,17 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+
+from talkfreq.cli.experiment import (
+    ConfigOpt,
+    OutOpt,
+    Overrides,
+    QuickOpt,
+    StepsOpt,
+    VideoOpt,
+    experiment_config,
+    run_experiment,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "experiments" / "personal.yaml"
@@ -70,24 +82,17 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def personal(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, steps: StepsOpt = None,
+             quick: QuickOpt = False, overrides: Overrides = None) -> int:
+    """Run every (clip, variant) and print the table (``--video``: that clip instead of the config's clips)."""
     from talkfreq.config import load_config
-    from talkfreq.demo import (
-        BUDGET_FILE,
-        FINISHED_FILE,
-        PERSONAL_CONFIGS,
-        PERSONAL_CROP,
-        DemoConfig,
-        experiment_config,
-        experiment_parser,
-        run_demo,
-        say,
-    )
+    from talkfreq.demo import BUDGET_FILE, FINISHED_FILE, PERSONAL_CONFIGS, PERSONAL_CROP, DemoConfig, run_demo, say
     from talkfreq.errors import ConfigError
 
-    ap = experiment_parser(__doc__.splitlines()[0])
-    cfg, args = experiment_config(ExperimentConfig, ap, argv, default_config=DEFAULT_CONFIG)
-    out = args.out or DEFAULT_OUT
+    cfg = experiment_config(ExperimentConfig, config, DEFAULT_CONFIG, overrides, quick=quick, steps=steps)
+    if video is not None:
+        cfg.clips = [str(video.resolve())]
+    out = out or DEFAULT_OUT
     rows = []
     for clip in cfg.clips:
         video = REPO / clip
@@ -135,7 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from talkfreq.demo import run_script
+def main(argv: list[str] | None = None) -> int:
+    return run_experiment(personal, argv, script=__file__, doc=__doc__)
 
-    run_script(main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -32,9 +32,12 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Annotated, Optional
 
 import numpy as np
+import typer
 
+from talkfreq.cli.experiment import ConfigOpt, OutOpt, Overrides, experiment_config, run_experiment
 from talkfreq.report.denoise_eval import denoise_rows, format_table, strip_image, target_met
 from talkfreq.training.refiner import Config as RefinerConfig
 
@@ -132,33 +135,24 @@ def train(cfg: RefinerConfig, console, *, resume: bool = False) -> tuple[Path, f
     return out / "model", seconds
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
+def denoise(config: ConfigOpt = None, out: OutOpt = None,
+            steps: Annotated[Optional[int], typer.Option(
+                "--steps", help="Training steps per run (refiner.trainer.max_steps).")] = None,
+            resume: Annotated[bool, typer.Option(
+                "--resume", help="Continue the runs in --out from their last checkpoint to --steps (instead of "
+                                 "starting over).")] = False,
+            overrides: Overrides = None) -> int:
+    """Train the two refiners, evaluate them on the degraded test crops, print the table."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from talkfreq.config import load_config, split_overrides
     from talkfreq.models.sovqae import SOVQAE
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="work folder (prepared data, runs, results)")
-    ap.add_argument("--steps", type=int, default=None, help="training steps per run (refiner.trainer.max_steps)")
-    ap.add_argument("--resume", action="store_true",
-                    help="continue the runs in --out from their last checkpoint to --steps (instead of starting over)")
-    ap.add_argument("rest", nargs="*", help="dotted overrides of the experiment config")
-    args = ap.parse_args(argv)
-    stray, overrides = split_overrides(args.rest)
-    if stray:
-        ap.error(f"not a key=value override: {stray[0]!r}")
-    if args.steps is not None:
-        overrides.append(f"refiner.trainer.max_steps={args.steps}")
-    cfg = load_config(ExperimentConfig, args.config, overrides)
+    cfg = experiment_config(ExperimentConfig, config, DEFAULT_CONFIG, overrides, refiner__trainer__max_steps=steps)
     console = Console()
     t_start = time.perf_counter()
 
-    work = args.out.resolve()
+    work = (out or DEFAULT_OUT).resolve()
     work.mkdir(parents=True, exist_ok=True)
     root, meta, clip = prepared_clip(cfg, work)
     train_stop, test_start = frame_split(meta.n_frames, meta.fps, train_seconds=cfg.train_seconds,
@@ -172,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     models, seconds = {}, {}
     for name in RUNS:
         rcfg = run_config(cfg, name=name, root=root, train_stop=train_stop, work=work)
-        model_dir, seconds[name] = train(rcfg, console, resume=args.resume)
+        model_dir, seconds[name] = train(rcfg, console, resume=resume)
         models[name] = SOVQAE.from_pretrained(model_dir).eval()
         console.log(f"{name}: {seconds[name] / 60:.1f} min of training")
 
@@ -205,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     (work / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"wrote {work / 'results.json'} and {work / 'strip.png'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_experiment(denoise, argv, script=__file__, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ clean input). Writes ``results.json`` and one ``strip_<clip>.png`` (clean | degr
 work folder; those show real people: keep them out of the repository.
 
     flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/refiner_restore.py [--out DIR] [--steps N]
-        [--quick] [-c configs/experiments/refiner_restore.yaml] [key=value ...]
+        [--quick] [--video CLIP.mp4] [--eval-only] [-c configs/experiments/refiner_restore.yaml] [key=value ...]
 
 Finished runs with the same config are reused (re-running only re-evaluates); ``--eval-only`` evaluates the trained
 models in ``--out`` without comparing configs (after a code change that added config fields, say).
@@ -26,9 +26,21 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 import numpy as np
+import typer
+
+from talkfreq.cli.experiment import (
+    ConfigOpt,
+    OutOpt,
+    Overrides,
+    QuickOpt,
+    StepsOpt,
+    VideoOpt,
+    experiment_config,
+    run_experiment,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "experiments" / "refiner_restore.yaml"
@@ -97,14 +109,20 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, steps: StepsOpt = None,
+            quick: QuickOpt = False, overrides: Overrides = None,
+            eval_only: Annotated[bool, typer.Option(
+                "--eval-only", help="Evaluate the models already trained in --out (whatever config they were "
+                                    "trained with).")] = False) -> int:
+    """Train a refiner per (clip, variant), evaluate it on the held-out crops, print the table (``--video``: that
+    clip instead of the config's clips)."""
     import cv2
     from rich.console import Console
 
     from talkfreq.data.degradations import apply_kind
     from talkfreq.data.prepared import PreparedDataset
     from talkfreq.data.refiner_data import uint8_to_tensor
-    from talkfreq.demo import experiment_config, experiment_parser, prepare_inputs, run_config, train_or_reuse
+    from talkfreq.demo import prepare_inputs, run_config, train_or_reuse
     from talkfreq.face.config import MOUTH_REGION, fraction_box
     from talkfreq.metrics.fidelity import psnr
     from talkfreq.metrics.robustness import robustness_report
@@ -112,14 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     from talkfreq.pipeline.refine import refine_sequence
     from talkfreq.report.denoise_eval import strip_image
 
-    ap = experiment_parser(__doc__.splitlines()[0])
-    ap.add_argument("--eval-only", action="store_true",
-                    help="evaluate the models already trained in --out (whatever config they were trained with)")
-    cfg, args = experiment_config(ExperimentConfig, ap, argv, default_config=DEFAULT_CONFIG)
-    if args.video is not None:
-        cfg.clips = [str(args.video.resolve())]
+    cfg = experiment_config(ExperimentConfig, config, DEFAULT_CONFIG, overrides, quick=quick, steps=steps)
+    if video is not None:
+        cfg.clips = [str(video.resolve())]
     console = Console()
-    work = (args.out or DEFAULT_OUT).resolve()
+    work = (out or DEFAULT_OUT).resolve()
     t_start = time.perf_counter()
     s = cfg.crop_size
     mouth = fraction_box(MOUTH_REGION, s)
@@ -139,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             rcfg = run_config("refiner", REPO / cfg.refiner_config, data=data, runs=work / "runs" / video.stem,
                               name=variant, steps=cfg.steps,
                               overrides=[*overrides, f"data.frame_range=[0,{train_stop}]"])
-            if args.eval_only:
+            if eval_only:
                 from talkfreq.training.common import run_dir
 
                 model_dir, seconds[f"{video.stem}/{variant}"] = run_dir(rcfg.run) / "model", None
@@ -176,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from talkfreq.demo import run_script
+def main(argv: list[str] | None = None) -> int:
+    return run_experiment(restore, argv, script=__file__, doc=__doc__)
 
-    run_script(main)
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -32,10 +32,12 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Optional
 
 import numpy as np
+import typer
 
+from talkfreq.cli.experiment import ConfigOpt, Overrides, experiment_config, run_experiment
 from talkfreq.data.synth import SynthConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -383,39 +385,34 @@ def eval_freak(models: dict[str, Any], cfgs: dict[str, Any], data, segments, exp
             "lse": mean_lse}
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
+def synthetic_sync(
+        config: ConfigOpt = None,
+        out: Annotated[Optional[Path], typer.Option(
+            "--out", help=f"Work folder (default {DEFAULT_OUT.relative_to(REPO)}, or ..._quick with --quick).")] = None,
+        steps_syncnet: Annotated[Optional[int], typer.Option(
+            "--steps-syncnet", help="SyncNet training steps (steps.syncnet).")] = None,
+        steps_freak: Annotated[Optional[int], typer.Option(
+            "--steps-freak", help="Steps of each FREAK run (steps.freak).")] = None,
+        minutes: Annotated[Optional[float], typer.Option(
+            "--minutes", help="Total training budget in CPU minutes: steps are set from a timing of each model's "
+                              "step.")] = None,
+        quick: Annotated[bool, typer.Option(
+            "--quick", help="A smoke run on tiny sizes (the YAML's `quick` list).")] = False,
+        overrides: Overrides = None) -> int:
+    """Train the expert and both FREAKs, evaluate them on the held-out clips, print the table."""
     import lightning as L
-    import torch
     from rich.console import Console
 
-    from talkfreq.config import load_config, split_overrides, to_dict
+    from talkfreq.config import to_dict
     from talkfreq.data.datasets import split_segments
     from talkfreq.data.prepared import PreparedDataset
     from talkfreq.models import FREAK, SyncNet
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG)
-    ap.add_argument("--out", type=Path, default=None, help=f"work folder (default {DEFAULT_OUT.relative_to(REPO)}, "
-                                                          "or ..._quick with --quick)")
-    ap.add_argument("--steps-syncnet", type=int, default=None, help="SyncNet training steps (steps.syncnet)")
-    ap.add_argument("--steps-freak", type=int, default=None, help="steps of each FREAK run (steps.freak)")
-    ap.add_argument("--minutes", type=float, default=None,
-                    help="total training budget in CPU minutes: steps are set from a timing of each model's step")
-    ap.add_argument("--quick", action="store_true", help="a smoke run on tiny sizes (the YAML's `quick` list)")
-    ap.add_argument("rest", nargs="*", help="dotted overrides of the experiment config")
-    args = ap.parse_args(argv)
-    _, overrides = split_overrides(args.rest)
-    if args.quick:
-        overrides = [*load_config(ExperimentConfig, args.config).quick, *overrides]
-    overrides += [f"steps.{k}={v}" for k, v in (("syncnet", args.steps_syncnet), ("freak", args.steps_freak))
-                  if v is not None]
-    cfg = load_config(ExperimentConfig, args.config, overrides)
-    torch.set_num_threads(cfg.threads)
+    cfg = experiment_config(ExperimentConfig, config, DEFAULT_CONFIG, overrides, quick=quick,
+                            steps__syncnet=steps_syncnet, steps__freak=steps_freak)
     console = Console()
     t_start, c_start = time.perf_counter(), time.process_time()
-    work = (args.out or (DEFAULT_OUT.with_name(DEFAULT_OUT.name + "_quick") if args.quick else DEFAULT_OUT))
+    work = (out or (DEFAULT_OUT.with_name(DEFAULT_OUT.name + "_quick") if quick else DEFAULT_OUT))
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
 
@@ -433,13 +430,13 @@ def main(argv: list[str] | None = None) -> int:
                                      **common)}
 
     steps = cfg.steps
-    if args.minutes is not None:
+    if minutes is not None:
         cfgs = configs(steps)
-        budget = args.minutes * 60
+        budget = minutes * 60
         per = {k: seconds_per_step("syncnet" if k == "syncnet" else "stage1", cfgs[k]) for k in ("syncnet", "audio")}
         steps = Steps(syncnet=max(1, int(budget * cfg.budget_syncnet_share / per["syncnet"])),
                       freak=max(1, int(budget * (1 - cfg.budget_syncnet_share) / 2 / per["audio"])))
-        console.log(f"--minutes {args.minutes:g}: {per['syncnet']:.3f} / {per['audio']:.3f} s per SyncNet / FREAK "
+        console.log(f"--minutes {minutes:g}: {per['syncnet']:.3f} / {per['audio']:.3f} s per SyncNet / FREAK "
                     f"step -> {steps.syncnet} / {steps.freak} steps")
     cfgs = configs(steps)
 
@@ -478,6 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     (work / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     console.print(f"wrote {work / 'results.json'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_experiment(synthetic_sync, argv, script=__file__, doc=__doc__)
 
 
 if __name__ == "__main__":

@@ -85,3 +85,27 @@ def prepared_dir(synth_dir, tmp_path_factory) -> Path:
     prepare_dataset([synth_dir], out=out, cfg=load_config(PrepareConfig, None, ["face.crop_size=96"]),
                     show_progress=False)
     return out
+
+
+# A SyncNet expert that learns the synth mouth law quickly: the tiny config with a 128-wide network and a 3x learning
+# rate decayed by a cosine (150-600 steps, ~15-60 s on one core; the 512-wide default needs ~170 s for a weaker one).
+EXPERT = ("model.width=128", "optim.lr=1.0e-3", "optim.schedule=cosine", "optim.warmup_steps=15", "logging.logger=csv")
+EXPERT_STEPS = 150  # the shared expert's (tests/test_lse_sync.py says why this is enough)
+
+
+def train_expert(data: Path, out: Path, *, steps: int) -> Path:
+    """``talkfreq train syncnet`` of the tiny config with :data:`EXPERT` on ``data`` into ``out/expert``; that
+    run folder."""
+    from talkfreq.cli import main
+
+    assert main(["train", "syncnet", "-c", str(REPO / "configs" / "stage1" / "tiny_syncnet.yaml"), "--data",
+                 str(data), f"run.out_dir={out}", "run.name=expert", *EXPERT, f"trainer.max_steps={steps}",
+                 f"trainer.val_check_interval={steps}"]) == 0
+    return out / "expert"
+
+
+@pytest.fixture(scope="session")
+def syncnet_expert(prepared_dir, tmp_path_factory) -> Path:
+    """The run folder of a :data:`EXPERT_STEPS`-step expert trained on ``prepared_dir``, once a session: the LSE
+    tests score with it and the training test checks its run (one training instead of one per module)."""
+    return train_expert(prepared_dir, tmp_path_factory.mktemp("syncnet_expert"), steps=EXPERT_STEPS)

@@ -1,5 +1,6 @@
-"""``talkfreq bench``: the CLI end to end with the tiny configs on a real clip, and its pieces (peak table, best
-batch, targets, config presets) without running anything."""
+"""``talkfreq bench``: what the CLI end to end with the tiny configs on a real clip must write (checked on the run of
+the GPU check's dry run), and its pieces (peak table, best batch, targets, config presets) without running
+anything."""
 
 from __future__ import annotations
 
@@ -7,22 +8,16 @@ import json
 
 import pytest
 
-from conftest import media
 from talkfreq import cli
 from talkfreq.bench import QUICK, bench_config, best_batch, combined_fps, evaluate_targets, model_names
 from talkfreq.errors import ConfigError
 from talkfreq.model_cost import GPU_PEAK_TFLOPS, gpu_peak
 
 
-@pytest.mark.heavy
-def test_bench_cli_tiny_end_to_end(tmp_path, capsys):
-    video = media("video/sadtalker_WDA_KatieHill_000.mp4")
-    out = tmp_path / "bench.json"
-    rc = cli.main(["bench", "--tiny", "--quick", "--pipelines", "FREAK-256", "--batches", "1", "--seconds", "0.2",
-                   "--threads", "1", "--video", str(video), "max_seconds=0.02", "--json", str(out)])
-    text = capsys.readouterr().out
-    assert rc == 0, text
-    data = json.loads(out.read_text())
+def check_tiny_bench(data: dict, text: str) -> None:
+    """What ``talkfreq bench --tiny --quick --pipelines FREAK-256 --batches 1 --seconds 0.2 --threads 1
+    max_seconds=0.02`` on the CPU must write (``data``, its --json) and print (``text``). That run is the one of
+    ``benchmarks/gpu_check.sh --dry-run`` (tests/test_gpu_check.py, heavy): the command end to end once, not twice."""
     h = data["header"]
     assert h["device"] == "cpu" and h["dtype"] == "fp32" and h["threads"] == 1 and h["peak_flops"] > 0
     assert set(data["models"]) == {"FREAK-256", "SOVQAE-256", "Wav2Lip-96"}  # + the CPU target's yardstick
@@ -110,3 +105,17 @@ def test_default_configs_keep_the_cost_budget():
     freak256, freak512 = gflops("FREAK-256"), gflops("FREAK-512")
     assert gflops("SOVQAE-256") <= freak256 < gflops("Wav2Lip-96")
     assert gflops("SOVQAE-512") <= freak512
+
+
+def test_build_from_a_resolved_config_equals_the_run_config_build():
+    """bench's end-to-end processes build the networks from the configs its model process resolved (JSON), not from
+    the run configs again: the same network."""
+    from talkfreq.model_cost import build
+    from talkfreq.models._io import config_to_dict
+
+    for name in ("FREAK-256", "SOVQAE-256"):
+        a = build(name, tiny=True)
+        b = build(name, tiny=True, config=json.loads(json.dumps(config_to_dict(a.model.config))))
+        assert b.model.config == a.model.config and b.size == a.size
+        assert {k: v.shape for k, v in b.model.state_dict().items()} == {
+            k: v.shape for k, v in a.model.state_dict().items()}

@@ -337,11 +337,10 @@ def test_ablation_stage1_table(abl):
     assert "unavailable" in lines[3] and lines[3].endswith("given")
 
 
-def test_ablation_hubert_without_speech_model_is_one_line_error(abl, tmp_path):
-    from talkfreq.errors import TalkfreqError
-
-    with pytest.raises(TalkfreqError, match="--speech-model"):
-        abl.main(["hubert_context", "--quick", "--out", str(tmp_path / "h")])
+def test_ablation_hubert_without_speech_model_is_one_line_error(abl, tmp_path, capsys):
+    assert abl.main(["hubert_context", "--quick", "--out", str(tmp_path / "h")]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("ablations.py: error: hubert_context:") and "--speech-model" in line
     assert not (tmp_path / "h" / "synth").exists()  # checked before anything is made
 
 
@@ -411,7 +410,7 @@ def test_refiner_restore_quick_run_on_a_real_clip(tmp_path):
 # ---------------------------------------------------------------- experiments/personal.py (issue 13)
 
 
-def test_personal_targets_table_and_config():
+def test_personal_targets_table_and_config(capsys):
     from talkfreq.config import load_config
 
     pe = load_script("experiments/personal.py")
@@ -426,7 +425,40 @@ def test_personal_targets_table_and_config():
             for v, m in (("real", None), ("FREAK", 11.0), ("FREAK+SOVQAE", 19.0))]
     table = pe.format_table(rows).splitlines()
     assert len(table) == 5 and "27.500 ✓" in table[3] and "100.000 |" in table[2] and "| 19.0 |" in table[4]
-    from talkfreq.errors import ConfigError
+    assert pe.main(["only=[nope]", "--out", "/nonexistent/never-written"]) == 2
+    assert "personal.py: error: only: no variant 'nope'" in capsys.readouterr().err
 
-    with pytest.raises(ConfigError, match="only: no variant 'nope'"):
-        pe.main(["only=[nope]", "--out", "/nonexistent/never-written"])
+
+# ---------------------------------------------------------------- the scripts' command line (talkfreq.cli.experiment)
+
+# every script, its positional arguments before the overrides, and options its --help must list
+SCRIPTS = {
+    "personal": ([], ["--config", "--out", "--video", "--steps", "--quick"]),
+    "e2e_vs_postprocessed": ([], ["--config", "--out", "--video", "--steps", "--quick"]),
+    "ablations": (["vefm_avfm"], ["study", "--config", "--out", "--video", "--steps", "--quick", "--speech-model"]),
+    "refiner_restore": ([], ["--config", "--out", "--video", "--steps", "--quick", "--eval-only"]),
+    "refiner_denoise": ([], ["--config", "--out", "--steps", "--resume"]),
+    "synthetic_sync": ([], ["--config", "--out", "--steps-syncnet", "--steps-freak", "--minutes", "--quick"]),
+}
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_script_help_and_a_bad_override(name, tmp_path, capsys, monkeypatch):
+    """Each script's typer command: --help lists its options; a bad override (and a stray word) is one line on
+    stderr and exit status 2, before anything is made."""
+    monkeypatch.chdir(tmp_path)
+    mod = load_script(f"experiments/{name}.py")
+    monkeypatch.setitem(sys.modules, mod.__name__, mod)
+    positional, options = SCRIPTS[name]
+    assert mod.main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert all(o in text for o in options), name
+    out = tmp_path / "never"
+    assert mod.main([*positional, "nope.key=1", "--out", str(out)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"{name}.py: error: ") and "'nope'" in line, line
+    assert mod.main([*positional, "stray", "--out", str(out)]) == 2
+    assert "not of the form key.sub=value" in capsys.readouterr().err
+    assert mod.main([*positional, "--out"]) == 2  # a usage error: the option lacks its value
+    assert f"{name}.py: error:" in capsys.readouterr().err
+    assert not out.exists() and not any(tmp_path.iterdir())

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from test_bench import check_tiny_bench
 from test_experiments import load_script
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +52,9 @@ def test_dry_run_runs_every_part_and_writes_the_summary(tmp_path):
     assert not summary["info"]["import_errors"]
     log = (out / "gpu_check.log").read_text()
     assert "installed 1 wheels" in log and "gpu check (dry run" in log and "end to end, batch 1" in log
+    # bench256 is `talkfreq bench --tiny --quick` end to end on the CPU: the bench tests' checks of that command
+    check_tiny_bench(json.loads((out / "bench_256.json").read_text()), log)
+    assert set(json.loads((out / "bench_512.json").read_text())["models"]) == {"FREAK-512", "SOVQAE-512"}
     assert sorted(p.name for p in out.iterdir()) == ["bench_256.json", "bench_512.json", "gpu_check.log",
                                                      "pytest.xml", "summary.json", "train.json"]
 

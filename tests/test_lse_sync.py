@@ -35,28 +35,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import rewrite_video
-from talkfreq.cli import main
+from conftest import rewrite_video, train_expert
 from talkfreq.face import FaceConfig
 from talkfreq.io import load_video_audio
 from talkfreq.report.evaluate import EvalConfig, evaluate
 
-REPO = Path(__file__).resolve().parents[1]
 SHIFT = 10  # frames (0.4 s at 25 fps)
-# The tiny expert config with a 128-wide network, a 3x learning rate decayed by a cosine: it learns the synth mouth
-# law in 150-600 steps (~15-60 s on one core), where the 512-wide default needs ~170 s for a weaker expert.
-EXPERT = ("model.width=128", "optim.lr=1.0e-3", "optim.schedule=cosine", "optim.warmup_steps=15", "logging.logger=csv")
-STEPS_QUICK, STEPS_FULL = 150, 600  # default suite / slow test (see the module docstring)
+# the expert: conftest.EXPERT (the tiny config, 128 wide, a 3x learning rate decayed by a cosine), trained once a
+# session for EXPERT_STEPS = 150 steps by the syncnet_expert fixture
+STEPS_FULL = 600  # the slow test's (see the module docstring); the default suite's is the shared EXPERT_STEPS
 FAR = 20  # frames: beyond the +-15-frame scan
 # audio delayed by +k frames: video[t] matches audio[t+k]
 SHIFTS = {"in_sync": 0, "late": SHIFT, "early": -SHIFT, "far": FAR}
-
-
-def train_expert(data: Path, out: Path, *, steps: int) -> Path:
-    assert main(["train", "syncnet", "-c", str(REPO / "configs" / "stage1" / "tiny_syncnet.yaml"), "--data",
-                 str(data), f"run.out_dir={out}", "run.name=expert", *EXPERT, f"trainer.max_steps={steps}",
-                 f"trainer.val_check_interval={steps}"]) == 0
-    return out / "expert" / "model"
 
 
 def _shifted(wav: np.ndarray, frames: int, samples_per_frame: int = 640) -> np.ndarray:
@@ -95,16 +85,16 @@ def check_in_sync_scores_best(scores: dict[str, dict[str, dict[str, float]]]) ->
             assert abs(s[name]["lse_offset"] + SHIFTS[name]) <= 2, (clip, name, s[name])
 
 
-def _scores(prepared_dir: Path, synth_dir: Path, work: Path, *, steps: int) -> dict:
-    expert = train_expert(prepared_dir, work, steps=steps)
+def _scores(expert: Path, synth_dir: Path, work: Path) -> dict:
     return {c.stem: lse_of_shifts(c, expert, work / c.stem) for c in sorted(synth_dir.glob("*/*.mp4"))}
 
 
 @pytest.mark.heavy
-def test_lse_prefers_in_sync_audio(prepared_dir, synth_dir, tmp_path):
-    check_in_sync_scores_best(_scores(prepared_dir, synth_dir, tmp_path, steps=STEPS_QUICK))
+def test_lse_prefers_in_sync_audio(syncnet_expert, synth_dir, tmp_path):
+    check_in_sync_scores_best(_scores(syncnet_expert / "model", synth_dir, tmp_path))
 
 
 @pytest.mark.slow
 def test_lse_prefers_in_sync_audio_with_a_stronger_expert(prepared_dir, synth_dir, tmp_path):
-    check_in_sync_scores_best(_scores(prepared_dir, synth_dir, tmp_path, steps=STEPS_FULL))
+    expert = train_expert(prepared_dir, tmp_path, steps=STEPS_FULL)
+    check_in_sync_scores_best(_scores(expert / "model", synth_dir, tmp_path))

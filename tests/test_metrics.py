@@ -113,6 +113,21 @@ def test_ssim_equals_scikit_image_on_real_frames():
     assert per[1] == pytest.approx(1.0, abs=1e-12) and per[0] < 1.0
 
 
+def test_ssim_cpu_path_equals_the_torch_path():
+    """The CPU computes SSIM with OpenCV's separable filter, another device with torch's convolutions: the same
+    float64 maps, equal to rounding, at a face size, an odd size and the smallest (11 px)."""
+    from talkfreq.metrics import fidelity
+
+    g = torch.Generator().manual_seed(1)
+    for shape in ((3, 3, 96, 96), (2, 3, 37, 53), (1, 3, 11, 11)):
+        x = torch.rand(shape, generator=g)
+        y = (x + 0.2 * torch.randn(shape, generator=g)).clamp(0, 1)
+        c1, c2 = 0.01 ** 2, 0.03 ** 2
+        cpu, ref = fidelity._ssim_cpu(x, y, c1, c2), fidelity._ssim_torch(x, y, c1, c2)
+        assert torch.allclose(cpu, ref, rtol=0, atol=1e-12), (shape, cpu, ref)
+        assert torch.equal(fidelity._ssim_cpu(x, x, c1, c2), torch.ones(shape[0], dtype=torch.float64))
+
+
 def test_ssim_and_region_metrics():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(2, 3, 48, 48, generator=g)

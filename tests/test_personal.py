@@ -228,10 +228,12 @@ def test_compose_keeps_the_visible_pixels_exactly_and_gradients_reach_the_hidden
 
 
 @pytest.mark.heavy
-def test_personalize_smoke_on_a_real_clip(tmp_path):
-    """The whole recipe at 2 steps per network on the 5 s May clip: model folders, the bank, the 256 px report."""
+def test_personalize_smoke_on_a_real_clip(tmp_path, monkeypatch):
+    """The whole recipe at 2 steps per network on the 5 s May clip: model folders, the bank, the 256 px report;
+    then with the scorer and FREAK given (the evaluation, checked by the first run, is only recorded there)."""
     import json
 
+    import talkfreq.demo
     from conftest import media
 
     clip = media("video/real3dportrait_May_5s.mp4")
@@ -249,10 +251,17 @@ def test_personalize_smoke_on_a_real_clip(tmp_path):
     (pairs,) = (out / "stage1_outputs").iterdir()
     assert pairs.name == model_digest(out / "runs" / "freak" / "model")
     assert len(np.load(pairs / "real3dportrait_May_5s_train.npy", mmap_mode="r")) > 90
-    # given models are used as they are: only the refiner trains again
+    # given models are used as they are: only the refiner trains again, and the given scorer scores
     freak_stamp = (out / "runs" / "freak" / "finished.json").stat().st_mtime_ns
+    evaluated = []
+    monkeypatch.setattr(talkfreq.demo, "evaluate_dubs", lambda target, cands, **kw: evaluated.append((cands, kw)))
+    given = {net: out / "runs" / net / "model" for net in ("syncnet", "freak")}
     assert main(["personalize", str(clip), "--out", str(out), "--steps", "2", "-q",
-                 f"models={{syncnet: {out / 'runs' / 'syncnet' / 'model'}, freak: {out / 'runs' / 'freak' / 'model'}}}",
+                 f"models={{syncnet: {given['syncnet']}, freak: {given['freak']}}}",
                  "overrides={refiner: [sovqae.image_size=64, data.batch_size=2, data.stage1_prob=1.0]}"]) == 0
     assert (out / "runs" / "freak" / "finished.json").stat().st_mtime_ns == freak_stamp
+    [(cands, kw)] = evaluated
+    assert list(cands) == ["FREAK", "FREAK+SOVQAE"] and all(p.is_file() for p in cands.values())
+    assert kw["syncnet"].resolve() == given["syncnet"].resolve()
+    assert kw["refiner"].resolve() == (out / "runs" / "refiner" / "model").resolve()
     assert "stage1_prob: 1.0" in (out / "runs" / "refiner" / "finished.json").read_text()

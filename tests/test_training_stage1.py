@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_metrics
+from conftest import EXPERT_STEPS, run_metrics
 from talkfreq.cli import main
 from talkfreq.data.datasets import (
     DataConfig,
@@ -141,15 +141,15 @@ def test_syncnet_windows_positives_and_shifted_negatives(prepared_dir):
 
 
 @pytest.mark.heavy
-def test_tiny_syncnet_loss_drops(prepared_dir, tmp_path):
-    steps = 40
-    assert train("syncnet", "tiny_syncnet.yaml", prepared_dir, tmp_path, f"trainer.max_steps={steps}",
-                 f"trainer.val_check_interval={steps}") == 0
-    run = tmp_path / "tiny_syncnet"
+def test_tiny_syncnet_loss_drops(syncnet_expert, prepared_dir):
+    """The session's expert (``talkfreq train syncnet`` of tiny_syncnet.yaml, conftest.EXPERT, shared with the LSE
+    tests): its run folder, and its loss on the training windows against the same seeded initial weights."""
+    steps, run = EXPERT_STEPS, syncnet_expert
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "checkpoints" / "best.ckpt").is_file()
     trained = SyncNet.from_pretrained(run / "model").eval()
+    assert trained.config.image_size == 32 and trained.config.width == 128
     torch.manual_seed(0)  # fit() seeds with trainer.seed=0 before building the model: the same initial weights
-    initial = SyncNet(config=SyncNetConfig(image_size=32)).eval()
+    initial = SyncNet(config=SyncNetConfig(image_size=32, width=128)).eval()
     # Measured on every training window with its fixed label/shift, in eval mode, before vs after training.
     ds = SyncNetDataModule(DataConfig(root=str(prepared_dir)), image_size=32).train_set
     batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])

@@ -43,6 +43,7 @@ from typing import Any, Optional
 from talkfreq.errors import ConfigError, TalkfreqError, require_file
 from talkfreq.model_cost import build, clip_head, count_flops, cpu_matmul_peak, cpu_model, gpu_peak, sweep
 from talkfreq.models import registry
+from talkfreq.models._io import config_to_dict
 from talkfreq.pipeline.accel import AccelConfig, prepare_models, resolve_accel
 
 
@@ -158,7 +159,7 @@ def _stages_child(spec: dict) -> dict:
               "compile": accel.compile, "torch": torch.__version__, "python": platform.python_version(),
               "cpu": cpu_model(), "threads": torch.get_num_threads(), "peak_label": peak[0] if peak else None,
               "peak_flops": peak[1] if peak else None}
-    rows = {}
+    rows, configs = {}, {}
     for model_name in spec["names"]:
         _reset_peak_rss()
         _say(progress=f"{model_name}: build, count FLOPs")
@@ -172,11 +173,12 @@ def _stages_child(spec: dict) -> dict:
                       max_iter_seconds=spec["max_iter_seconds"], accel=accel,
                       progress=lambda d: _say(progress=d))
         rows[model_name] = row | {"speed": {str(b): r for b, r in speed.items()}, "peak_rss_mb": _peak_rss_mb()}
+        configs[model_name] = config_to_dict(bench.model.config)
         del bench
         gc.collect()
         if cuda:
             torch.cuda.empty_cache()
-    return {"header": header, "models": rows}
+    return {"header": header, "models": rows, "configs": configs}
 
 
 def _e2e_child(spec: dict) -> dict:
@@ -185,7 +187,9 @@ def _e2e_child(spec: dict) -> dict:
     from talkfreq.pipeline.infer import InferConfig, infer
 
     torch.manual_seed(0)
-    stage1, refiner = (build(n, tiny=spec["tiny"]).model for n in (spec["stage1"], spec["refiner"]))
+    configs = spec.get("configs", {})
+    stage1, refiner = (build(n, tiny=spec["tiny"], config=configs.get(n)).model
+                       for n in (spec["stage1"], spec["refiner"]))
     cfg = InferConfig(device=spec["device"], batch_size=spec["batch"], accel=AccelConfig(**spec["accel"]))
     runs = 2 if accel.compile else 1
     for _ in range(runs):
@@ -313,6 +317,7 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None
             for b in dict.fromkeys(best if b == "best" else int(b) for b in cfg.e2e_batches):
                 say(f"end to end: {name} + {ref}, batch {b}")
                 e2e[str(b)] = _run_child(common | {"task": "e2e", "stage1": s1, "refiner": ref, "batch": b,
+                                                   "configs": {n: staged["configs"][n] for n in (s1, ref)},
                                                    "video": str(clip), "out": str(Path(tmp) / "out.mp4")}, say)
             runs.append({"name": name, "stage1": s1, "refiner": ref, "best_batch": best, "e2e": e2e})
     header = staged["header"] | {"video": str(video), "seconds": cfg.seconds, "tiny": cfg.tiny, "quick": cfg.quick}

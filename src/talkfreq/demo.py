@@ -12,9 +12,9 @@ resumes.
 
 The steps are public functions (:func:`make_split` = :func:`synth_with_heldout` or :func:`split_user_video`,
 :func:`prepare_inputs`, :func:`run_config` + :func:`train_or_reuse` (or :func:`trained_model` for a
-:class:`RunSpec`), :func:`dub`, :func:`evaluate_dubs`), with the command line the experiment scripts share
-(:func:`experiment_parser`, :func:`experiment_config`, :func:`run_script`): ``experiments/e2e_vs_postprocessed.py``
-and ``experiments/ablations.py`` run the same pipeline with more models. A library module never imports them.
+:class:`RunSpec`), :func:`dub`, :func:`evaluate_dubs`): ``experiments/e2e_vs_postprocessed.py`` and
+``experiments/ablations.py`` run the same pipeline with more models (their command line:
+:mod:`talkfreq.cli.experiment`). A library module never imports them.
 """
 
 from __future__ import annotations
@@ -260,60 +260,6 @@ def evaluate_dubs(target: Path, candidates: Mapping[str, Path], *, out: Path, sy
 
         Console().print(result.table())
     return result
-
-
-def experiment_parser(description: str):
-    """The command line every experiment script built on these steps takes (it may add its own options): ``-c``,
-    ``--out``, ``--video``, ``--steps``, ``--quick`` and dotted overrides of the experiment config."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("-c", "--config", type=Path, default=None, help="experiment config (default: the script's)")
-    ap.add_argument("--out", type=Path, default=None, help="work folder (data, runs, dubbed videos, report, results)")
-    ap.add_argument("--video", type=Path, default=None, help="your own talking-head clip instead of synth data")
-    ap.add_argument("--steps", type=int, default=None, help="training steps of every network (steps)")
-    ap.add_argument("--quick", action="store_true", help="a smoke run (the config's `quick` list)")
-    ap.add_argument("rest", nargs="*", help="dotted overrides of the experiment config")
-    return ap
-
-
-def experiment_config(schema: type, ap, argv: Optional[Sequence[str]], *, default_config: Any,
-                      extra: Any = None) -> tuple[Any, Any]:
-    """(config, parsed args) of an :func:`experiment_parser` command line: the config file (``default_config``, a
-    path or a function of the args), its ``quick`` list with ``--quick``, the overrides, ``--steps`` and ``extra``
-    dotted values (a dict or a function of the args; None = not given); sets the torch threads to the config's
-    ``threads`` (0 leaves them)."""
-    import torch
-
-    from talkfreq.config import load_config, split_overrides
-
-    args = ap.parse_args(argv)
-    stray, overrides = split_overrides(args.rest)
-    if stray:
-        ap.error(f"not a key=value override: {stray[0]!r}")
-    file = args.config or (default_config(args) if callable(default_config) else default_config)
-    if args.quick:
-        overrides = [*load_config(schema, file).quick, *overrides]
-    more = extra(args) if callable(extra) else extra
-    cfg = load_config(schema, file, overrides, extra={"steps": args.steps, **(more or {})})
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
-    return cfg, args
-
-
-def run_script(main) -> None:
-    """``SystemExit(main())`` for an experiment script, a user error (TalkfreqError) being one line on stderr with
-    status 2, as the ``talkfreq`` command does."""
-    import sys
-
-    from talkfreq.errors import TalkfreqError
-
-    try:
-        code = main()
-    except TalkfreqError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = 2
-    raise SystemExit(code)
 
 
 def stage1_pairs(refiner_cfg: Any, *, stage1: Path, data: Path, out: Path, quiet: bool = False) -> list[str]:

@@ -71,16 +71,21 @@ def _model_config(kind: ModelKind, source: str | Mapping[str, Any], overrides: l
     return getattr(cfg, kind.config_section)
 
 
-def build(name: str, *, tiny: bool = False) -> Bench:
-    """The configuration ``name`` of :func:`models`, built from its config (random weights: cost only)."""
+def build(name: str, *, tiny: bool = False, config: Optional[Mapping[str, Any]] = None) -> Bench:
+    """The configuration ``name`` of :func:`models`, built from its config (random weights: cost only); ``config``:
+    the network's config as already resolved (:func:`talkfreq.models._io.config_to_dict` of a built one), so the
+    run config is not read again (nor its training module imported: bench's end-to-end processes start faster)."""
     import torch
 
     table = models()
     if name not in table:
         raise TalkfreqError(f"bench: unknown model {name!r}; choose one of {', '.join(table)}")
     kind, spec = table[name]
-    config = _model_config(kind, spec.tiny_config if tiny else spec.config,
-                           list(spec.tiny_overrides if tiny else spec.overrides))
+    if config is None:
+        config = _model_config(kind, spec.tiny_config if tiny else spec.config,
+                               list(spec.tiny_overrides if tiny else spec.overrides))
+    else:
+        config = _model_config(kind, config, [])
     model = kind.cls(config=config).eval()
     s = int(model.config.image_size)
 

@@ -40,7 +40,8 @@ class _Signals:
 
     NAMES = {2: "aborted", 15: "terminated"}
 
-    def __init__(self):
+    def __init__(self, prog: str = "talkfreq"):
+        self.prog = prog
         self.received: Optional[int] = None
         self._saved: dict[int, object] = {}
 
@@ -62,19 +63,25 @@ class _Signals:
     def stopped(self) -> int:
         """Print why the command stopped; the exit status 128 + signal number (130 for Ctrl-C)."""
         sig = self.received or 2
-        print(f"talkfreq: {self.NAMES.get(sig, f'stopped by signal {sig}')}", file=sys.stderr)
+        print(f"{self.prog}: {self.NAMES.get(sig, f'stopped by signal {sig}')}", file=sys.stderr)
         return 128 + sig
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``talkfreq`` console script; returns the exit status."""
+    return run_command(typer.main.get_command(app), argv, prog="talkfreq")
+
+
+def run_command(command, argv: list[str] | None, *, prog: str) -> int:
+    """Run the click ``command`` on ``argv`` (None: ``sys.argv[1:]``) and return its exit status: a user error
+    (TalkfreqError, a usage error) is one line on stderr, prefixed ``prog: error:``, and status 2; an interrupt
+    128 + the signal number. The ``talkfreq`` command and the experiment scripts run this way."""
     usage_errors, aborts, exits = _click_exceptions()
-    command = typer.main.get_command(app)
-    with _Signals() as signals:
+    with _Signals(prog) as signals:
         try:
-            rv = command.main(args=argv, prog_name="talkfreq", standalone_mode=False)
+            rv = command.main(args=argv, prog_name=prog, standalone_mode=False)
         except TalkfreqError as exc:
-            print(f"talkfreq: error: {exc}", file=sys.stderr)
+            print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
         except exits as exc:
             if signals.received:  # typer turns an interrupt into Exit(130) itself
@@ -86,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 return exc.exit_code
             ctx = getattr(exc, "ctx", None)
             hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-            print(f"talkfreq: error: {exc.format_message()}{hint}", file=sys.stderr)
+            print(f"{prog}: error: {exc.format_message()}{hint}", file=sys.stderr)
             return exc.exit_code
         except (KeyboardInterrupt, *aborts):
             return signals.stopped()
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             if is_disk_full(exc):  # a write the commands do not wrap themselves (checkpoints, datasets)
                 where = f" ({exc.filename})" if exc.filename else ""
-                print(f"talkfreq: error: no space left on the device{where}; free some space and run again",
+                print(f"{prog}: error: no space left on the device{where}; free some space and run again",
                       file=sys.stderr)
                 return 2
             raise

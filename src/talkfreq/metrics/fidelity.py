@@ -133,6 +133,43 @@ def _interior_filter(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.conv2d(x, taps.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
 
 
+def _ssim_torch(p: torch.Tensor, t: torch.Tensor, c1: float, c2: float) -> torch.Tensor:
+    """:func:`ssim`'s per-frame values with torch (on the frames' device: a GPU's)."""
+    out = []
+    taps = _gaussian_taps(p.device)
+    for i in range(p.shape[0]):  # one frame at a time: float64 maps of large frames stay small
+        x, y = p[i:i + 1].double(), t[i:i + 1].double()
+        mx, my = _interior_filter(x, taps), _interior_filter(y, taps)
+        vx = _interior_filter(x * x, taps) - mx * mx
+        vy = _interior_filter(y * y, taps) - my * my
+        vxy = _interior_filter(x * y, taps) - mx * my
+        s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+        out.append(s.mean().reshape(1))
+    return torch.cat(out)
+
+
+def _ssim_cpu(p: torch.Tensor, t: torch.Tensor, c1: float, c2: float) -> torch.Tensor:
+    """:func:`ssim`'s per-frame values on the CPU: the same float64 maps, filtered by OpenCV's separable filter
+    (several times faster than torch's float64 depthwise convolution; the interior of its "same" output is the
+    valid filter, equal to :func:`_interior_filter`'s to rounding)."""
+    import cv2
+
+    r = SSIM_RADIUS
+    taps = _gaussian_taps("cpu").numpy()
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.sepFilter2D(x, cv2.CV_64F, taps, taps, borderType=cv2.BORDER_REFLECT)[r:-r, r:-r]
+
+    out = np.empty(p.shape[0])
+    for i in range(p.shape[0]):  # (H, W, C) float64 maps of one frame at a time
+        x = p[i].double().permute(1, 2, 0).contiguous().numpy()
+        y = t[i].double().permute(1, 2, 0).contiguous().numpy()
+        mx, my = blur(x), blur(y)
+        vx, vy, vxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+        out[i] = (((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))).mean()
+    return torch.from_numpy(out)
+
+
 def ssim(pred, target, *, data_range: float = 1.0, reduction: Reduction = "mean") -> float | np.ndarray:
     """Per-frame SSIM as scikit-image / Wang et al. (see the module docstring), averaged or as a (B,) array.
 
@@ -143,18 +180,8 @@ def ssim(pred, target, *, data_range: float = 1.0, reduction: Reduction = "mean"
     if min(p.shape[-2:]) < side:
         raise ValueError(f"SSIM needs at least {side}x{side} pixels, got {tuple(p.shape[-2:])}")
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    out = []
     with torch.no_grad():
-        taps = _gaussian_taps(p.device)
-        for i in range(p.shape[0]):  # one frame at a time: float64 maps of large frames stay small
-            x, y = p[i:i + 1].double(), t[i:i + 1].double()
-            mx, my = _interior_filter(x, taps), _interior_filter(y, taps)
-            vx = _interior_filter(x * x, taps) - mx * mx
-            vy = _interior_filter(y * y, taps) - my * my
-            vxy = _interior_filter(x * y, taps) - mx * my
-            s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-            out.append(s.mean().reshape(1))
-    return _reduce(torch.cat(out), reduction)
+        return _reduce((_ssim_cpu if p.device.type == "cpu" else _ssim_torch)(p, t, c1, c2), reduction)
 
 
 def region_psnr(pred, target, *, box: Box, **kwargs) -> float | np.ndarray:
