@@ -29,6 +29,7 @@ def test_budget_gives_each_network_its_share_of_the_time_left(tmp_path):
     freak = budget.steps("freak", probe=probe_freak, share=0.5)
     assert freak == int((600 - 30) * 0.5 * SAFETY / 0.5)
     clock.now += freak * 0.5  # FREAK trains as planned
+    budget.trained("freak", freak * 0.5)
     refiner = budget.steps("refiner", probe=lambda: 2.0)
     assert refiner == int((600 - 30 - freak * 0.5) * SAFETY / 2.0)
     clock.now += refiner * 2.0
@@ -89,3 +90,20 @@ def test_seconds_per_step_times_a_real_run_in_a_scratch_folder(prepared_dir, tmp
     sps = seconds_per_step("syncnet", cfg)
     assert 0.0 < sps < 30.0
     assert not runs.exists()  # the probe trains in a scratch folder, not in the run's
+
+
+def test_a_run_slower_than_its_probe_scales_the_next_probe(tmp_path):
+    clock = Clock()
+    budget = Budget(20, record=tmp_path / "budget.json", clock=clock)
+    freak = budget.steps("freak", probe=lambda: 0.2, share=0.5)
+    clock.now += freak * 0.3  # the run's steps cost 1.5x the probe's
+    budget.trained("freak", freak * 0.3)
+    assert budget.slowdown() == pytest.approx(1.5)
+    refiner = budget.steps("refiner", probe=lambda: 1.0)
+    assert refiner == int(budget.left() * SAFETY / 1.5)
+    assert json.loads((tmp_path / "budget.json").read_text())["networks"]["refiner"]["slowdown"] == pytest.approx(1.5)
+    # a run faster than its probe does not make later plans bolder
+    fast = Budget(20, record=tmp_path / "fast.json", clock=Clock())
+    n = fast.steps("freak", probe=lambda: 0.4)
+    fast.trained("freak", n * 0.2)
+    assert fast.slowdown() == 1.0

@@ -324,7 +324,10 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
 
             steps = budget.steps(name, probe=probe, share=share)
             say(f"{name}: {steps} steps fit the budget ({budget.left() / 60:.1f} of {budget.minutes:g} min left)")
-        return train_or_reuse(kind, run_cfg(kind, file, *overrides, steps=steps)).model
+        run = train_or_reuse(kind, run_cfg(kind, file, *overrides, steps=steps))
+        if budget is not None and run.seconds:
+            budget.trained(name, run.seconds)
+        return run.model
 
     expert = trained("syncnet", "syncnet.yaml")
     budget = None if cfg.minutes is None else Budget(cfg.minutes, record=runs / BUDGET_FILE)

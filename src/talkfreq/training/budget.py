@@ -77,8 +77,12 @@ class Budget:
     """``minutes`` of training from now, planned network by network.
 
     :meth:`steps` gives a network ``share`` of the time left (after its probe), divided by its measured seconds per
-    step; a later network gets what the earlier ones left. The plan is kept in ``record`` (JSON): a network already
-    there gets its recorded steps without a probe, as long as the budget is the same."""
+    step; a later network gets what the earlier ones left. A run's steps grow dearer than a short probe's on a CPU
+    whose clock falls under sustained load (the personal recipe's FREAK: probed 0.22 s/step, trained at 0.30), so
+    :meth:`trained` records each run's real pace and later probes are scaled by the slowest ratio seen so far
+    (never below 1: a probe slowed by a passing load is not taken as the machine's speed). The plan is kept in
+    ``record`` (JSON): a network already there gets its recorded steps without a probe, as long as the budget is the
+    same."""
 
     def __init__(self, minutes: float, *, record: Path, clock: Callable[[], float] = time.monotonic):
         if not minutes > 0:
@@ -102,12 +106,27 @@ class Budget:
         if done is not None:
             return int(done["steps"])
         sps = float(probe())
+        slowdown = self.slowdown()
         seconds = max(0.0, self.left()) * share * SAFETY
-        steps = max(MIN_STEPS, int(seconds // sps))
-        self.plan.setdefault("networks", {})[name] = {"seconds_per_step": sps, "seconds": seconds, "steps": steps}
+        steps = max(MIN_STEPS, int(seconds // (sps * slowdown)))
+        self.plan.setdefault("networks", {})[name] = {"seconds_per_step": sps, "slowdown": slowdown,
+                                                      "seconds": seconds, "steps": steps}
         self._planned_here = True
         self._save()
         return steps
+
+    def trained(self, name: str, seconds: float) -> None:
+        """Record that network ``name`` (planned by :meth:`steps`) trained in ``seconds`` of wall time."""
+        net = self.plan.get("networks", {}).get(name)
+        if net is not None and seconds > 0:
+            net["trained_seconds"] = float(seconds)
+            self._save()
+
+    def slowdown(self) -> float:
+        """The largest (real seconds per step) / (probed seconds per step) of the networks trained so far, >= 1."""
+        ratios = [n["trained_seconds"] / (n["steps"] * n["seconds_per_step"])
+                  for n in self.plan.get("networks", {}).values() if n.get("trained_seconds")]
+        return max([1.0, *ratios])
 
     def close(self) -> None:
         """Record ``used_seconds``, the wall time from this budget's start to now, when this process planned a
