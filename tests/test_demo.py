@@ -39,4 +39,6 @@ def test_demo_within_a_budget_fits_freak_and_refiner_steps_to_it(tmp_path):
         finished = json.loads((out / "runs" / net / "finished.json").read_text())
         assert f"max_steps: {MIN_STEPS}\n" in finished["config"]
     assert (out / "report" / "report.html").is_file()
-    assert main(["demo", "--out", str(out), *small, "minutes=1", "steps=3"]) != 0  # one or the other
+    # one or the other, refused before any synthesis
+    assert main(["demo", "--out", str(tmp_path / "both"), *small, "minutes=1", "steps=3"]) != 0
+    assert not (tmp_path / "both").exists()

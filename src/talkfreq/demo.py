@@ -285,22 +285,22 @@ def stage1_pairs(refiner_cfg: Any, *, stage1: Path, data: Path, out: Path, quiet
 
 def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet: bool = False) -> Path:
     """Run the whole demo into ``out``; returns the report's path."""
-    from talkfreq.errors import require_writable_dir
+    from talkfreq.errors import ConfigError, require_writable_dir
 
+    if cfg.minutes is not None and cfg.steps is not None:  # before minutes of synthesis and preparing
+        raise ConfigError("give steps or minutes (a training budget), not both")
     out = require_writable_dir(out)
     runs, configs = out / "runs", resolve_config_path(cfg.configs)
     split = make_split(video=video, synth=cfg.synth, identity=cfg.identity, out=out, quiet=quiet)
     prep = prepare_inputs(split.inputs, out=out / "prepared", crop_size=cfg.crop_size, quiet=quiet)
 
-    from talkfreq.errors import ConfigError, TalkfreqError
+    from talkfreq.errors import TalkfreqError
     from talkfreq.training.budget import PROBE_STEPS, Budget, seconds_per_step
 
     for what, given in (("overrides", cfg.overrides), ("models", cfg.models)):
         unknown = sorted(set(given) - {"syncnet", "freak", "refiner"})
         if unknown:
             raise ConfigError(f"{what}: unknown network {unknown[0]!r} (syncnet, freak or refiner)")
-    if cfg.minutes is not None and cfg.steps is not None:
-        raise ConfigError("give steps or minutes (a training budget), not both")
 
     def run_cfg(kind: str, file: str, *overrides: str, steps: Optional[int] = cfg.steps) -> Any:
         quieter = ["logging.quiet=true"] if quiet else []
