@@ -183,7 +183,7 @@ def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None
 
     console.print(format_table(rows), highlight=False, soft_wrap=True)
     from talkfreq.config import to_dict
-    from talkfreq.demo import write_json
+    from talkfreq.io.files import write_json
 
     write_json(work / "results.json", {"rows": rows, "train_seconds": seconds, "config": to_dict(cfg),
                                        "total_seconds_wall": time.perf_counter() - t_start})

@@ -327,14 +327,9 @@ def run_bench(cfg: BenchConfig, *, progress: Callable[[str], None] | None = None
 
 def write_json(result: BenchResult, path: Path) -> None:
     """``result`` as JSON at ``path``, atomically (a temp file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from talkfreq.io.files import write_json as write_file
+
+    write_file(path, result.to_dict())
 
 
 def _num(v: Optional[float], spec: str) -> str:

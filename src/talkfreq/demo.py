@@ -20,7 +20,6 @@ The steps are public functions (:func:`make_split` = :func:`synth_with_heldout` 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ from typing import Any, Optional
 
 from talkfreq.config import packaged_config, resolve_config_path
 from talkfreq.data.synth import SynthConfig, run_synth
+from talkfreq.io.files import write_json
 
 REPO_CONFIGS = packaged_config("demo")  # the package's own: an installed talkfreq runs its demo from any folder
 PERSONAL_CONFIGS = packaged_config("personal")  # ``talkfreq personalize``: the per-identity recipe
@@ -221,14 +221,6 @@ def trained_model(kind: str, spec: RunSpec, *, repo: Path, data: Path, runs: Pat
     cfg = run_config(kind, repo / spec.config, data=data, runs=runs, name=name, steps=steps,
                      overrides=[*spec.overrides, *extra])
     return train_or_reuse(kind, cfg, who=who)
-
-
-def write_json(path: Path, obj: Any) -> Path:
-    """``obj`` as indented JSON, atomically (a temporary file renamed into place)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
 
 
 def dub(target: Path, *, stage1, refiner, out_dir: Path, name: str, overrides: Sequence[str] = ()

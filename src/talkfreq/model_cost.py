@@ -82,10 +82,10 @@ def build(name: str, *, tiny: bool = False, config: Optional[Mapping[str, Any]] 
         raise TalkfreqError(f"bench: unknown model {name!r}; choose one of {', '.join(table)}")
     kind, spec = table[name]
     if config is None:
-        config = _model_config(kind, spec.tiny_config if tiny else spec.config,
-                               list(spec.tiny_overrides if tiny else spec.overrides))
+        config, overrides = (spec.tiny_config, spec.tiny_overrides) if tiny else (spec.config, spec.overrides)
     else:
-        config = _model_config(kind, config, [])
+        overrides = []  # resolved already: the spec's overrides are in it
+    config = _model_config(kind, config, list(overrides))
     model = kind.cls(config=config).eval()
     s = int(model.config.image_size)
 

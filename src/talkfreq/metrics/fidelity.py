@@ -21,7 +21,7 @@ Conventions (ours):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -133,19 +133,24 @@ def _interior_filter(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.conv2d(x, taps.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
 
 
+def _ssim_mean(x, y, blur: Callable, c1: float, c2: float):
+    """The mean SSIM map of one frame pair (torch tensors or numpy arrays, float64), ``blur`` being the Gaussian
+    window's valid filter on that kind of array."""
+    mx, my = blur(x), blur(y)
+    vx, vy, vxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    return (((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))).mean()
+
+
 def _ssim_torch(p: torch.Tensor, t: torch.Tensor, c1: float, c2: float) -> torch.Tensor:
     """:func:`ssim`'s per-frame values with torch (on the frames' device: a GPU's)."""
-    out = []
     taps = _gaussian_taps(p.device)
-    for i in range(p.shape[0]):  # one frame at a time: float64 maps of large frames stay small
-        x, y = p[i:i + 1].double(), t[i:i + 1].double()
-        mx, my = _interior_filter(x, taps), _interior_filter(y, taps)
-        vx = _interior_filter(x * x, taps) - mx * mx
-        vy = _interior_filter(y * y, taps) - my * my
-        vxy = _interior_filter(x * y, taps) - mx * my
-        s = ((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
-        out.append(s.mean().reshape(1))
-    return torch.cat(out)
+
+    def blur(x: torch.Tensor) -> torch.Tensor:
+        return _interior_filter(x, taps)
+
+    # one frame at a time: float64 maps of large frames stay small
+    return torch.stack([_ssim_mean(p[i:i + 1].double(), t[i:i + 1].double(), blur, c1, c2)
+                        for i in range(p.shape[0])])
 
 
 def _ssim_cpu(p: torch.Tensor, t: torch.Tensor, c1: float, c2: float) -> torch.Tensor:
@@ -160,14 +165,12 @@ def _ssim_cpu(p: torch.Tensor, t: torch.Tensor, c1: float, c2: float) -> torch.T
     def blur(x: np.ndarray) -> np.ndarray:
         return cv2.sepFilter2D(x, cv2.CV_64F, taps, taps, borderType=cv2.BORDER_REFLECT)[r:-r, r:-r]
 
-    out = np.empty(p.shape[0])
-    for i in range(p.shape[0]):  # (H, W, C) float64 maps of one frame at a time
-        x = p[i].double().permute(1, 2, 0).contiguous().numpy()
-        y = t[i].double().permute(1, 2, 0).contiguous().numpy()
-        mx, my = blur(x), blur(y)
-        vx, vy, vxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
-        out[i] = (((2 * mx * my + c1) * (2 * vxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))).mean()
-    return torch.from_numpy(out)
+    def hwc(x: torch.Tensor) -> np.ndarray:
+        return x.double().permute(1, 2, 0).contiguous().numpy()
+
+    # (H, W, C) float64 maps of one frame at a time
+    return torch.tensor([float(_ssim_mean(hwc(p[i]), hwc(t[i]), blur, c1, c2)) for i in range(p.shape[0])],
+                        dtype=torch.float64)
 
 
 def ssim(pred, target, *, data_range: float = 1.0, reduction: Reduction = "mean") -> float | np.ndarray:

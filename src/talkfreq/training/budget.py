@@ -12,7 +12,6 @@ reuses the finished runs instead of training again.
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 from lightning.pytorch.callbacks import Callback
 
 from talkfreq.errors import ConfigError
+from talkfreq.io.files import write_json
 
 # A probe run's steps. Its first PROBE_SKIP intervals hold one-off costs (first kernels, caches); 20 steps leave a
 # refiner probe (whose phase switch is scaled like the run's) about the run's mix of clean and restoring steps.
@@ -136,10 +136,7 @@ class Budget:
             self._save()
 
     def _save(self) -> None:
-        self.record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.record.with_name(f".{self.record.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(self.plan, indent=2) + "\n")
-        os.replace(tmp, self.record)
+        write_json(self.record, self.plan)
 
 
 __all__ = ["MIN_STEPS", "PROBE_STEPS", "SAFETY", "Budget", "StepTimer", "seconds_per_step"]
