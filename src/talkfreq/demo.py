@@ -175,16 +175,23 @@ def run_config(kind: str, file: str | Path, *, data: Path, runs: Path, name: str
         fixed += [f"trainer.max_steps={steps}", f"trainer.val_check_interval={max(1, steps)}",
                   f"run.checkpoint_every_n_steps={max(1, steps)}"]
         planned = load_run_config(kind, file, list(overrides))
-        start = getattr(getattr(planned, "denoise", None), "start_step", 0)
+        start = phase_step(planned)
         if start:  # a refiner's restoration phase keeps its share of the steps
             fixed.append(f"denoise.start_step={round(start * steps / planned.trainer.max_steps)}")
     return load_run_config(kind, file, [*overrides, *fixed])
 
 
-def train_or_reuse(kind: str, cfg: Any, *, who: str = "demo") -> Trained:
+def phase_step(cfg: Any) -> int:
+    """The step where a run's steps change kind (a refiner's ``denoise.start_step``), 0 for a run of one kind."""
+    return int(getattr(getattr(cfg, "denoise", None), "start_step", 0) or 0)
+
+
+def train_or_reuse(kind: str, cfg: Any, *, who: str = "demo", callbacks: Sequence[Any] = ()) -> Trained:
     """Train ``cfg`` (a ``kind`` run config), or reuse its run folder when a run with exactly this config finished
     there (ours: the requested config is stamped in ``finished.json`` after the model is saved, since the
-    ``config.yaml`` a run writes holds values resolved from the data). A fresh run clears the folder first."""
+    ``config.yaml`` a run writes holds values resolved from the data). A fresh run clears the folder first.
+    ``callbacks``: more Lightning callbacks for a fresh run (a budget's :class:`~talkfreq.training.budget.Deadline`
+    may end it at other steps than ``cfg``'s: the stamp keeps the requested config, which is what a re-run asks)."""
     from talkfreq.config import to_yaml
     from talkfreq.training.common import run_dir
     from talkfreq.training.registry import kind_module
@@ -200,7 +207,7 @@ def train_or_reuse(kind: str, cfg: Any, *, who: str = "demo") -> Trained:
     shutil.rmtree(out, ignore_errors=True)  # no stale checkpoint, log or model of another config is picked up
     say(f"training {kind} {cfg.run.name} ({cfg.trainer.max_steps} steps)", who=who)
     t0 = time.perf_counter()
-    kind_module(kind).fit(cfg)
+    kind_module(kind).fit(cfg, callbacks=list(callbacks))
     seconds = time.perf_counter() - t0
     write_json(stamp, {"config": want, "seconds": seconds})
     return Trained(model=out / "model", seconds=seconds, reused=False)
@@ -316,9 +323,14 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
 
             steps = budget.steps(name, probe=probe, share=share)
             say(f"{name}: {steps} steps fit the budget ({budget.left() / 60:.1f} of {budget.minutes:g} min left)")
-        run = train_or_reuse(kind, run_cfg(kind, file, *overrides, steps=steps))
+        planned = run_cfg(kind, file, *overrides, steps=steps)
+        # a refiner's pace changes at its switch to restoration: its run is re-planned only after it
+        deadline = None if budget is None else budget.deadline_for(name, hold_until=phase_step(planned))
+        run = train_or_reuse(kind, planned, callbacks=[deadline] if deadline else [])
         if budget is not None and run.seconds:
-            budget.trained(name, run.seconds)
+            budget.trained(name, run.seconds, deadline=None if run.reused else deadline)
+            if deadline is not None and deadline.trained_steps not in (None, steps):
+                say(f"{name}: re-planned inside the run to {deadline.trained_steps} steps (its pace)")
         return run.model
 
     expert = trained("syncnet", "syncnet.yaml")

@@ -7,6 +7,11 @@ time is up. A step's cost is measured, not modelled: :func:`seconds_per_step` tr
 same model, same batch) for a few steps in a scratch folder and times them. :class:`Budget` hands out the time that
 is left, network by network, and records what it chose in a JSON file, so a re-run plans the same steps and
 reuses the finished runs instead of training again.
+
+A short probe cannot foresee a CPU whose pace falls under sustained load (the personal recipe's FREAK was probed
+12 % under, 24 % over and 32 % under its run's real pace), so each budgeted run also carries a :class:`Deadline`: it
+measures the pace inside the run and moves ``max_steps`` (and with it the cosine schedule's end, which reads the
+trainer's :func:`talkfreq.training.optim.horizon`) so that the run's steps end when its share of the time does.
 """
 
 from __future__ import annotations
@@ -37,12 +42,13 @@ MIN_STEPS = 10
 class StepTimer(Callback):
     """The wall seconds between consecutive training-batch ends: one step, its data loading and logging."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.perf_counter) -> None:
         self.intervals: list[float] = []
+        self.clock = clock
         self._last: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = time.perf_counter()
+        now = self.clock()
         if self._last is not None:
             self.intervals.append(now - self._last)
         self._last = now
@@ -52,12 +58,57 @@ class StepTimer(Callback):
         one-off step inside a short probe (the refiner's switch to restoration copies its teacher; a pause of a
         shared machine) pulled a plain mean 40 % over the run's real step time; a median misses the mix of a
         refiner's cheaper clean steps and dearer restoring ones."""
-        kept = sorted(self.intervals[skip:] or self.intervals)
-        if not kept:
-            raise ValueError("StepTimer: fewer than two training steps were timed")
-        if len(kept) > 2:
-            kept = kept[: len(kept) - max(1, round(trim * len(kept)))]
-        return sum(kept) / len(kept)
+        return trimmed_mean(self.intervals[skip:] or self.intervals, trim=trim)
+
+
+def trimmed_mean(intervals: list[float], *, trim: float = 0.1) -> float:
+    """The mean of ``intervals`` without the largest ``trim`` of them (at least one, when there are more than 2)."""
+    kept = sorted(intervals)
+    if not kept:
+        raise ValueError("StepTimer: fewer than two training steps were timed")
+    if len(kept) > 2:
+        kept = kept[: len(kept) - max(1, round(trim * len(kept)))]
+    return sum(kept) / len(kept)
+
+
+class Deadline(Callback):
+    """Re-plans a run's ``max_steps`` inside the run so that its training steps end at ``deadline`` (a ``clock()``
+    time).
+
+    Every ``every`` steps (from ``hold_until`` + ``warmup`` on) the pace is the trimmed mean of the last ``window``
+    step intervals - the recent pace, since a CPU's pace falls under sustained load - and the run's length becomes
+    the steps done + the seconds left over that pace (at least ``min_steps``; a deadline already past ends the run
+    at the next step). ``hold_until``: no re-plan before this step, for a run whose steps change cost there (a
+    refiner's switch from clean to restoring steps: its pace before the switch would misjudge the steps after it,
+    and its switch step stays where it was planned). ``replans`` holds (step, seconds per step, new max_steps)."""
+
+    def __init__(self, deadline: float, *, hold_until: int = 0, every: int = 25, window: int = 50, warmup: int = 10,
+                 min_steps: int = MIN_STEPS, clock: Callable[[], float] = time.monotonic) -> None:
+        if every < 1 or window < 2 or warmup < 0:
+            raise ConfigError(f"Deadline: every >= 1, window >= 2, warmup >= 0, got {every}, {window}, {warmup}")
+        self.deadline, self.hold_until, self.clock = float(deadline), int(hold_until), clock
+        self.every, self.window, self.warmup, self.min_steps = every, window, warmup, min_steps
+        self.replans: list[tuple[int, float, int]] = []
+        self.trained_steps: int | None = None
+        self._timer = StepTimer(clock=clock)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self.trained_steps = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if step <= self.hold_until:
+            return
+        self._timer.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        timed = len(self._timer.intervals)
+        if timed < self.warmup or (timed - self.warmup) % self.every:
+            return
+        pace = trimmed_mean(self._timer.intervals[-self.window:])
+        left = self.deadline - self.clock()
+        total = max(self.min_steps, step + int(left // pace) if left > 0 else step)
+        if total != trainer.max_steps:
+            trainer.fit_loop.epoch_loop.max_steps = total
+        self.replans.append((step, pace, total))
 
 
 def seconds_per_step(kind: str, cfg: Any) -> float:
@@ -92,6 +143,7 @@ class Budget:
         plan = json.loads(self.record.read_text()) if self.record.is_file() else {}
         self.plan: dict[str, Any] = plan if plan.get("minutes") == self.minutes else {"minutes": self.minutes}
         self._planned_here = False
+        self._deadlines: dict[str, float] = {}
 
     def left(self) -> float:
         """Seconds until the deadline (negative once it has passed)."""
@@ -111,20 +163,31 @@ class Budget:
         steps = max(MIN_STEPS, int(seconds // (sps * slowdown)))
         self.plan.setdefault("networks", {})[name] = {"seconds_per_step": sps, "slowdown": slowdown,
                                                       "seconds": seconds, "steps": steps}
+        self._deadlines[name] = self.clock() + seconds
         self._planned_here = True
         self._save()
         return steps
 
-    def trained(self, name: str, seconds: float) -> None:
-        """Record that network ``name`` (planned by :meth:`steps`) trained in ``seconds`` of wall time."""
+    def deadline_for(self, name: str, *, hold_until: int = 0) -> Deadline | None:
+        """The callback that keeps network ``name``'s run inside the seconds :meth:`steps` gave it in this process
+        (None for a network planned by an earlier process: its finished run is reused)."""
+        end = self._deadlines.get(name)
+        return None if end is None else Deadline(end, hold_until=hold_until, clock=self.clock)
+
+    def trained(self, name: str, seconds: float, *, deadline: Deadline | None = None) -> None:
+        """Record that network ``name`` (planned by :meth:`steps`) trained in ``seconds`` of wall time, and the steps
+        its ``deadline`` re-planned, if it had one."""
         net = self.plan.get("networks", {}).get(name)
         if net is not None and seconds > 0:
             net["trained_seconds"] = float(seconds)
+            if deadline is not None and deadline.trained_steps is not None:
+                net["trained_steps"] = deadline.trained_steps
+                net["replans"] = [[step, round(pace, 4), total] for step, pace, total in deadline.replans]
             self._save()
 
     def slowdown(self) -> float:
         """The largest (real seconds per step) / (probed seconds per step) of the networks trained so far, >= 1."""
-        ratios = [n["trained_seconds"] / (n["steps"] * n["seconds_per_step"])
+        ratios = [n["trained_seconds"] / (n.get("trained_steps", n["steps"]) * n["seconds_per_step"])
                   for n in self.plan.get("networks", {}).values() if n.get("trained_seconds")]
         return max([1.0, *ratios])
 
@@ -139,4 +202,4 @@ class Budget:
         write_json(self.record, self.plan)
 
 
-__all__ = ["MIN_STEPS", "PROBE_STEPS", "SAFETY", "Budget", "StepTimer", "seconds_per_step"]
+__all__ = ["MIN_STEPS", "PROBE_STEPS", "SAFETY", "Budget", "Deadline", "StepTimer", "seconds_per_step"]

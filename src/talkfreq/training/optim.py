@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
@@ -64,18 +64,32 @@ def lr_factor(step: int, *, cfg: OptimConfig, total_steps: int) -> float:
     return cfg.final_lr_ratio + (1.0 - cfg.final_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def lr_scheduler(opt: torch.optim.Optimizer, *, cfg: OptimConfig, total_steps: int):
+Horizon = int | Callable[[], int]  # a run's length in steps, or a function that reads it when the lr is computed
+
+
+def horizon(module) -> Callable[[], int]:
+    """A LightningModule's run length as its trainer holds it now, or its config's ``trainer.max_steps`` while no
+    trainer is attached: a cosine schedule that reads this follows a run whose ``max_steps`` is re-planned inside
+    the run (:class:`talkfreq.training.budget.Deadline`)."""
+    def total() -> int:
+        trainer = module._trainer  # the public property raises when no trainer is attached
+        return trainer.max_steps if trainer is not None else module.cfg.trainer.max_steps
+    return total
+
+
+def lr_scheduler(opt: torch.optim.Optimizer, *, cfg: OptimConfig, total_steps: Horizon):
     """A per-step LambdaLR of ``opt`` under ``cfg.schedule``, or None for a constant lr without warm-up."""
-    check_schedule(cfg, max_steps=total_steps)
+    length = total_steps if callable(total_steps) else (lambda: total_steps)
+    check_schedule(cfg, max_steps=length())
     if cfg.schedule == "constant" and cfg.warmup_steps == 0:
         return None
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg=cfg, total_steps=total_steps))
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, cfg=cfg, total_steps=length()))
 
 
-def with_schedule(opts: torch.optim.Optimizer | list, *, cfg: OptimConfig, total_steps: int):
+def with_schedule(opts: torch.optim.Optimizer | list, *, cfg: OptimConfig, total_steps: Horizon):
     """What ``configure_optimizers`` returns: ``opts`` (one optimiser, or [generator, discriminator]) with a per-step
     scheduler on the first (the generator's) when ``cfg`` asks for one. Manual optimisation steps it with
-    :func:`step_scheduler`."""
+    :func:`step_scheduler`. ``total_steps``: the run's length, or a function returning it (:func:`horizon`)."""
     first = opts[0] if isinstance(opts, list) else opts
     sched = lr_scheduler(first, cfg=cfg, total_steps=total_steps)
     if sched is None:

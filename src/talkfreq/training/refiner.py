@@ -60,6 +60,7 @@ from talkfreq.training.optim import (
     OptimConfig,
     adam,
     check_schedule,
+    horizon,
     step_scheduler,
     step_without_counting,
     with_schedule,
@@ -353,7 +354,7 @@ class RefinerModule(L.LightningModule):
         opts = adam(params, cfg=self.cfg.optim)
         if self.gan_on:
             opts = [opts, adam(self.disc.parameters(), cfg=self.cfg.optim, lr=self.cfg.optim.disc_lr)]
-        return with_schedule(opts, cfg=self.cfg.optim, total_steps=self.cfg.trainer.max_steps)
+        return with_schedule(opts, cfg=self.cfg.optim, total_steps=horizon(self))
 
 
 def _config_from_dict(values: dict) -> Config:

@@ -62,6 +62,7 @@ from talkfreq.training.optim import (
     OptimConfig,
     adam,
     check_schedule,
+    horizon,
     step_scheduler,
     step_without_counting,
     with_schedule,
@@ -332,7 +333,7 @@ class Stage1Module(L.LightningModule):
         opts = adam(self.generator.parameters(), cfg=self.cfg.optim)
         if self.disc is not None:
             opts = [opts, adam(self.disc.parameters(), cfg=self.cfg.optim, lr=self.cfg.optim.disc_lr)]
-        return with_schedule(opts, cfg=self.cfg.optim, total_steps=self.cfg.trainer.max_steps)
+        return with_schedule(opts, cfg=self.cfg.optim, total_steps=horizon(self))
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if not k.startswith(_FROZEN)}

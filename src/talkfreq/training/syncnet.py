@@ -25,7 +25,7 @@ from talkfreq.data.datasets import DataConfig, SyncNetDataModule
 from talkfreq.models.syncnet import SyncNet, SyncNetConfig, expert_loss, sync_probability
 from talkfreq.training.callbacks import finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
-from talkfreq.training.optim import OptimConfig, adam, check_schedule, with_schedule
+from talkfreq.training.optim import OptimConfig, adam, check_schedule, horizon, with_schedule
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class SyncNetModule(L.LightningModule):
 
     def configure_optimizers(self):
         return with_schedule(adam(self.model.parameters(), cfg=self.cfg.optim), cfg=self.cfg.optim,
-                             total_steps=self.cfg.trainer.max_steps)
+                             total_steps=horizon(self))
 
 
 def fit(cfg: Config, *, callbacks: Sequence = ()) -> Path:
