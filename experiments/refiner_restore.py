@@ -11,7 +11,11 @@ really decodes, the predicted ones with a code predictor) with the NRoUB margin 
 and whether the target holds (the acceptance of the
 restoring refiner: gain >= ``target_psnr_db`` and >= ``target_ssim`` on the face and on the mouth, refined HF ratio
 within ``target_hf`` of the clean one). ``recon`` is the refiner on the *clean* crops (a restorer must not harm a
-clean input). Writes ``results.json`` and one ``strip_<clip>.png`` (clean | degraded | refined) per clip into the
+clean input). With ``stage1={CLIP_STEM: MODEL_DIR}`` (a stage-1 model trained on the same first ``train_fraction``
+of that clip, e.g. a ``talkfreq personalize`` run's ``runs/freak/model``), the generator's own outputs on the
+held-out crops are one more degradation (``stage1``: the pipeline's real restoration input, as
+:mod:`talkfreq.pipeline.stage1_pairs` writes it), and a variant with ``data.stage1_prob`` > 0 also trains on its
+outputs over the training frames. Writes ``results.json`` and one ``strip_<clip>.png`` (clean | degraded | refined) per clip into the
 work folder; those show real people: keep them out of the repository.
 
     flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/refiner_restore.py [--out DIR] [--steps N]
@@ -45,6 +49,7 @@ from talkfreq.cli.experiment import (
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "experiments" / "refiner_restore.yaml"
 DEFAULT_OUT = REPO / "outputs" / "experiments" / "refiner_restore"
+STAGE1 = "stage1"  # the degradation that is a stage-1 model's own output (config `stage1`)
 
 
 @dataclass
@@ -57,6 +62,10 @@ class ExperimentConfig:
     refiner_config: str = "configs/refiner/restore_128.yaml"
     variants: dict[str, list[str]] = field(default_factory=lambda: {"recipe": []})  # name -> overrides
     degradations: list[list[Any]] = field(default_factory=list)  # [kind, strength] (apply_kind units)
+    # clip stem -> a stage-1 model/ folder trained on the same first train_fraction of that clip (e.g. a
+    # `talkfreq personalize` run's runs/freak/model): its own outputs on the held-out crops are one more
+    # degradation ("stage1"), and a variant with data.stage1_prob > 0 trains on its outputs on the training frames
+    stage1: dict[str, str] = field(default_factory=dict)
     target_psnr_db: float = 1.5
     target_ssim: float = 0.03
     target_hf: float = 0.2  # relative distance of the refined HF ratio to the clean one
@@ -123,11 +132,13 @@ def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None
     from talkfreq.data.prepared import PreparedDataset
     from talkfreq.data.refiner_data import uint8_to_tensor
     from talkfreq.demo import prepare_inputs, run_config, train_or_reuse
+    from talkfreq.errors import ConfigError, require_file
     from talkfreq.face.config import MOUTH_REGION, fraction_box
     from talkfreq.metrics.fidelity import psnr
     from talkfreq.metrics.robustness import robustness_report
     from talkfreq.models.sovqae import SOVQAE
     from talkfreq.pipeline.refine import refine_sequence
+    from talkfreq.pipeline.stage1_pairs import cached_stage1_outputs
     from talkfreq.report.denoise_eval import strip_image
 
     cfg = experiment_config(ExperimentConfig, config, DEFAULT_CONFIG, overrides, quick=quick, steps=steps)
@@ -139,6 +150,9 @@ def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None
     s = cfg.crop_size
     mouth = fraction_box(MOUTH_REGION, s)
     rows, seconds = [], {}
+    unknown = sorted(set(cfg.stage1) - {(REPO / c).stem for c in cfg.clips})
+    if unknown:
+        raise ConfigError(f"stage1: no clip named {unknown[0]!r} among the clips")
     for clip_path in cfg.clips:
         video = (REPO / clip_path).resolve()
         data = prepare_inputs([video], out=work / "prepared" / video.stem, crop_size=s, who="restore")
@@ -149,11 +163,26 @@ def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None
         clean = np.ascontiguousarray(clip.frames[train_stop:])
         console.log(f"{video.name}: {meta.n_frames} frames; train [0, {train_stop}), test [{train_stop}, "
                     f"{meta.n_frames}) at {s} px")
+        degradations = [(str(kind), float(strength)) for kind, strength in cfg.degradations]
+        stage1_dir = None
+        if video.stem in cfg.stage1:
+            stage1_model = require_file(REPO / cfg.stage1[video.stem] / "config.json", "stage-1 model").parent
+            console.log(f"{video.name}: the outputs of stage 1 ({stage1_model}) over every frame")
+            stage1_dir, _ = cached_stage1_outputs(stage1_model, data=data, root=work / "stage1_outputs" / video.stem)
+            degradations.append((STAGE1, 0.0))
         strips = []
         for variant, overrides in cfg.variants.items():
-            rcfg = run_config("refiner", REPO / cfg.refiner_config, data=data, runs=work / "runs" / video.stem,
-                              name=variant, steps=cfg.steps,
-                              overrides=[*overrides, f"data.frame_range=[0,{train_stop}]"])
+            def refiner_cfg(*extra: str):
+                return run_config("refiner", REPO / cfg.refiner_config, data=data, runs=work / "runs" / video.stem,
+                                  name=variant, steps=cfg.steps,
+                                  overrides=[*overrides, f"data.frame_range=[0,{train_stop}]", *extra])
+
+            rcfg = refiner_cfg()
+            if rcfg.data.stage1_prob > 0:
+                if stage1_dir is None:
+                    raise ConfigError(f"variant {variant}: data.stage1_prob > 0 needs a stage-1 model for "
+                                      f"{video.stem} (stage1: {{{video.stem}: MODEL_DIR}})")
+                rcfg = refiner_cfg(f"data.stage1_outputs={stage1_dir}")
             if eval_only:
                 from talkfreq.training.common import run_dir
 
@@ -164,18 +193,22 @@ def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None
             model = SOVQAE.from_pretrained(model_dir).eval()
             recon, idx_clean = refine_sequence(model, clean, batch_size=16)
             psnr_recon = psnr(recon, clean)
-            for kind, strength in cfg.degradations:
-                degraded = np.stack([apply_kind(f, kind=kind, strength=float(strength)) for f in clean])
+            for kind, strength in degradations:
+                if kind == STAGE1:  # the generator's own output on the held-out frames (aligned by frame)
+                    degraded = np.ascontiguousarray(np.load(stage1_dir / f"{meta.clip_id}.npy")[train_stop:])
+                else:
+                    degraded = np.stack([apply_kind(f, kind=kind, strength=strength) for f in clean])
                 refined, idx = refine_sequence(model, degraded, batch_size=16)
                 # NRoUB of the nearest-code path, and how often the codes the refiner really uses flip
                 rep = robustness_report(model, uint8_to_tensor(clean), uint8_to_tensor(degraded)).as_dict()
-                row = {"clip": video.stem, "variant": variant, "degradation": f"{kind} {float(strength):g}",
+                label = kind if kind == STAGE1 else f"{kind} {strength:g}"
+                row = {"clip": video.stem, "variant": variant, "degradation": label,
                        "psnr_recon": psnr_recon, **quality(clean, degraded, refined, mouth=mouth),
                        "used_code_flips": float((idx != idx_clean).float().mean()),
                        **{k: rep[k] for k in ("relative_margin_mean", "relative_shift_mean", "flip_rate")}}
                 row["target"] = verdict(row, cfg)
                 rows.append(row)
-                strips.append((f"{variant} {kind} {float(strength):g}", clean, degraded, refined))
+                strips.append((f"{variant} {label}", clean, degraded, refined))
             console.print(format_table([r for r in rows if r["clip"] == video.stem and r["variant"] == variant]),
                           highlight=False, soft_wrap=True)
         strip = strip_image(strips, frames=cfg.strip_frames)

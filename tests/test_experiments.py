@@ -393,17 +393,31 @@ def test_ablation_hubert_context_quick_with_a_tiny_hubert(abl, tmp_path):
 @pytest.mark.heavy
 def test_refiner_restore_quick_run_on_a_real_clip(tmp_path):
     """experiments/refiner_restore.py end to end at smoke size: both training phases, the held-out evaluation, the
-    table, results.json (the real numbers are in benchmarks/RESULTS.md)."""
+    table, results.json (the real numbers are in benchmarks/RESULTS.md); with a stage-1 model for the clip, its
+    own held-out outputs are one more degradation and a variant trains on its outputs over the training frames."""
+    import torch
+
     from conftest import media
+    from talkfreq.models.freak import FREAK, FREAKConfig
 
     clip = media("video/real3dportrait_May_5s.mp4")
+    torch.manual_seed(0)
+    FREAK(config=FREAKConfig(image_size=32, base_channels=4, channel_mult=[1, 1], num_scales=2, audio_hidden=8,
+                             audio_embed_dim=8, avfm_decoder_scales=1, dub_mask="lower", compose=True)
+          ).save_pretrained(tmp_path / "freak")
     rr = load_script("experiments/refiner_restore.py")
-    assert rr.main(["--quick", "--out", str(tmp_path), f"clips=[{clip}]", "degradations=[[gaussian_blur,2.0]]"]) == 0
+    assert rr.main(["--quick", "--out", str(tmp_path), f"clips=[{clip}]", "degradations=[[gaussian_blur,2.0]]",
+                    f"stage1={{real3dportrait_May_5s: {tmp_path / 'freak'}}}",
+                    "variants={pairs: [sovqae.image_size=64, data.stage1_prob=0.5]}"]) == 0
     res = json.loads((tmp_path / "results.json").read_text())
-    [row] = res["rows"]
-    assert row["degradation"] == "gaussian_blur 2" and set(row["target"]) == {"psnr", "ssim", "mouth_psnr",
-                                                                               "mouth_ssim", "hf"}
+    rows = {(r["variant"], r["degradation"]): r for r in res["rows"]}
+    assert set(rows) == {(v, d) for v in ("recipe", "pairs") for d in ("gaussian_blur 2", "stage1")}
+    row = rows["recipe", "gaussian_blur 2"]
+    assert set(row["target"]) == {"psnr", "ssim", "mouth_psnr", "mouth_ssim", "hf"}
     assert row["psnr_deg"] < 40 and 0 <= row["used_code_flips"] <= 1
+    assert rows["recipe", "stage1"]["psnr_deg"] == rows["pairs", "stage1"]["psnr_deg"] < 40  # the same inputs
+    config = (tmp_path / "runs" / "real3dportrait_May_5s" / "pairs" / "finished.json").read_text()
+    assert "stage1_outputs" in config and "stage1_prob: 0.5" in config
     assert (tmp_path / "strip_real3dportrait_May_5s.png").is_file()
 
 

@@ -268,17 +268,16 @@ def stage1_pairs(refiner_cfg: Any, *, stage1: Path, data: Path, out: Path, quiet
     refiner trained on another generator's outputs a different run, so it is never reused by mistake."""
     if refiner_cfg.data.stage1_prob <= 0 or refiner_cfg.data.stage1_outputs:
         return []
-    from talkfreq.pipeline.stage1_pairs import META_FILE, model_digest, write_stage1_outputs
+    from talkfreq.pipeline.stage1_pairs import META_FILE, cached_stage1_outputs
 
-    folder = out / "stage1_outputs" / model_digest(stage1)
-    if not (folder / META_FILE).is_file():
-        say(f"running stage 1 over its training frames for the refiner's pairs ({folder})")
-        write_stage1_outputs(stage1, data=data, out=folder, val_fraction=refiner_cfg.data.val_fraction)
-        if not quiet:
-            clips = json.loads((folder / META_FILE).read_text())["clips"]
-            for cid, v in clips.items():
-                say(f"  {cid}: stage-1 mouth PSNR {v['mouth_psnr_train']:.2f} dB (trained frames), "
-                    f"{v['mouth_psnr_val']:.2f} dB (its validation frames)")
+    say(f"stage 1's outputs over its training frames for the refiner's pairs ({out / 'stage1_outputs'})")
+    folder, written = cached_stage1_outputs(stage1, data=data, root=out / "stage1_outputs",
+                                            val_fraction=refiner_cfg.data.val_fraction)
+    if written and not quiet:
+        clips = json.loads((folder / META_FILE).read_text())["clips"]
+        for cid, v in clips.items():
+            say(f"  {cid}: stage-1 mouth PSNR {v['mouth_psnr_train']:.2f} dB (trained frames), "
+                f"{v['mouth_psnr_val']:.2f} dB (its validation frames)")
     return [f"data.stage1_outputs={folder}"]
 
 

@@ -125,4 +125,15 @@ def write_stage1_outputs(stage1: str | Path, *, data: str | Path, out: str | Pat
     return out
 
 
-__all__ = ["META_FILE", "model_digest", "write_stage1_outputs"]
+def cached_stage1_outputs(stage1: str | Path, *, data: str | Path, root: str | Path, val_fraction: float = 0.1
+                          ) -> tuple[Path, bool]:
+    """``root/<digest of the stage-1 weights>``, written by :func:`write_stage1_outputs` unless it is there already
+    (the digest makes another generator's outputs another folder, never reused by mistake). Returns the folder and
+    whether it was written now."""
+    folder = Path(root) / model_digest(Path(stage1))
+    if (folder / META_FILE).is_file():
+        return folder, False
+    return write_stage1_outputs(stage1, data=data, out=folder, val_fraction=val_fraction), True
+
+
+__all__ = ["META_FILE", "cached_stage1_outputs", "model_digest", "write_stage1_outputs"]
