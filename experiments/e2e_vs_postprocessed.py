@@ -53,6 +53,9 @@ class RefinerSpec:
     overrides: list[str] = field(default_factory=list)
     size_overrides: dict[int, list[str]] = field(default_factory=dict)  # more overrides for one face size
     models: dict[int, str] = field(default_factory=dict)  # face size -> a finished refiner model/ folder
+    # one refiner per generator instead of per face size, each trained on its own generator's outputs over the
+    # training frames (talkfreq.pipeline.stage1_pairs) as the share data.stage1_prob (> 0 in overrides) of its inputs
+    per_generator: bool = False
 
 
 @dataclass
@@ -148,6 +151,7 @@ def e2e(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, st
     """Train, dub and evaluate every generator without and with the refiner; print the table."""
     from talkfreq import demo
     from talkfreq.config import to_dict
+    from talkfreq.errors import ConfigError
     from talkfreq.models.loading import load_stage1
 
     cfg = experiment_config(ExperimentConfig, config, DEFAULT_CONFIG, overrides, quick=quick, steps=steps)
@@ -172,25 +176,41 @@ def e2e(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, st
     # a stage-1 config with a sync loss term trains against this expert (ignored where loss.sync is 0)
     stage1 = {n: get("stage1", spec, run_name(n), f"loss.syncnet={expert}") for n, spec in cfg.stage1.items()}
     sizes = {n: int(load_stage1(p).config.image_size) for n, p in stage1.items()}
-    refiners = {}
-    for size in sorted(set(sizes.values())):
-        spec = RunSpec(config=cfg.refiner.config, model=cfg.refiner.models.get(size),
-                       overrides=[*cfg.refiner.overrides, *cfg.refiner.size_overrides.get(size, [])])
-        refiners[size] = get("refiner", spec, f"refiner_{size}", f"data.image_size={size}",
-                             f"data.identities=[{','.join(split.identities)}]")
+    refiners: dict[str, Path] = {}  # candidate -> its refiner
+    named: dict[str, Path] = {}  # run name -> refiner (one may serve several candidates)
+    who = f"data.identities=[{','.join(split.identities)}]"
+    if cfg.refiner.per_generator:
+        for n, path in stage1.items():
+            extra = [f"data.image_size={sizes[n]}", who]
+            spec = RunSpec(config=cfg.refiner.config,
+                           overrides=[*cfg.refiner.overrides, *cfg.refiner.size_overrides.get(sizes[n], [])])
+            rcfg = demo.run_config("refiner", REPO / spec.config, data=prep, runs=work / "runs", name="refiner",
+                                   steps=cfg.steps, overrides=[*spec.overrides, *extra])
+            if rcfg.data.stage1_prob <= 0:
+                raise ConfigError("refiner.per_generator needs data.stage1_prob > 0 in refiner.overrides")
+            pairs = demo.stage1_pairs(rcfg, stage1=path, data=prep, out=work)
+            refiners[n] = named[f"refiner_{run_name(n)}"] = get("refiner", spec, f"refiner_{run_name(n)}", *extra,
+                                                                 *pairs)
+    else:
+        for size in sorted(set(sizes.values())):
+            spec = RunSpec(config=cfg.refiner.config, model=cfg.refiner.models.get(size),
+                           overrides=[*cfg.refiner.overrides, *cfg.refiner.size_overrides.get(size, [])])
+            named[f"refiner_{size}"] = get("refiner", spec, f"refiner_{size}", f"data.image_size={size}", who)
+        refiners = {n: named[f"refiner_{sizes[n]}"] for n in stage1}
 
     t = time.perf_counter()
     videos = {}
     infer = [*(o for o in cfg.prepare if o.startswith("speech.")), *cfg.infer]  # features as training made them
     for n, path in stage1.items():
         demo.say(f"dubbing {split.target.name} with {n} and {n}{REFINED} ({sizes[n]} px)", who=WHO)
-        videos[n], videos[n + REFINED] = demo.dub(split.target, stage1=path, refiner=refiners[sizes[n]],
+        videos[n], videos[n + REFINED] = demo.dub(split.target, stage1=path, refiner=refiners[n],
                                                   out_dir=work / "dubbed", name=run_name(n), overrides=infer)
     seconds["dub"] = time.perf_counter() - t
 
     t = time.perf_counter()
     demo.say("evaluating every video against the real segment", who=WHO)
-    nroub_refiner = refiners[max(refiners)]  # the report holds one refiner's NRoUB numbers: the largest
+    # the report holds one refiner's NRoUB numbers: the one of the generator with the largest face
+    nroub_refiner = refiners[max(stage1, key=lambda n: sizes[n])]
     result = demo.evaluate_dubs(split.target, {n: videos[n] for n in candidate_names(list(stage1))},
                                 out=work / "report", syncnet=expert, refiner=nroub_refiner,
                                 crop_size=cfg.crop_size, overrides=cfg.evaluate, quiet=True)
@@ -213,7 +233,7 @@ def e2e(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, st
                "values": values, "best": result.best,
                "refiner_effect": {s: refiner_effect(values, plain=s) for s in stage1},
                "models": {"syncnet": str(expert), **{n: str(p) for n, p in stage1.items()},
-                          **{f"refiner_{s}": str(p) for s, p in refiners.items()}},
+                          **{name: str(p) for name, p in named.items()}},
                "face_sizes": sizes, "seconds": seconds, "report": str(result.files.get("html", "")),
                "table": table, "config": to_dict(cfg)}
     demo.write_json(work / "results.json", results)

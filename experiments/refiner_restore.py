@@ -15,8 +15,8 @@ clean input). With ``stage1={CLIP_STEM: MODEL_DIR}`` (a stage-1 model trained on
 of that clip, e.g. a ``talkfreq personalize`` run's ``runs/freak/model``), the generator's own outputs on the
 held-out crops are one more degradation (``stage1``: the pipeline's real restoration input, as
 :mod:`talkfreq.pipeline.stage1_pairs` writes it), and a variant with ``data.stage1_prob`` > 0 also trains on its
-outputs over the training frames. Writes ``results.json`` and one ``strip_<clip>.png`` (clean | degraded | refined) per clip into the
-work folder; those show real people: keep them out of the repository.
+outputs over the training frames. Writes ``results.json`` and one ``strip_<clip>.png`` (clean | degraded |
+refined) per clip into the work folder; those show real people: keep them out of the repository.
 
     flock /tmp/talkfreq-heavy.lock .venv/bin/python experiments/refiner_restore.py [--out DIR] [--steps N]
         [--quick] [--video CLIP.mp4] [--eval-only] [-c configs/experiments/refiner_restore.yaml] [key=value ...]

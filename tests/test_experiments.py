@@ -279,7 +279,7 @@ def test_e2e_quick_run_writes_report_table_and_results(e2e, tmp_path, capsys):
     assert e2e.main(["--quick", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "refiner over Wav2Lip" in text and "refiner over FREAK" in text
-    res = json.loads((out / "results.json").read_text())
+    res = first = json.loads((out / "results.json").read_text())
     assert list(res["values"]) == ["real", "Wav2Lip", "Wav2Lip+SOVQAE", "FREAK", "FREAK+SOVQAE"]
     assert res["face_sizes"] == {"Wav2Lip": 96, "FREAK": 96} and list(res["models"]) == [
         "syncnet", "Wav2Lip", "FREAK", "refiner_96"]  # one refiner serves both generators
@@ -287,6 +287,13 @@ def test_e2e_quick_run_writes_report_table_and_results(e2e, tmp_path, capsys):
     assert (out / "report" / "report.html").is_file() and (out / "report" / "compare.mp4").is_file()
     held = list((out / "heldout").glob("*.mp4"))
     assert len(held) == 1 and held[0].stem not in (out / "prepared" / "index.json").read_text()
+    # one refiner per generator, each on its own generator's outputs (the generators are reused, not retrained)
+    overrides = "refiner.overrides=[data.stage1_prob=0.5,logging.sample_every_n_steps=0]"
+    assert e2e.main(["--quick", "--out", str(out), "refiner.per_generator=true", overrides]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["models"]) == ["syncnet", "Wav2Lip", "FREAK", "refiner_wav2lip", "refiner_freak"]
+    assert res["seconds"]["train"]["freak"] == pytest.approx(first["seconds"]["train"]["freak"])  # reused
+    assert len(list((out / "stage1_outputs").iterdir())) == 2  # each generator's own outputs
 
 
 # ---------------------------------------------------------------- experiments/ablations.py (issue 6)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from talkfreq.errors import TalkfreqError
+from talkfreq.io.files import write_json
 
 CLIPS = "clips"
 INDEX = "index.json"
@@ -175,9 +176,7 @@ def write_index(root: Path) -> list[ClipMeta]:
     """Rebuild ``index.json`` from every finished clip (atomic; safe when several shards finish at once)."""
     root = Path(root)
     metas = [PreparedClip(root / CLIPS / cid).meta for cid in sorted(finished_clip_ids(root))]
-    tmp = root / f".{INDEX}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps([asdict(m) for m in metas], indent=1))
-    os.replace(tmp, root / INDEX)
+    write_json(root / INDEX, [asdict(m) for m in metas])
     return metas
 
 

@@ -40,9 +40,7 @@ scale], syllables (K, 4) [t0, t1, vowel, stress], audio (L,) float32 clean audio
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -52,6 +50,7 @@ from scipy import signal
 
 from talkfreq.data.synth_render import VOWELS, Identity, head_matrix, make_identity, render_frame
 from talkfreq.errors import ConfigError, require_writable_dir
+from talkfreq.io.files import atomic_write, write_json
 
 __all__ = ["SynthConfig", "SynthClip", "Speech", "synthesize", "render_clip", "make_identity", "speech_audio",
            "mouth_track", "head_track", "check_config", "VOWELS", "JAW", "WIDTH"]
@@ -321,22 +320,11 @@ def synthesize(*, cfg: SynthConfig, out: Path, progress: Callable[[int, int], No
                     done += 1
                     if progress is not None:
                         progress(done, total)
-            _atomic(folder / f"{clip.clip_id}.truth.npz", lambda fh, t=clip.truth: np.savez_compressed(fh, **t))
+            atomic_write(folder / f"{clip.clip_id}.truth.npz", lambda fh, t=clip.truth: np.savez_compressed(fh, **t))
             paths.append(path)
     meta = {"config": asdict(cfg), "vowels": VOWELS, "clips": [str(p.relative_to(out)) for p in paths]}
-    _atomic(out / "synth.json", lambda fh: fh.write(json.dumps(meta, indent=2).encode()))
+    write_json(out / "synth.json", meta)
     return paths
-
-
-def _atomic(path: Path, write: Callable) -> None:
-    """Write through a temp file and rename, so a crash never leaves a half-written sidecar."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def run_synth(cfg: SynthConfig, *, out: Path, quiet: bool = False) -> list[Path]:

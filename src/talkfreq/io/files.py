@@ -4,22 +4,29 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
-def write_json(path: str | Path, obj: Any) -> Path:
-    """``obj`` as indented JSON at ``path`` (its folder made if missing), through a temporary file renamed into
-    place; the temporary file is removed if the write fails."""
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """``write(fh)`` into a temporary binary file beside ``path`` (its folder made if missing), renamed into place
+    when it returns; the temporary file is removed if the write fails, so ``path`` is whole or untouched."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        with open(tmp, "wb") as fh:
+            write(fh)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-__all__ = ["write_json"]
+def write_json(path: str | Path, obj: Any) -> Path:
+    """``obj`` as indented JSON at ``path``, written by :func:`atomic_write`."""
+    return atomic_write(path, lambda fh: fh.write((json.dumps(obj, indent=2) + "\n").encode()))
+
+
+__all__ = ["atomic_write", "write_json"]
