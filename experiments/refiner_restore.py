@@ -142,7 +142,11 @@ def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None
     from talkfreq.report.denoise_eval import strip_image
 
     cfg = experiment_config(ExperimentConfig, config, DEFAULT_CONFIG, overrides, quick=quick, steps=steps)
-    if video is not None:
+    known = {(REPO / c).stem for c in cfg.clips} | ({video.stem} if video is not None else set())
+    unknown = sorted(set(cfg.stage1) - known)
+    if unknown:  # a typo would silently drop the stage-1 row
+        raise ConfigError(f"stage1: no clip named {unknown[0]!r} among the clips")
+    if video is not None:  # the config's stage-1 models stay valid for their clips
         cfg.clips = [str(video.resolve())]
     console = Console()
     work = (out or DEFAULT_OUT).resolve()
@@ -150,9 +154,6 @@ def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None
     s = cfg.crop_size
     mouth = fraction_box(MOUTH_REGION, s)
     rows, seconds = [], {}
-    unknown = sorted(set(cfg.stage1) - {(REPO / c).stem for c in cfg.clips})
-    if unknown:
-        raise ConfigError(f"stage1: no clip named {unknown[0]!r} among the clips")
     for clip_path in cfg.clips:
         video = (REPO / clip_path).resolve()
         data = prepare_inputs([video], out=work / "prepared" / video.stem, crop_size=s, who="restore")
