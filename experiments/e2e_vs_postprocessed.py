@@ -181,16 +181,16 @@ def e2e(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, st
     who = f"data.identities=[{','.join(split.identities)}]"
     if cfg.refiner.per_generator:
         for n, path in stage1.items():
-            extra = [f"data.image_size={sizes[n]}", who]
+            name, extra = f"refiner_{run_name(n)}", [f"data.image_size={sizes[n]}", who]
             spec = RunSpec(config=cfg.refiner.config,
                            overrides=[*cfg.refiner.overrides, *cfg.refiner.size_overrides.get(sizes[n], [])])
-            rcfg = demo.run_config("refiner", REPO / spec.config, data=prep, runs=work / "runs", name="refiner",
+            # the run's config without its pairs: what stage1_pairs reads (its share, its validation split)
+            rcfg = demo.run_config("refiner", REPO / spec.config, data=prep, runs=work / "runs", name=name,
                                    steps=cfg.steps, overrides=[*spec.overrides, *extra])
             if rcfg.data.stage1_prob <= 0:
                 raise ConfigError("refiner.per_generator needs data.stage1_prob > 0 in refiner.overrides")
             pairs = demo.stage1_pairs(rcfg, stage1=path, data=prep, out=work)
-            refiners[n] = named[f"refiner_{run_name(n)}"] = get("refiner", spec, f"refiner_{run_name(n)}", *extra,
-                                                                 *pairs)
+            refiners[n] = named[name] = get("refiner", spec, name, *extra, *pairs)
     else:
         for size in sorted(set(sizes.values())):
             spec = RunSpec(config=cfg.refiner.config, model=cfg.refiner.models.get(size),
