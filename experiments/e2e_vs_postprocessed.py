@@ -73,6 +73,9 @@ class ExperimentConfig:
     refiner: RefinerSpec = field(default_factory=RefinerSpec)
     infer: list[str] = field(default_factory=list)  # overrides of talkfreq.pipeline.infer.InferConfig
     evaluate: list[str] = field(default_factory=list)  # overrides of talkfreq.report.evaluate.EvalConfig
+    # each generator and its refiner also dub the held-out face with the speaker's other speech: does the refiner
+    # keep the generator's timing there (talkfreq.report.new_audio)?
+    new_audio: bool = True
     quick: list[str] = field(default_factory=list)  # --quick: experiment overrides of a smoke run
 
 
@@ -225,6 +228,16 @@ def e2e(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, st
     console.print(table, highlight=False, soft_wrap=True, markup=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
+    checks = {}
+    if cfg.new_audio:
+        t = time.perf_counter()
+        for n, path in stage1.items():
+            checks[n] = demo.check_new_audio(split, stage1=path, refiner=refiners[n], syncnet=expert,
+                                             out=work / "new_audio", crop_size=cfg.crop_size, name=run_name(n),
+                                             expert_unreliable=result.unreliable.get("lse_offset"), infer=infer,
+                                             evaluate=cfg.evaluate, label=f"the refiner over {n}")
+            console.print(checks[n].verdict, highlight=False, soft_wrap=True, markup=False)
+        seconds["new_audio"] = time.perf_counter() - t
     trained = sum(s for s in seconds["train"].values() if s)
     console.print(f"{result.scored} frames scored; wall minutes: training {trained / 60:.1f}, dubbing "
                   f"{seconds['dub'] / 60:.1f}, evaluation {seconds['evaluate'] / 60:.1f}, total "
@@ -234,6 +247,7 @@ def e2e(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, st
                "refiner_effect": {s: refiner_effect(values, plain=s) for s in stage1},
                "models": {"syncnet": str(expert), **{n: str(p) for n, p in stage1.items()},
                           **{name: str(p) for name, p in named.items()}},
+               "new_audio": {n: c.to_dict() for n, c in checks.items()},
                "face_sizes": sizes, "seconds": seconds, "report": str(result.files.get("html", "")),
                "table": table, "config": to_dict(cfg)}
     demo.write_json(work / "results.json", results)

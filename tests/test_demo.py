@@ -21,6 +21,10 @@ def test_quick_demo_writes_report_and_side_by_side(tmp_path):
     # the held-out clip was never prepared (so never trained on)
     held = list((out / "heldout").glob("*.mp4"))
     assert len(held) == 1 and held[0].stem not in (out / "prepared" / "index.json").read_text()
+    # the new-audio check: the same face dubbed with the speaker's training speech, judged against stage 1's dub
+    check = json.loads((out / "new_audio" / "freak.json").read_text())
+    assert check["kept"] in (True, False, None) and check["verdict"].startswith("New-audio check (id00_c00.mp4")
+    assert set(check["original"]) == {"stage1", "refined"} and "lse_offset" in check["stage1"]
 
 
 @pytest.mark.heavy
@@ -28,7 +32,7 @@ def test_demo_within_a_budget_fits_freak_and_refiner_steps_to_it(tmp_path):
     from talkfreq.training.budget import MIN_STEPS
 
     out = tmp_path / "demo"
-    small = ["-q", "synth.seconds=2.0", "synth.clips_per_identity=2", "synth.identities=1"]
+    small = ["-q", "synth.seconds=2.0", "synth.clips_per_identity=2", "synth.identities=1", "new_audio=false"]
     scorer = "{syncnet: [trainer.max_steps=4, trainer.val_check_interval=4, run.checkpoint_every_n_steps=4]}"
     # 0.6 s: less than any probe takes, so each network gets the minimum
     assert main(["demo", "--out", str(out), *small, "minutes=0.01", f"overrides={scorer}"]) == 0

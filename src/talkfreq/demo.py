@@ -58,6 +58,9 @@ class DemoConfig:
     # FREAK's part of the budget left when it is planned (the refiner gets the rest): the split of the personal
     # recipe's measured runs (benchmarks/RESULTS.md "personal")
     stage1_share: float = 0.55
+    # dub the held-out face with the speaker's other speech too, and check that the refiner keeps stage 1's timing
+    # there (talkfreq.report.new_audio): own-audio scores cannot tell sharpening from redrawing the original mouth
+    new_audio: bool = True
 
 
 @dataclass
@@ -230,18 +233,60 @@ def trained_model(kind: str, spec: RunSpec, *, repo: Path, data: Path, runs: Pat
     return train_or_reuse(kind, cfg, who=who)
 
 
-def dub(target: Path, *, stage1, refiner, out_dir: Path, name: str, overrides: Sequence[str] = ()
-        ) -> tuple[Path, Optional[Path]]:
-    """Dub ``target`` with its own audio: ``out_dir/<name>.mp4`` (stage 1) and, with a refiner,
+def dub(target: Path, *, stage1, refiner, out_dir: Path, name: str, overrides: Sequence[str] = (),
+        audio: Optional[Path] = None) -> tuple[Path, Optional[Path]]:
+    """Dub ``target`` with its own audio (or ``audio``): ``out_dir/<name>.mp4`` (stage 1) and, with a refiner,
     ``out_dir/<name>_sovqae.mp4`` (stage 1 + refiner, from the same stage-1 frames)."""
     from talkfreq.config import load_config
     from talkfreq.pipeline.infer import InferConfig, infer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     plain, refined = out_dir / f"{name}.mp4", (out_dir / f"{name}_sovqae.mp4" if refiner is not None else None)
-    infer(target, audio=target, stage1=stage1, refiner=refiner, out=refined or plain,
+    infer(target, audio=audio or target, stage1=stage1, refiner=refiner, out=refined or plain,
           save_stage1=plain if refined else None, cfg=load_config(InferConfig, None, [*overrides]))
     return plain, refined
+
+
+def other_speech(split: Split, *, out: Path) -> tuple[Path, str]:
+    """(``out/new_audio.wav``, where it came from): the held-out speaker's own speech from the training part (its
+    first training clip, from its start), as long as the held-out clip - the "new audio" of :func:`check_new_audio`."""
+    from talkfreq.data.prepared import write_wav
+    from talkfreq.io import fit_length, load_video_audio, probe
+    from talkfreq.io.files import atomic_write
+
+    src = split.inputs[0]
+    if src.is_dir():  # the synth folder: the identity's clips
+        src = sorted((src / split.identities[0]).glob("*.mp4"))[0]
+    seconds = probe(split.target).duration
+    wav = load_video_audio(src, sample_rate=16000)
+    wav = fit_length(wav, min(len(wav), int(round(seconds * 16000))))
+    path = out / "new_audio.wav"
+    atomic_write(path, lambda f: write_wav(f, wav, 16000))
+    return path, f"{src.name}, first {len(wav) / 16000:.1f} s"
+
+
+def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], out: Path, crop_size: int,
+                    expert_unreliable: Optional[str], name: str = "freak", infer: Sequence[str] = (),
+                    evaluate: Sequence[str] = (), label: str = "the refiner"):
+    """The new-audio check (:mod:`talkfreq.report.new_audio`): dub the held-out face with :func:`other_speech`,
+    without and with the refiner, and score the refined dub against the stage-1 one and both against the original
+    frames. Writes ``out/<name>.json``; returns the :class:`~talkfreq.report.new_audio.NewAudioCheck`."""
+    from talkfreq.report.new_audio import new_audio_check
+
+    out.mkdir(parents=True, exist_ok=True)
+    audio, source = other_speech(split, out=out)
+    plain, refined = dub(split.target, stage1=stage1, refiner=refiner, out_dir=out, name=name, overrides=infer,
+                         audio=audio)
+    kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
+    vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_vs_stage1", syncnet=syncnet, **kw)
+    vso = evaluate_dubs(split.target, {"stage1": plain, "refined": refined}, out=out / f"{name}_vs_original",
+                        syncnet=None, **kw)
+    check = new_audio_check(audio=source,
+                            vs_stage1={r.name: r.values for r in vs1.rows},
+                            vs_original={r.name: r.values for r in vso.rows}, expert_unreliable=expert_unreliable,
+                            name=label)
+    write_json(out / f"{name}.json", check.to_dict())
+    return check
 
 
 def evaluate_dubs(target: Path, candidates: Mapping[str, Path], *, out: Path, syncnet: Optional[Path],
@@ -348,8 +393,13 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     plain, refined = dub(split.target, stage1=freak, refiner=refiner, out_dir=out / "dubbed", name="freak")
 
     say("evaluating stage 1 and stage 1 + refiner against the real clip")
-    evaluate_dubs(split.target, {"FREAK": plain, "FREAK+SOVQAE": refined}, out=out / "report", syncnet=expert,
-                  refiner=refiner, crop_size=cfg.crop_size, quiet=quiet)
+    result = evaluate_dubs(split.target, {"FREAK": plain, "FREAK+SOVQAE": refined}, out=out / "report",
+                           syncnet=expert, refiner=refiner, crop_size=cfg.crop_size, quiet=quiet)
+    if cfg.new_audio:
+        say("new-audio check: the held-out face dubbed with the speaker's other speech")
+        check = check_new_audio(split, stage1=freak, refiner=refiner, syncnet=expert, out=out / "new_audio",
+                                crop_size=cfg.crop_size, expert_unreliable=result.unreliable.get("lse_offset"))
+        say(check.verdict)
     report = out / "report" / "report.html"
     say(f"report: {report}")
     return report

@@ -28,6 +28,7 @@ import wave
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -73,10 +74,10 @@ def assign_split(clip_id: str, val_fraction: float) -> str:
     return "val" if (zlib.crc32(clip_id.encode()) % 10_000) / 10_000 < val_fraction else "train"
 
 
-def write_wav(path: Path, wav: np.ndarray, sample_rate: int) -> None:
-    """Write (L,) float32 in [-1, 1] as 16-bit PCM mono."""
+def write_wav(path: Path | IO[bytes], wav: np.ndarray, sample_rate: int) -> None:
+    """Write (L,) float32 in [-1, 1] as 16-bit PCM mono to a path or an open binary file."""
     pcm = np.clip(np.round(wav * 32767.0), -32768, 32767).astype("<i2")
-    with wave.open(str(path), "wb") as w:
+    with wave.open(path if hasattr(path, "write") else str(path), "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(int(sample_rate))

@@ -38,7 +38,7 @@ def _detail(base: dict, refined: dict, real: dict) -> Optional[list[str]]:
     return failed
 
 
-def _sync(base: dict, refined: dict, tolerance: float) -> Optional[list[str]]:
+def sync_failures(base: dict, refined: dict, tolerance: float) -> Optional[list[str]]:
     """Names of the sync checks that failed; None when the LSE columns are unavailable."""
     if any(base.get(k) is None or refined.get(k) is None for k in SYNC_KEYS):
         return None
@@ -71,7 +71,7 @@ def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
             continue
         base_name = name.split("+", 1)[0]
         detail = _detail(by_name[base_name].values, row.values, real)
-        sync = _sync(by_name[base_name].values, row.values, sync_tolerance)
+        sync = sync_failures(by_name[base_name].values, row.values, sync_tolerance)
         d = "not measured" if detail is None else ("held" if not detail else f"did NOT hold ({', '.join(detail)})")
         rule = f"same AV offset, LSE-D/LSE-C within {sync_tolerance:.0%}"
         if sync_unreliable or sync is None:
@@ -88,4 +88,4 @@ def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
     return out
 
 
-__all__ = ["DETAIL_KEYS", "MIN_OPENING_R", "OPENING_KEYS", "SYNC_KEYS", "refiner_verdicts"]
+__all__ = ["DETAIL_KEYS", "MIN_OPENING_R", "OPENING_KEYS", "SYNC_KEYS", "refiner_verdicts", "sync_failures"]

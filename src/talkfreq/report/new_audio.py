@@ -1,0 +1,99 @@
+"""Does the refiner keep stage 1's timing under audio the video never had? The new-audio check.
+
+Every other number of a report dubs the held-out clip with *its own* audio, so the real frame is also the right
+answer for the mouth. That cannot tell a refiner that sharpens stage 1's mouth from one that redraws the video's
+original mouth - the same picture when the audio is the video's own, and opposite things in a real dub, where the
+second undoes the dub. This check dubs the same held-out face with other speech of the same speaker (what a user's
+dub is) and scores, with the report's expert:
+
+- **timing kept** (judged): against the stage-1 dub as the reference, the refined dub's mouth opening must follow
+  stage 1's (``mouth_open_lag`` 0 and ``mouth_open_r`` >= ``min_open_r``; 0.8 is ours: the real clips' own opening
+  shifted by one frame scores r 0.76-0.84, benchmarks/RESULTS.md "mouth-opening measure"), and, where the expert
+  can judge (it found the real clip in sync in the main report, and it finds stage 1 in sync with the new audio:
+  offset 0), the refined dub keeps stage 1's AV offset with LSE-D/LSE-C within ``tolerance`` against the new audio
+  (the rule of :mod:`talkfreq.report.refiner_verdict`);
+- **pull toward the original** (reported, not judged): the mouth PSNR and opening r of both dubs against the
+  original video's frames, which spoke other words. A refiner that redraws the original mouth raises both far above
+  stage 1's; sharpening alone raises the PSNR a little (same person, same texture), so no threshold is set.
+
+The rule and the check are ours (the papers evaluate with each clip's own audio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+from talkfreq.report.refiner_verdict import SYNC_KEYS, sync_failures
+
+ORIGINAL_KEYS = ("mouth_psnr", "mouth_ssim", "mouth_open_r")
+
+
+@dataclass
+class NewAudioCheck:
+    """The new-audio check of one stage-1 / refined pair (see the module docstring)."""
+
+    audio: str  # where the new speech came from
+    stage1: dict[str, Optional[float]]  # the stage-1 dub against the new audio: lse_d, lse_c, lse_offset
+    refined: dict[str, Optional[float]]  # the refined dub: the same, + mouth_psnr/ssim/open_r/lag vs the stage-1 dub
+    original: dict[str, dict[str, Optional[float]]]  # {"stage1"|"refined": ORIGINAL_KEYS vs the original frames}
+    kept: Optional[bool]  # None: nothing could judge
+    failed: list[str] = field(default_factory=list)
+    verdict: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def judge_timing(stage1: dict, refined: dict, *, expert_unreliable: Optional[str] = None, tolerance: float = 0.05,
+                 min_open_r: float = 0.8) -> tuple[Optional[bool], list[str], str]:
+    """(kept, failed checks, how it was judged) for the stage-1 and refined dubs' values under the new audio.
+
+    ``refined`` holds the refined dub's LSE against the new audio and its ``mouth_open_r`` / ``mouth_open_lag``
+    against the stage-1 dub; ``expert_unreliable`` is why the expert cannot judge at all (from the main report).
+    """
+    failed: list[str] = []
+    how: list[str] = []
+    r, lag = refined.get("mouth_open_r"), refined.get("mouth_open_lag")
+    if r is not None and lag is not None:
+        how.append(f"mouth opening vs stage 1's: lag 0, r >= {min_open_r:g}")
+        failed += [] if lag == 0 else ["mouth_open_lag"]
+        failed += [] if r >= min_open_r else ["mouth_open_r"]
+    else:
+        how.append("mouth opening: flat or not measured")
+    if expert_unreliable:
+        how.append("expert: not judged (it cannot rank lip sync on the real clip)")
+    elif any(stage1.get(k) is None for k in SYNC_KEYS) or any(refined.get(k) is None for k in SYNC_KEYS):
+        how.append("expert: no LSE")
+    elif stage1["lse_offset"] != 0:
+        how.append(f"expert: not judged (it finds stage 1 out of sync with the new audio, offset "
+                   f"{stage1['lse_offset']:+.0f})")
+    else:
+        how.append(f"expert vs the new audio: same offset, LSE-D/LSE-C within {tolerance:.0%}")
+        failed += sync_failures(stage1, refined, tolerance) or []
+    judged = (r is not None and lag is not None) or any(h.startswith("expert vs") for h in how)
+    return (not failed if judged else None), failed, "; ".join(how)
+
+
+def new_audio_check(*, audio: str, vs_stage1: dict[str, dict], vs_original: dict[str, dict],
+                    expert_unreliable: Optional[str] = None, tolerance: float = 0.05,
+                    min_open_r: float = 0.8, name: str = "the refiner") -> NewAudioCheck:
+    """Build the check from two evaluations' values (``{row name: values}``): ``vs_stage1`` with the stage-1 dub as
+    the reference (rows ``real`` = stage 1 and ``refined``), ``vs_original`` against the original video (rows
+    ``stage1`` and ``refined``)."""
+    s1 = {k: vs_stage1["real"].get(k) for k in SYNC_KEYS}
+    ref = {k: vs_stage1["refined"].get(k) for k in (*SYNC_KEYS, "mouth_psnr", "mouth_ssim", "mouth_open_r",
+                                                     "mouth_open_lag")}
+    orig = {n: {k: vs_original[n].get(k) for k in ORIGINAL_KEYS} for n in ("stage1", "refined")}
+    kept, failed, how = judge_timing(s1, ref, expert_unreliable=expert_unreliable, tolerance=tolerance,
+                                     min_open_r=min_open_r)
+    word = {True: "kept", False: f"NOT kept ({', '.join(failed)})", None: "not judged"}[kept]
+    p1, p2 = orig["stage1"]["mouth_psnr"], orig["refined"]["mouth_psnr"]
+    pull = (f"; toward the original video's mouth: mouth PSNR {p1:.2f} -> {p2:.2f} dB" if p1 is not None
+            and p2 is not None else "")
+    verdict = f"New-audio check ({audio}): {name} {word} stage 1's timing [{how}]{pull}."
+    return NewAudioCheck(audio=audio, stage1=s1, refined=ref, original=orig, kept=kept, failed=failed,
+                         verdict=verdict)
+
+
+__all__ = ["NewAudioCheck", "judge_timing", "new_audio_check"]

@@ -1,0 +1,45 @@
+"""The new-audio check: does the refiner keep stage 1's timing when the audio is not the video's own?"""
+
+from __future__ import annotations
+
+from talkfreq.report.new_audio import judge_timing, new_audio_check
+
+STAGE1 = {"lse_d": 1.00, "lse_c": 0.07, "lse_offset": 0.0}
+KEPT = {"lse_d": 0.997, "lse_c": 0.072, "lse_offset": 0.0, "mouth_open_r": 0.94, "mouth_open_lag": 0.0}
+
+
+def test_a_refiner_that_follows_stage_1_keeps_its_timing():
+    kept, failed, how = judge_timing(STAGE1, KEPT)
+    assert kept is True and failed == []
+    assert "lag 0, r >= 0.8" in how and "expert vs the new audio" in how
+
+
+def test_a_refiner_that_redraws_another_mouth_is_caught_by_the_opening_and_the_expert():
+    kept, failed, _ = judge_timing(STAGE1, {**KEPT, "mouth_open_r": 0.35, "mouth_open_lag": 3.0,
+                                            "lse_offset": -8.0, "lse_c": 0.03})
+    assert kept is False and failed == ["mouth_open_lag", "mouth_open_r", "lse_offset", "lse_c"]
+
+
+def test_the_expert_judges_only_where_it_can():
+    # the main report found the expert unable to rank the real clip: the opening alone judges
+    kept, failed, how = judge_timing(STAGE1, {**KEPT, "lse_offset": 5.0}, expert_unreliable="offset +3")
+    assert kept is True and "expert: not judged" in how
+    # stage 1 itself does not follow the new audio by the expert: nothing of the expert's to keep
+    kept, _, how = judge_timing({**STAGE1, "lse_offset": -8.0}, {**KEPT, "lse_offset": 2.0})
+    assert kept is True and "out of sync with the new audio, offset -8" in how
+    # a flat opening and no expert: nothing judges, never "kept"
+    kept, failed, how = judge_timing(STAGE1, {**KEPT, "mouth_open_r": None, "mouth_open_lag": None},
+                                     expert_unreliable="no sync peak")
+    assert kept is None and failed == [] and "flat or not measured" in how
+
+
+def test_the_check_reads_both_evaluations_and_reports_the_pull_toward_the_original():
+    real = {**STAGE1, "mouth_psnr": 100.0, "mouth_open_r": 1.0, "mouth_open_lag": 0.0}
+    refined = {**KEPT, "mouth_psnr": 35.3, "mouth_ssim": 0.956}
+    check = new_audio_check(audio="clip_train.mp4, first 12.0 s", vs_stage1={"real": real, "refined": refined},
+                            vs_original={"real": {}, "stage1": {"mouth_psnr": 26.30, "mouth_open_r": 0.30},
+                                         "refined": {"mouth_psnr": 26.95, "mouth_open_r": 0.32}})
+    assert check.kept is True and check.refined["mouth_psnr"] == 35.3 and check.stage1["lse_c"] == 0.07
+    assert check.original["refined"] == {"mouth_psnr": 26.95, "mouth_ssim": None, "mouth_open_r": 0.32}
+    assert "the refiner kept stage 1's timing" in check.verdict and "26.30 -> 26.95 dB" in check.verdict
+    assert check.to_dict()["kept"] is True
