@@ -136,3 +136,25 @@ def test_packaged_configs_are_found_from_any_folder(tmp_path, monkeypatch):
     assert load_run_config("stage1", "configs/stage1/freak_512.yaml").freak.image_size == 128  # a local file wins
     with pytest.raises(ConfigError, match="nothing.yaml: config file not found"):
         load_config(Cfg, "configs/nothing.yaml")
+
+
+@dataclass
+class _Inner:
+    m: dict[str, list[str]] = field(default_factory=lambda: {"a": ["1"]})
+    x: int = 1
+
+
+@dataclass
+class _Mapped:
+    variants: dict[str, list[str]] = field(default_factory=lambda: {"recipe": []})
+    inner: _Inner = field(default_factory=_Inner)
+
+
+def test_a_mapping_given_whole_replaces_the_default_and_a_dotted_key_edits_one_entry(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("variants:\n  pairs: [x=1]\ninner:\n  m: {b: ['2']}\n")
+    cfg = load_config(_Mapped, f)  # the file's mappings replace the defaults (no "recipe", no "a")
+    assert cfg.variants == {"pairs": ["x=1"]} and cfg.inner.m == {"b": ["2"]}
+    cfg = load_config(_Mapped, f, ["variants={only: [y]}", "inner.m.c=[3]", "inner={x: 5}"])
+    assert cfg.variants == {"only": ["y"]} and cfg.inner.m == {"b": ["2"], "c": ["3"]} and cfg.inner.x == 5
+    assert load_config(_Mapped, None, ["variants.more=[z]"]).variants == {"recipe": [], "more": ["z"]}

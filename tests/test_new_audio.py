@@ -26,7 +26,10 @@ def test_the_expert_judges_only_where_it_can():
     assert kept is True and "expert: not judged" in how
     # stage 1 itself does not follow the new audio by the expert: nothing of the expert's to keep
     kept, _, how = judge_timing({**STAGE1, "lse_offset": -8.0}, {**KEPT, "lse_offset": 2.0})
-    assert kept is True and "out of sync with the new audio, offset -8" in how
+    assert kept is True and "no sync of stage 1 with the new audio: offset -8" in how
+    # ... or finds its offset 0 without a sync peak (LSE-C at the noise level)
+    kept, _, how = judge_timing({**STAGE1, "lse_c": 0.015}, {**KEPT, "lse_offset": -7.0})
+    assert kept is True and "LSE-C 0.015" in how
     # a flat opening and no expert: nothing judges, never "kept"
     kept, failed, how = judge_timing(STAGE1, {**KEPT, "mouth_open_r": None, "mouth_open_lag": None},
                                      expert_unreliable="no sync peak")

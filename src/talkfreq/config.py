@@ -98,6 +98,18 @@ def load_yaml(file: str | Path, _including: tuple[Path, ...] = ()) -> DictConfig
     return OmegaConf.merge(load_yaml(base, chain), loaded)  # type: ignore[return-value]
 
 
+def _mapping_paths(cfg: DictConfig, layer: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of the plain-mapping fields (``dict[str, X]``, not dataclasses) of ``cfg`` that ``layer`` sets."""
+    out = []
+    for key in layer:
+        node = cfg.get(key) if key in cfg else None
+        if not isinstance(node, DictConfig) or not isinstance(layer[key], DictConfig):
+            continue
+        path = f"{prefix}{key}"
+        out += [path] if OmegaConf.get_type(node) is dict else _mapping_paths(node, layer[key], path + ".")
+    return out
+
+
 def load_config(
     schema: type[T],
     file: str | Path | None = None,
@@ -131,8 +143,13 @@ def load_config(
                 OmegaConf.update(opt, key, value, force_add=True)
         layers.append(("option", opt))
     cfg = base
+    whole = [o.split("=", 1)[0] for o in overrides if o.split("=", 1)[1].lstrip().startswith("{")]
     for source, layer in layers:
         try:
+            # a mapping given whole (in a file, or as key={...}) replaces the one before; key.sub=v edits one entry
+            for key in _mapping_paths(cfg, layer):
+                if source == str(file) or (source == "override" and key in whole):
+                    OmegaConf.update(cfg, key, {}, merge=False)
             cfg = OmegaConf.merge(cfg, layer)
         except OmegaConfBaseException as exc:
             raise ConfigError(_one_line(exc, source)) from exc

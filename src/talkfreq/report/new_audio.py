@@ -10,8 +10,8 @@ dub is) and scores, with the report's expert:
   stage 1's (``mouth_open_lag`` 0 and ``mouth_open_r`` >= ``min_open_r``; 0.8 is ours: the real clips' own opening
   shifted by one frame scores r 0.76-0.84, benchmarks/RESULTS.md "mouth-opening measure"), and, where the expert
   can judge (it found the real clip in sync in the main report, and it finds stage 1 in sync with the new audio:
-  offset 0), the refined dub keeps stage 1's AV offset with LSE-D/LSE-C within ``tolerance`` against the new audio
-  (the rule of :mod:`talkfreq.report.refiner_verdict`);
+  offset 0 and LSE-C >= :data:`MIN_STAGE1_LSE_C`), the refined dub keeps stage 1's AV offset with LSE-D/LSE-C
+  within ``tolerance`` against the new audio (the rule of :mod:`talkfreq.report.refiner_verdict`);
 - **pull toward the original** (reported, not judged): the mouth PSNR and opening r of both dubs against the
   original video's frames, which spoke other words. A refiner that redraws the original mouth raises both far above
   stage 1's; sharpening alone raises the PSNR a little (same person, same texture), so no threshold is set.
@@ -27,6 +27,9 @@ from typing import Any, Optional
 from talkfreq.report.refiner_verdict import SYNC_KEYS, sync_failures
 
 ORIGINAL_KEYS = ("mouth_psnr", "mouth_ssim", "mouth_open_r")
+# stage 1's LSE-C against the new audio below which the expert finds no sync peak and its offset is noise: audio
+# shifted out of the scan scores 0.02-0.03 with the tiny experts (talkfreq.report.sync_scoring); ours, 2x that
+MIN_STAGE1_LSE_C = 0.05
 
 
 @dataclass
@@ -65,9 +68,9 @@ def judge_timing(stage1: dict, refined: dict, *, expert_unreliable: Optional[str
         how.append("expert: not judged (it cannot rank lip sync on the real clip)")
     elif any(stage1.get(k) is None for k in SYNC_KEYS) or any(refined.get(k) is None for k in SYNC_KEYS):
         how.append("expert: no LSE")
-    elif stage1["lse_offset"] != 0:
-        how.append(f"expert: not judged (it finds stage 1 out of sync with the new audio, offset "
-                   f"{stage1['lse_offset']:+.0f})")
+    elif stage1["lse_offset"] != 0 or stage1["lse_c"] < MIN_STAGE1_LSE_C:
+        how.append(f"expert: not judged (it finds no sync of stage 1 with the new audio: offset "
+                   f"{stage1['lse_offset']:+.0f}, LSE-C {stage1['lse_c']:.3f})")
     else:
         how.append(f"expert vs the new audio: same offset, LSE-D/LSE-C within {tolerance:.0%}")
         failed += sync_failures(stage1, refined, tolerance) or []
@@ -96,4 +99,4 @@ def new_audio_check(*, audio: str, vs_stage1: dict[str, dict], vs_original: dict
                          verdict=verdict)
 
 
-__all__ = ["NewAudioCheck", "judge_timing", "new_audio_check"]
+__all__ = ["MIN_STAGE1_LSE_C", "NewAudioCheck", "judge_timing", "new_audio_check"]
