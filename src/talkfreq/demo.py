@@ -91,8 +91,9 @@ class Trained:
 
 def say(msg: str, *, who: str = "demo") -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console().print(f"[bold cyan]{who}[/bold cyan] {msg}")
+    Console().print(f"[bold cyan]{who}[/bold cyan] {escape(msg)}")  # a path or a verdict may hold [brackets]
 
 
 def synth_with_heldout(cfg: SynthConfig, *, identity: str, out: Path, quiet: bool = False,

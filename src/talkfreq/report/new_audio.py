@@ -94,7 +94,8 @@ def new_audio_check(*, audio: str, vs_stage1: dict[str, dict], vs_original: dict
     p1, p2 = orig["stage1"]["mouth_psnr"], orig["refined"]["mouth_psnr"]
     pull = (f"; toward the original video's mouth: mouth PSNR {p1:.2f} -> {p2:.2f} dB" if p1 is not None
             and p2 is not None else "")
-    verdict = f"New-audio check ({audio}), {name}: stage 1's timing {word} [{how}]{pull}."
+    # no square brackets: rich's console (talkfreq.demo.say) would read them as markup
+    verdict = f"New-audio check ({audio}), {name}: stage 1's timing {word}; judged by {how}{pull}."
     return NewAudioCheck(audio=audio, stage1=s1, refined=ref, original=orig, kept=kept, failed=failed,
                          verdict=verdict)
 
