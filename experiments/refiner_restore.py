@@ -89,6 +89,16 @@ def quality(clean: np.ndarray, degraded: np.ndarray, refined: np.ndarray, *, mou
     return row
 
 
+def pasted_lower(refined: np.ndarray, stage1: np.ndarray) -> np.ndarray:
+    """(T, S, S, 3) uint8: the refined crops' lower region feathered over the stage-1 crops, as the dubbing
+    pipeline pastes (:func:`talkfreq.pipeline.paste.feather_mask`, region ``lower``, infer's default feather)."""
+    from talkfreq.pipeline.infer import InferConfig
+    from talkfreq.pipeline.paste import feather_mask
+
+    m = feather_mask(refined.shape[1], region="lower", feather=InferConfig().feather)[None, ..., None]
+    return np.round(m * refined.astype(np.float32) + (1.0 - m) * stage1.astype(np.float32)).astype(np.uint8)
+
+
 def verdict(row: dict[str, float], cfg: ExperimentConfig) -> dict[str, bool]:
     """Which parts of the target one row meets."""
     out = {}
@@ -203,13 +213,17 @@ def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None
                 # NRoUB of the nearest-code path, and how often the codes the refiner really uses flip
                 rep = robustness_report(model, uint8_to_tensor(clean), uint8_to_tensor(degraded)).as_dict()
                 label = kind if kind == STAGE1 else f"{kind} {strength:g}"
-                row = {"clip": video.stem, "variant": variant, "degradation": label,
-                       "psnr_recon": psnr_recon, **quality(clean, degraded, refined, mouth=mouth),
-                       "used_code_flips": float((idx != idx_clean).float().mean()),
-                       **{k: rep[k] for k in ("relative_margin_mean", "relative_shift_mean", "flip_rate")}}
-                row["target"] = verdict(row, cfg)
-                rows.append(row)
-                strips.append((f"{variant} {label}", clean, degraded, refined))
+                versions = [(label, refined)]
+                if kind == STAGE1:  # also as the dubbing pipeline shows it: the refined lower region over stage 1
+                    versions.append((f"{STAGE1} pasted", pasted_lower(refined, degraded)))
+                for name, frames in versions:
+                    row = {"clip": video.stem, "variant": variant, "degradation": name,
+                           "psnr_recon": psnr_recon, **quality(clean, degraded, frames, mouth=mouth),
+                           "used_code_flips": float((idx != idx_clean).float().mean()),
+                           **{k: rep[k] for k in ("relative_margin_mean", "relative_shift_mean", "flip_rate")}}
+                    row["target"] = verdict(row, cfg)
+                    rows.append(row)
+                    strips.append((f"{variant} {name}", clean, degraded, frames))
             console.print(format_table([r for r in rows if r["clip"] == video.stem and r["variant"] == variant]),
                           highlight=False, soft_wrap=True)
         strip = strip_image(strips, frames=cfg.strip_frames)

@@ -397,6 +397,16 @@ def test_ablation_hubert_context_quick_with_a_tiny_hubert(abl, tmp_path):
         assert (cfg["config"]["audio_len"], cfg["config"]["audio_dim"]) == (2 * k + 1, 32)
 
 
+def test_refiner_restore_pastes_the_refined_lower_region_over_stage_1():
+    import numpy as np
+
+    rr = load_script("experiments/refiner_restore.py")
+    refined, stage1 = np.full((2, 64, 64, 3), 200, np.uint8), np.full((2, 64, 64, 3), 10, np.uint8)
+    pasted = rr.pasted_lower(refined, stage1)
+    assert (pasted[:, :16] == 10).all()  # the upper face is stage 1's (the real frame's, where stage 1 composes)
+    assert (pasted[:, 48, 32] == 200).all()  # the mouth is the refiner's
+
+
 @pytest.mark.heavy
 def test_refiner_restore_quick_run_on_a_real_clip(tmp_path):
     """experiments/refiner_restore.py end to end at smoke size: both training phases, the held-out evaluation, the
@@ -415,10 +425,13 @@ def test_refiner_restore_quick_run_on_a_real_clip(tmp_path):
     rr = load_script("experiments/refiner_restore.py")
     assert rr.main(["--quick", "--out", str(tmp_path), f"clips=[{clip}]", "degradations=[[gaussian_blur,2.0]]",
                     f"stage1={{real3dportrait_May_5s: {tmp_path / 'freak'}}}",
-                    "variants={pairs: [sovqae.image_size=64, data.stage1_prob=0.5]}"]) == 0
+                    "variants={recipe: [sovqae.image_size=64], pairs: [sovqae.image_size=64, data.stage1_prob=0.5]}"]
+                   ) == 0
     res = json.loads((tmp_path / "results.json").read_text())
     rows = {(r["variant"], r["degradation"]): r for r in res["rows"]}
-    assert set(rows) == {(v, d) for v in ("recipe", "pairs") for d in ("gaussian_blur 2", "stage1")}
+    assert set(rows) == {(v, d) for v in ("recipe", "pairs") for d in ("gaussian_blur 2", "stage1", "stage1 pasted")}
+    # pasted: the same inputs, the refined lower region over them (the pipeline's view)
+    assert rows["pairs", "stage1 pasted"]["psnr_deg"] == rows["pairs", "stage1"]["psnr_deg"]
     row = rows["recipe", "gaussian_blur 2"]
     assert set(row["target"]) == {"psnr", "ssim", "mouth_psnr", "mouth_ssim", "hf"}
     assert row["psnr_deg"] < 40 and 0 <= row["used_code_flips"] <= 1
