@@ -251,6 +251,10 @@ def test_personalize_smoke_on_a_real_clip(tmp_path, monkeypatch):
     (pairs,) = (out / "stage1_outputs").iterdir()
     assert pairs.name == model_digest(out / "runs" / "freak" / "model")
     assert len(np.load(pairs / "real3dportrait_May_5s_train.npy", mmap_mode="r")) > 90
+    # the new-audio check: the held-out face dubbed with the training part's speech, as long as the held-out part
+    check = json.loads((out / "new_audio" / "freak.json").read_text())
+    assert check["audio"] == "real3dportrait_May_5s_train.mp4, first 1.0 s" and set(check["original"]) == {
+        "stage1", "refined"}
     # given models are used as they are: only the refiner trains again, and the given scorer scores
     freak_stamp = (out / "runs" / "freak" / "finished.json").stat().st_mtime_ns
     evaluated = []
@@ -258,7 +262,8 @@ def test_personalize_smoke_on_a_real_clip(tmp_path, monkeypatch):
     given = {net: out / "runs" / net / "model" for net in ("syncnet", "freak")}
     assert main(["personalize", str(clip), "--out", str(out), "--steps", "2", "-q",
                  f"models={{syncnet: {given['syncnet']}, freak: {given['freak']}}}",
-                 "overrides={refiner: [sovqae.image_size=64, data.batch_size=2, data.stage1_prob=1.0]}"]) == 0
+                 "overrides={refiner: [sovqae.image_size=64, data.batch_size=2, data.stage1_prob=1.0]}",
+                 "new_audio=false"]) == 0
     assert (out / "runs" / "freak" / "finished.json").stat().st_mtime_ns == freak_stamp
     [(cands, kw)] = evaluated
     assert list(cands) == ["FREAK", "FREAK+SOVQAE"] and all(p.is_file() for p in cands.values())
