@@ -284,6 +284,9 @@ def test_e2e_quick_run_writes_report_table_and_results(e2e, tmp_path, capsys):
     assert res["face_sizes"] == {"Wav2Lip": 96, "FREAK": 96} and list(res["models"]) == [
         "syncnet", "Wav2Lip", "FREAK", "refiner_96"]  # one refiner serves both generators
     assert res["values"]["FREAK"]["lse_d"] is not None  # the trained expert scored lip sync
+    # the new-audio check per generator: measured, or "not measured" where a 2-step generator's dub has no face
+    assert set(res["new_audio"]) == {"Wav2Lip", "FREAK"} and "New-audio check (id00_c00.mp4" in text
+    assert all(c["verdict"].startswith("New-audio check") for c in res["new_audio"].values())
     assert (out / "report" / "report.html").is_file() and (out / "report" / "compare.mp4").is_file()
     held = list((out / "heldout").glob("*.mp4"))
     assert len(held) == 1 and held[0].stem not in (out / "prepared" / "index.json").read_text()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from talkfreq.report.new_audio import judge_timing, new_audio_check
+from talkfreq.report.new_audio import judge_timing, new_audio_check, not_measured
 
 STAGE1 = {"lse_d": 1.00, "lse_c": 0.07, "lse_offset": 0.0}
 KEPT = {"lse_d": 0.997, "lse_c": 0.072, "lse_offset": 0.0, "mouth_open_r": 0.94, "mouth_open_lag": 0.0}
@@ -47,3 +47,9 @@ def test_the_check_reads_both_evaluations_and_reports_the_pull_toward_the_origin
     assert "the refiner: stage 1's timing kept; judged by mouth opening" in check.verdict
     assert "26.30 -> 26.95 dB" in check.verdict
     assert check.to_dict()["kept"] is True
+
+
+def test_a_check_that_could_not_score_says_so():
+    check = not_measured(audio="a.wav", why="d.mp4: no face found in the reference video")
+    assert check.kept is None and check.verdict == ("New-audio check (a.wav), the refiner: not measured "
+                                                    "(d.mp4: no face found in the reference video).")

@@ -272,16 +272,22 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
     """The new-audio check (:mod:`talkfreq.report.new_audio`): dub the held-out face with :func:`other_speech`,
     without and with the refiner, and score the refined dub against the stage-1 one and both against the original
     frames. Writes ``out/<name>.json``; returns the :class:`~talkfreq.report.new_audio.NewAudioCheck`."""
-    from talkfreq.report.new_audio import new_audio_check
+    from talkfreq.errors import TalkfreqError
+    from talkfreq.report.new_audio import new_audio_check, not_measured
 
     out.mkdir(parents=True, exist_ok=True)
     audio, source = other_speech(split, out=out)
-    plain, refined = dub(split.target, stage1=stage1, refiner=refiner, out_dir=out, name=name, overrides=infer,
-                         audio=audio)
-    kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
-    vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_vs_stage1", syncnet=syncnet, **kw)
-    vso = evaluate_dubs(split.target, {"stage1": plain, "refined": refined}, out=out / f"{name}_vs_original",
-                        syncnet=None, **kw)
+    try:
+        plain, refined = dub(split.target, stage1=stage1, refiner=refiner, out_dir=out, name=name,
+                             overrides=infer, audio=audio)
+        kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
+        vso = evaluate_dubs(split.target, {"stage1": plain, "refined": refined}, out=out / f"{name}_vs_original",
+                            syncnet=None, **kw)
+        vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_vs_stage1", syncnet=syncnet, **kw)
+    except TalkfreqError as exc:  # a check of the report, never the end of the job (e.g. a face-less stage-1 dub)
+        check = not_measured(audio=source, why=str(exc), name=label)
+        write_json(out / f"{name}.json", check.to_dict())
+        return check
     check = new_audio_check(audio=source,
                             vs_stage1={r.name: r.values for r in vs1.rows},
                             vs_original={r.name: r.values for r in vso.rows}, expert_unreliable=expert_unreliable,

@@ -100,4 +100,10 @@ def new_audio_check(*, audio: str, vs_stage1: dict[str, dict], vs_original: dict
                          verdict=verdict)
 
 
-__all__ = ["MIN_STAGE1_LSE_C", "NewAudioCheck", "judge_timing", "new_audio_check"]
+def not_measured(*, audio: str, why: str, name: str = "the refiner") -> NewAudioCheck:
+    """The check when its dubs could not be scored (e.g. no face found in a stage-1 dub of an untrained model)."""
+    return NewAudioCheck(audio=audio, stage1={}, refined={}, original={}, kept=None,
+                         verdict=f"New-audio check ({audio}), {name}: not measured ({why}).")
+
+
+__all__ = ["MIN_STAGE1_LSE_C", "NewAudioCheck", "judge_timing", "new_audio_check", "not_measured"]
