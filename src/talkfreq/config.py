@@ -120,7 +120,9 @@ def load_config(
 
     ``extra`` maps dotted keys to values set by explicit command-line options (``{"face.crop_size": 256}`` from
     ``--size 256``; None means "not given"); they win over the file and the overrides. The file's ``base:`` chain
-    is resolved first (:func:`load_yaml`). Unknown keys and wrong types raise ConfigError.
+    is resolved first (:func:`load_yaml`). A mapping field (``dict[str, X]``) given whole, in the file or as an
+    override ``key={...}``, replaces the default mapping; ``key.sub=value`` edits one entry. Unknown keys and wrong
+    types raise ConfigError.
     """
     if not is_dataclass(schema):
         raise TypeError(f"{schema!r} is not a dataclass schema")
