@@ -210,13 +210,23 @@ def e2e(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, st
                                                   out_dir=work / "dubbed", name=run_name(n), overrides=infer)
     seconds["dub"] = time.perf_counter() - t
 
+    checks = {}
+    if cfg.new_audio:  # before the report, which states their verdicts next to the table
+        t = time.perf_counter()
+        for n, path in stage1.items():
+            checks[n] = demo.check_new_audio(split, stage1=path, refiner=refiners[n], syncnet=expert,
+                                             out=work / "new_audio", crop_size=cfg.crop_size, name=run_name(n),
+                                             infer=infer, evaluate=cfg.evaluate, label=f"the refiner over {n}")
+        seconds["new_audio"] = time.perf_counter() - t
+
     t = time.perf_counter()
     demo.say("evaluating every video against the real segment", who=WHO)
     # the report holds one refiner's NRoUB numbers: the one of the generator with the largest face
     nroub_refiner = refiners[max(stage1, key=lambda n: sizes[n])]
     result = demo.evaluate_dubs(split.target, {n: videos[n] for n in candidate_names(list(stage1))},
                                 out=work / "report", syncnet=expert, refiner=nroub_refiner,
-                                crop_size=cfg.crop_size, overrides=cfg.evaluate, quiet=True)
+                                crop_size=cfg.crop_size, overrides=cfg.evaluate, quiet=True,
+                                notes=[c.verdict for c in checks.values()])
     seconds["evaluate"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - t_start
 
@@ -228,16 +238,6 @@ def e2e(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None, st
     console.print(table, highlight=False, soft_wrap=True, markup=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
-    checks = {}
-    if cfg.new_audio:
-        t = time.perf_counter()
-        for n, path in stage1.items():
-            checks[n] = demo.check_new_audio(split, stage1=path, refiner=refiners[n], syncnet=expert,
-                                             out=work / "new_audio", crop_size=cfg.crop_size, name=run_name(n),
-                                             expert_unreliable=result.unreliable.get("lse_offset"), infer=infer,
-                                             evaluate=cfg.evaluate, label=f"the refiner over {n}")
-            console.print(checks[n].verdict, highlight=False, soft_wrap=True, markup=False)
-        seconds["new_audio"] = time.perf_counter() - t
     trained = sum(s for s in seconds["train"].values() if s)
     console.print(f"{result.scored} frames scored; wall minutes: training {trained / 60:.1f}, dubbing "
                   f"{seconds['dub'] / 60:.1f}, evaluation {seconds['evaluate'] / 60:.1f}, total "

@@ -25,6 +25,7 @@ def test_quick_demo_writes_report_and_side_by_side(tmp_path):
     check = json.loads((out / "new_audio" / "freak.json").read_text())
     assert check["kept"] in (True, False, None) and check["verdict"].startswith("New-audio check (id00_c00.mp4")
     assert set(check["original"]) == {"stage1", "refined"} and "lse_offset" in check["stage1"]
+    assert "New-audio check (id00_c00.mp4" in (report / "report.html").read_text()  # next to the table
 
 
 @pytest.mark.heavy

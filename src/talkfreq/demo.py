@@ -267,13 +267,15 @@ def other_speech(split: Split, *, out: Path) -> tuple[Path, str]:
 
 
 def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], out: Path, crop_size: int,
-                    expert_unreliable: Optional[str], name: str = "freak", infer: Sequence[str] = (),
-                    evaluate: Sequence[str] = (), label: str = "the refiner"):
+                    name: str = "freak", infer: Sequence[str] = (), evaluate: Sequence[str] = (),
+                    label: str = "the refiner"):
     """The new-audio check (:mod:`talkfreq.report.new_audio`): dub the held-out face with :func:`other_speech`,
     without and with the refiner, and score the refined dub against the stage-1 one and both against the original
-    frames. Writes ``out/<name>.json``; returns the :class:`~talkfreq.report.new_audio.NewAudioCheck`."""
+    frames (whose own-audio LSE says whether the expert can judge at all). Writes ``out/<name>.json``; returns the
+    :class:`~talkfreq.report.new_audio.NewAudioCheck`."""
     from talkfreq.errors import TalkfreqError
     from talkfreq.report.new_audio import new_audio_check, not_measured
+    from talkfreq.report.sync_scoring import lse_unreliable
 
     out.mkdir(parents=True, exist_ok=True)
     audio, source = other_speech(split, out=out)
@@ -282,7 +284,7 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
                              overrides=infer, audio=audio)
         kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
         vso = evaluate_dubs(split.target, {"stage1": plain, "refined": refined}, out=out / f"{name}_vs_original",
-                            syncnet=None, **kw)
+                            syncnet=syncnet, **kw)
         vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_vs_stage1", syncnet=syncnet, **kw)
     except TalkfreqError as exc:  # a check of the report, never the end of the job (e.g. a face-less stage-1 dub)
         check = not_measured(audio=source, why=str(exc), name=label)
@@ -290,22 +292,25 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
         return check
     check = new_audio_check(audio=source,
                             vs_stage1={r.name: r.values for r in vs1.rows},
-                            vs_original={r.name: r.values for r in vso.rows}, expert_unreliable=expert_unreliable,
-                            name=label)
+                            vs_original={r.name: r.values for r in vso.rows},
+                            expert_unreliable=lse_unreliable(vso.rows[0].values), name=label)
     write_json(out / f"{name}.json", check.to_dict())
     return check
 
 
 def evaluate_dubs(target: Path, candidates: Mapping[str, Path], *, out: Path, syncnet: Optional[Path],
-                  refiner: Optional[Path], crop_size: int, overrides: Sequence[str] = (), quiet: bool = False):
+                  refiner: Optional[Path], crop_size: int, overrides: Sequence[str] = (), quiet: bool = False,
+                  notes: Sequence[str] = ()):
     """``talkfreq evaluate`` of ``candidates`` against the real ``target`` into ``out`` (report.html, metrics,
-    figures, compare.mp4); LSE with the ``syncnet`` expert, NRoUB of the ``refiner``. Returns the EvalResult."""
+    figures, compare.mp4); LSE with the ``syncnet`` expert, NRoUB of the ``refiner``, ``notes`` in the report.
+    Returns the EvalResult."""
     from talkfreq.config import load_config
     from talkfreq.report.evaluate import EvalConfig, evaluate
 
     extra = {"syncnet": str(syncnet) if syncnet else None, "refiner": str(refiner) if refiner else None,
              "face.crop_size": crop_size}
-    result = evaluate(target, dict(candidates), out=out, cfg=load_config(EvalConfig, None, [*overrides], extra=extra))
+    result = evaluate(target, dict(candidates), out=out, cfg=load_config(EvalConfig, None, [*overrides], extra=extra),
+                      notes=notes)
     if not quiet:
         from rich.console import Console
 
@@ -399,14 +404,16 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     say(f"dubbing the held-out clip {split.target.name} with its own audio")
     plain, refined = dub(split.target, stage1=freak, refiner=refiner, out_dir=out / "dubbed", name="freak")
 
-    say("evaluating stage 1 and stage 1 + refiner against the real clip")
-    result = evaluate_dubs(split.target, {"FREAK": plain, "FREAK+SOVQAE": refined}, out=out / "report",
-                           syncnet=expert, refiner=refiner, crop_size=cfg.crop_size, quiet=quiet)
-    if cfg.new_audio:
+    notes = []
+    if cfg.new_audio:  # before the report, which states its verdict next to the table
         say("new-audio check: the held-out face dubbed with the speaker's other speech")
         check = check_new_audio(split, stage1=freak, refiner=refiner, syncnet=expert, out=out / "new_audio",
-                                crop_size=cfg.crop_size, expert_unreliable=result.unreliable.get("lse_offset"))
+                                crop_size=cfg.crop_size)
         say(check.verdict)
+        notes.append(check.verdict)
+    say("evaluating stage 1 and stage 1 + refiner against the real clip")
+    evaluate_dubs(split.target, {"FREAK": plain, "FREAK+SOVQAE": refined}, out=out / "report", syncnet=expert,
+                  refiner=refiner, crop_size=cfg.crop_size, quiet=quiet, notes=notes)
     report = out / "report" / "report.html"
     say(f"report: {report}")
     return report

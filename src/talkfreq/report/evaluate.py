@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Optional
@@ -208,10 +208,10 @@ def _pipeline_lse(audio, paths, *, syncnet, cfg: EvalConfig, device, notes, prog
 
 
 def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out: str | Path,
-             cfg: Optional[EvalConfig] = None, progress=None) -> EvalResult:
+             cfg: Optional[EvalConfig] = None, progress=None, notes: Sequence[str] = ()) -> EvalResult:
     """Score ``candidates`` ({name: video}) against ``reference`` and write the report into the folder ``out``
     (see the module docstring). ``progress(stage, done, total)`` is called per batch (stages ``boxes``,
-    ``evaluate``, ``compare``)."""
+    ``evaluate``, ``compare``); ``notes`` are the caller's lines for the report, after the refiner verdicts."""
     import torch
 
     from talkfreq.device import resolve_device
@@ -232,7 +232,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     size = cfg.face.crop_size
     paths = {REFERENCE_NAME: ref, **cands}
     stream = LockStep(paths, fps=cfg.fps, limit=len(track), limit_name=REFERENCE_NAME)
-    notes: list[str] = []
+    given_notes, notes = list(notes), []
     mouth = cfg.regions.crop_box("mouth", size)
     scorers = {n: VideoScorer(n, size=size, mouth=mouth, psnr_cap_db=cfg.psnr_cap_db, lpips=lpips,
                               inception=inception) for n in stream.names}
@@ -316,7 +316,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
 
     lse_why = lse_unreliable(rows[0].values)
     # first among the notes: the question the evaluation of a refiner exists to answer
-    notes[:0] = refiner_verdicts(rows, sync_unreliable=lse_why)
+    notes[:0] = [*refiner_verdicts(rows, sync_unreliable=lse_why), *given_notes]
     result = EvalResult(out=out, reference=ref, rows=rows, best=best_rows(rows), frames=stream.frames,
                         scored=scored, fps=cfg.fps, notes=notes, unavailable=unavailable, files={}, nroub=nroub,
                         timings=timings, unreliable=dict.fromkeys(LSE_KEYS, lse_why) if lse_why else {},
