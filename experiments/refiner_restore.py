@@ -216,11 +216,11 @@ def restore(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = None
                 versions = [(label, refined)]
                 if kind == STAGE1:  # also as the dubbing pipeline shows it: the refined lower region over stage 1
                     versions.append((f"{STAGE1} pasted", pasted_lower(refined, degraded)))
+                codes = {"used_code_flips": float((idx != idx_clean).float().mean()),
+                         **{k: rep[k] for k in ("relative_margin_mean", "relative_shift_mean", "flip_rate")}}
                 for name, frames in versions:
-                    row = {"clip": video.stem, "variant": variant, "degradation": name,
-                           "psnr_recon": psnr_recon, **quality(clean, degraded, frames, mouth=mouth),
-                           "used_code_flips": float((idx != idx_clean).float().mean()),
-                           **{k: rep[k] for k in ("relative_margin_mean", "relative_shift_mean", "flip_rate")}}
+                    row = {"clip": video.stem, "variant": variant, "degradation": name, "psnr_recon": psnr_recon,
+                           **quality(clean, degraded, frames, mouth=mouth), **codes}
                     row["target"] = verdict(row, cfg)
                     rows.append(row)
                     strips.append((f"{variant} {name}", clean, degraded, frames))

@@ -288,12 +288,10 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
         vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_vs_stage1", syncnet=syncnet, **kw)
     except TalkfreqError as exc:  # a check of the report, never the end of the job (e.g. a face-less stage-1 dub)
         check = not_measured(audio=source, why=str(exc), name=label)
-        write_json(out / f"{name}.json", check.to_dict())
-        return check
-    check = new_audio_check(audio=source,
-                            vs_stage1={r.name: r.values for r in vs1.rows},
-                            vs_original={r.name: r.values for r in vso.rows},
-                            expert_unreliable=lse_unreliable(vso.rows[0].values), name=label)
+    else:
+        check = new_audio_check(audio=source, vs_stage1={r.name: r.values for r in vs1.rows},
+                                vs_original={r.name: r.values for r in vso.rows},
+                                expert_unreliable=lse_unreliable(vso.rows[0].values), name=label)
     write_json(out / f"{name}.json", check.to_dict())
     return check
 

@@ -58,23 +58,25 @@ def judge_timing(stage1: dict, refined: dict, *, expert_unreliable: Optional[str
     failed: list[str] = []
     how: list[str] = []
     r, lag = refined.get("mouth_open_r"), refined.get("mouth_open_lag")
-    if r is not None and lag is not None:
+    judged = r is not None and lag is not None
+    if judged:
         how.append(f"mouth opening vs stage 1's: lag 0, r >= {min_open_r:g}")
         failed += [] if lag == 0 else ["mouth_open_lag"]
         failed += [] if r >= min_open_r else ["mouth_open_r"]
     else:
         how.append("mouth opening: flat or not measured")
+    sync = None if expert_unreliable else sync_failures(stage1, refined, tolerance)  # None: no LSE
     if expert_unreliable:
         how.append("expert: not judged (it cannot rank lip sync on the real clip)")
-    elif any(stage1.get(k) is None for k in SYNC_KEYS) or any(refined.get(k) is None for k in SYNC_KEYS):
+    elif sync is None:
         how.append("expert: no LSE")
     elif stage1["lse_offset"] != 0 or stage1["lse_c"] < MIN_STAGE1_LSE_C:
         how.append(f"expert: not judged (it finds no sync of stage 1 with the new audio: offset "
                    f"{stage1['lse_offset']:+.0f}, LSE-C {stage1['lse_c']:.3f})")
     else:
         how.append(f"expert vs the new audio: same offset, LSE-D/LSE-C within {tolerance:.0%}")
-        failed += sync_failures(stage1, refined, tolerance) or []
-    judged = (r is not None and lag is not None) or any(h.startswith("expert vs") for h in how)
+        failed += sync
+        judged = True
     return (not failed if judged else None), failed, "; ".join(how)
 
 
