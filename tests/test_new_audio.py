@@ -27,6 +27,10 @@ def test_the_expert_judges_only_where_it_can():
     # stage 1 itself does not follow the new audio by the expert: nothing of the expert's to keep
     kept, _, how = judge_timing({**STAGE1, "lse_offset": -8.0}, {**KEPT, "lse_offset": 2.0})
     assert kept is True and "no sync of stage 1 with the new audio: offset -8" in how
+    # a frame off with a clear peak is in sync (the expert's jitter): judged, and a refiner that loses the peak fails
+    kept, failed, how = judge_timing({**STAGE1, "lse_offset": -1.0, "lse_c": 0.23},
+                                     {**KEPT, "lse_offset": -1.0, "lse_c": 0.15})
+    assert kept is False and failed == ["lse_c"] and "expert vs the new audio" in how
     # ... or finds its offset 0 without a sync peak (LSE-C at the noise level)
     kept, _, how = judge_timing({**STAGE1, "lse_c": 0.015}, {**KEPT, "lse_offset": -7.0})
     assert kept is True and "LSE-C 0.015" in how
@@ -37,12 +41,15 @@ def test_the_expert_judges_only_where_it_can():
 
 
 def test_the_check_reads_both_evaluations_and_reports_the_pull_toward_the_original():
-    real = {**STAGE1, "mouth_psnr": 100.0, "mouth_open_r": 1.0, "mouth_open_lag": 0.0}
-    refined = {**KEPT, "mouth_psnr": 35.3, "mouth_ssim": 0.956}
+    real = {"mouth_psnr": 100.0, "mouth_open_r": 1.0, "mouth_open_lag": 0.0}
+    refined = {"mouth_psnr": 35.3, "mouth_ssim": 0.956, "mouth_open_r": KEPT["mouth_open_r"], "mouth_open_lag": 0.0,
+               "lse_d": 2.0, "lse_c": 0.01, "lse_offset": 9.0}  # an expert's LSE here (other boxes) is not read
+    lse = {k: KEPT[k] for k in ("lse_d", "lse_c", "lse_offset")}
     check = new_audio_check(audio="clip_train.mp4, first 12.0 s", vs_stage1={"real": real, "refined": refined},
-                            vs_original={"real": {}, "stage1": {"mouth_psnr": 26.30, "mouth_open_r": 0.30},
-                                         "refined": {"mouth_psnr": 26.95, "mouth_open_r": 0.32}})
+                            vs_original={"real": {}, "stage1": {**STAGE1, "mouth_psnr": 26.30, "mouth_open_r": 0.30},
+                                         "refined": {**lse, "mouth_psnr": 26.95, "mouth_open_r": 0.32}})
     assert check.kept is True and check.refined["mouth_psnr"] == 35.3 and check.stage1["lse_c"] == 0.07
+    assert check.refined["lse_c"] == KEPT["lse_c"] and "expert vs the new audio" in check.verdict
     assert check.original["refined"] == {"mouth_psnr": 26.95, "mouth_ssim": None, "mouth_open_r": 0.32}
     assert "the refiner: stage 1's timing kept; judged by mouth opening" in check.verdict
     assert "26.30 -> 26.95 dB" in check.verdict

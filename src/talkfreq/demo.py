@@ -270,8 +270,9 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
                     name: str = "freak", infer: Sequence[str] = (), evaluate: Sequence[str] = (),
                     label: str = "the refiner"):
     """The new-audio check (:mod:`talkfreq.report.new_audio`): dub the held-out face with :func:`other_speech`,
-    without and with the refiner, and score the refined dub against the stage-1 one and both against the original
-    frames (whose own-audio LSE says whether the expert can judge at all). Writes ``out/<name>.json``; returns the
+    without and with the refiner, and score the refined dub's mouth against the stage-1 one (no expert), and both
+    dubs against the original frames with the expert (LSE against the new audio, and the original's own-audio LSE,
+    which says whether the expert can judge at all). Writes ``out/<name>.json``; returns the
     :class:`~talkfreq.report.new_audio.NewAudioCheck`."""
     from talkfreq.errors import TalkfreqError
     from talkfreq.report.new_audio import new_audio_check, not_measured
@@ -285,7 +286,7 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
         kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
         vso = evaluate_dubs(split.target, {"stage1": plain, "refined": refined}, out=out / f"{name}_vs_original",
                             syncnet=syncnet, **kw)
-        vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_vs_stage1", syncnet=syncnet, **kw)
+        vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_vs_stage1", syncnet=None, **kw)
     except TalkfreqError as exc:  # a check of the report, never the end of the job (e.g. a face-less stage-1 dub)
         check = not_measured(audio=source, why=str(exc), name=label)
     else:
