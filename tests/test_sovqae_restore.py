@@ -41,6 +41,20 @@ def test_fidelity_one_returns_the_input_unchanged():
     assert not torch.equal(y_half, x)
 
 
+def test_inference_split_applies_outside_training_only(tmp_path):
+    m = _model(fusion=True, split_sigma=1.5, inference_split_sigma=0.75)
+    at = {s: _model(fusion=True, split_sigma=s) for s in (0.75, 1.5)}
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(m.restore(x)[0], at[0.75].restore(x)[0])  # eval: the inference split
+        m.train(), at[1.5].train()  # train: the split it learns with (same weights, so the same output)
+        torch.testing.assert_close(m(x, restore=True).x_hat, at[1.5](x, restore=True).x_hat)
+    m.eval().save_pretrained(tmp_path / "m")
+    assert SOVQAE.from_pretrained(tmp_path / "m").config.inference_split_sigma == 0.75
+    with pytest.raises(Exception, match="inference_split_sigma"):
+        SOVQAEConfig(**{**TINY, "inference_split_sigma": -1.0})
+
+
 def test_frequency_split_keeps_the_inputs_low_frequencies():
     torch.manual_seed(1)
     x = gaussian_lowpass(torch.rand(2, 3, 64, 64), sigma=3.0)  # smooth "stage-1" face

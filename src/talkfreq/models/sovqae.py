@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -75,6 +75,9 @@ class SOVQAEConfig:
     fusion: bool = False  # encoder features of the input fused into the decoder at every level
     fusion_weight: float = 1.0  # CodeFormer's w at inference (training uses 1)
     split_sigma: float = 0.0  # output = input's low frequencies below this Gaussian sigma (px) + refined high ones
+    # the split outside training (None: split_sigma), like fusion_weight: a refiner trained at 1.5 px and used at
+    # 0.75 px kept the demo FREAK's LSE-C within 5 %, one trained at 0.75 px lost 20 % (benchmarks/RESULTS.md "demo")
+    inference_split_sigma: Optional[float] = None
     fidelity: float = 0.0  # 1: restore() returns its input unchanged (see frequency_split)
 
     def __post_init__(self) -> None:
@@ -93,8 +96,8 @@ class SOVQAEConfig:
             )
         if self.code_predictor_layers >= 0 and self.quantizer != "vq":
             raise ConfigError("sovqae.code_predictor_layers: the code predictor needs quantizer vq")
-        if not 0.0 <= self.fidelity <= 1.0 or self.split_sigma < 0:
-            raise ConfigError("sovqae.fidelity must be in [0, 1] and sovqae.split_sigma >= 0")
+        if not 0.0 <= self.fidelity <= 1.0 or self.split_sigma < 0 or (self.inference_split_sigma or 0.0) < 0:
+            raise ConfigError("sovqae.fidelity must be in [0, 1] and sovqae.split_sigma, inference_split_sigma >= 0")
         if self.quantizer == "fsq" and any(level < 3 for level in self.fsq_levels):
             raise ConfigError(f"sovqae.fsq_levels: every level must be >= 3, got {list(self.fsq_levels)}")
 
@@ -413,7 +416,8 @@ class SOVQAE(PretrainedMixin, nn.Module):
     def restores(self) -> bool:
         """Whether :meth:`restore` differs from the plain autoencoder (a predictor, fusion or an output split)."""
         c = self.config
-        return c.code_predictor_layers >= 0 or c.fusion or c.split_sigma > 0 or c.fidelity > 0
+        split = c.split_sigma > 0 or bool(c.inference_split_sigma)
+        return c.code_predictor_layers >= 0 or c.fusion or split or c.fidelity > 0
 
     def code_logits(self, z_e: Tensor) -> Tensor:
         """(B, D, h, w) latents -> (B, K, h, w) logits of the code predictor (``code_predictor_layers >= 0``)."""
@@ -444,8 +448,9 @@ class SOVQAE(PretrainedMixin, nn.Module):
             fuse = lambda level, h: self.fusion[level](h, feats[level], weight=weight)  # noqa: E731
         r = self.decoder(z_q, skip=z_e if cfg.skip_connection else None, fuse=fuse)
         f = cfg.fidelity if fidelity is None else fidelity
-        if cfg.split_sigma > 0 or f > 0:
-            r = frequency_split(x.to(r.dtype), r, sigma=cfg.split_sigma, fidelity=f)
+        sigma = cfg.split_sigma if self.training or cfg.inference_split_sigma is None else cfg.inference_split_sigma
+        if sigma > 0 or f > 0:
+            r = frequency_split(x.to(r.dtype), r, sigma=sigma, fidelity=f)
         return SOVQAEOutput(x_hat=r, z_e=z_e, z_q=z_q, indices=q.indices, commit_loss=q.commit_loss, logits=logits)
 
     def restore(self, x: Tensor, *, latent_filter=None, fidelity: float | None = None) -> tuple[Tensor, Tensor]:
