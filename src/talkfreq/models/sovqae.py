@@ -76,7 +76,7 @@ class SOVQAEConfig:
     fusion_weight: float = 1.0  # CodeFormer's w at inference (training uses 1)
     split_sigma: float = 0.0  # output = input's low frequencies below this Gaussian sigma (px) + refined high ones
     # the split outside training (None: split_sigma), like fusion_weight: a refiner trained at 1.5 px and used at
-    # 0.75 px kept the demo FREAK's LSE-C within 5 %, one trained at 0.75 px lost 20 % (benchmarks/RESULTS.md "demo")
+    # 0.75 px cost the demo FREAK 4.5-11 % of its LSE-C, one trained and used at 0.75 px 20 % (RESULTS.md "demo")
     inference_split_sigma: Optional[float] = None
     fidelity: float = 0.0  # 1: restore() returns its input unchanged (see frequency_split)
 
