@@ -21,7 +21,7 @@ from talkfreq.metrics.frequency import (
     spectrum_gap,
 )
 from talkfreq.metrics.sharpness import _canny, _edge_widths, cpbd, laplacian_variance
-from talkfreq.metrics.sync import lse_scores, offset_distances, sync_embeddings
+from talkfreq.metrics.sync import lse_scores, offset_distances, offset_support, sync_embeddings
 from talkfreq.metrics.temporal import FlickerAccumulator, flicker_ratio, temporal_flicker
 
 MEDIA = Path(__file__).resolve().parents[2] / "shared" / "media"
@@ -359,6 +359,24 @@ def test_lse_offset_sign_and_confidence():
     assert res.offset == 15 - int(minidx) == 2
     with pytest.raises(ValueError):
         lse_scores(audio, audio[:10])
+
+
+def test_offset_support_is_sure_of_a_clear_peak_and_unsure_of_a_tie():
+    g = torch.Generator().manual_seed(2)
+    audio = torch.randn(96, 32, generator=g)
+    clear = lse_scores(audio, _shifted(audio, 1, g))
+    assert clear.offset == 1 and clear.offset_support == 1.0
+    # two offsets equally good over the clip (half the windows sync at 0, half at -1): the bootstrap splits
+    video = torch.cat([_shifted(audio, 0, g)[:48], _shifted(audio, -1, g)[48:]])
+    tied = offset_distances(audio, video)
+    support = offset_support(tied)
+    assert 0.2 < support < 0.8
+    assert offset_support(tied, seed=0) == support  # deterministic
+    # a constant curve per window is a tie everywhere: argmin is the first offset both in the clip and resamples
+    assert offset_support(torch.ones(10, 31)) == 1.0
+    assert lse_scores(audio, video, support=False).offset_support is None
+    with pytest.raises(ValueError):
+        offset_support(torch.zeros(0, 31))
 
 
 def test_sync_embeddings_windows_and_mel_alignment():

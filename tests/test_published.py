@@ -102,12 +102,11 @@ def test_generator_loads_through_every_entry_point(files, name):
 @pytest.mark.parametrize("name", ["lipsync_expert.pth", "expert_zip.pth"])
 def test_expert_loads_through_every_entry_point(files, name):
     from talkfreq.report.sync_scoring import load_sync_scorer
-    from talkfreq.training.stage1 import load_expert
 
     path = files["root"] / name
     scorer = load_sync_scorer(path, face=FaceConfig(), fps=25.0, device="cpu")
     assert scorer.kind == "talkfreq"  # the Wav2Lip-style expert path: lower half of the crop, Wav2Lip mel
-    for model in (SyncNet.from_pretrained(path), load_expert(str(path)), scorer.model):
+    for model in (SyncNet.from_pretrained(path), SyncNet.frozen(str(path)), scorer.model):
         assert isinstance(model, SyncNet) and not model.training
         assert (model.config.color_order, model.config.pixel_range) == ("bgr", "0..1")
         _same_weights(model, files["expert"])

@@ -54,3 +54,17 @@ def test_the_real_mouth_opening_judges_sync_when_the_expert_cannot():
     rows[1].values.update(mouth_open_r=0.1)  # stage 1's mouth follows nothing: no timing to keep
     [v] = refiner_verdicts(rows, sync_unreliable="offset +15")
     assert "needs stage 1's mouth open r >= 0.3): not measured." in v
+
+
+def test_a_moved_offset_still_fails_and_says_how_sure_the_offsets_were():
+    detail = {"mouth_psnr": 26.0, "mouth_ssim": 0.82, "mouth_hf_ratio": 0.2, "mouth_spectrum_gap": 0.4}
+    unsure = _rows({**detail, "lse_offset": -1.0, "lse_offset_support": 0.58})
+    unsure[1] = Row("FREAK", "candidate", "f.mp4", {**BASE, "lse_offset_support": 0.61})
+    [v] = refiner_verdicts(unsure)
+    assert "did not earn its place" in v and "did NOT hold (lse_offset)" in v
+    assert "the offsets are uncertain on this clip: stage 1's holds in 61% of bootstrap resamples" in v
+    assert "the refined one's in 58%" in v
+    sure = _rows({**detail, "lse_offset": -1.0, "lse_offset_support": 0.97})
+    sure[1] = Row("FREAK", "candidate", "f.mp4", {**BASE, "lse_offset_support": 0.99})
+    [v] = refiner_verdicts(sure)
+    assert "did NOT hold (lse_offset)" in v and "uncertain" not in v

@@ -320,9 +320,11 @@ def evaluate_dubs(target: Path, candidates: Mapping[str, Path], *, out: Path, sy
 def stage1_pairs(refiner_cfg: Any, *, stage1: Path, data: Path, out: Path, quiet: bool = False) -> list[str]:
     """The override that points a refiner run at stage 1's outputs on its training frames, written first
     (``out/stage1_outputs/<digest of the stage-1 weights>``, reused when there), when its config asks for them
-    (``data.stage1_prob`` > 0 and no ``data.stage1_outputs`` given); else nothing. The digest in the path makes a
-    refiner trained on another generator's outputs a different run, so it is never reused by mistake."""
-    if refiner_cfg.data.stage1_prob <= 0 or refiner_cfg.data.stage1_outputs:
+    (``data.stage1_prob`` > 0 or the sync-preservation term, and no ``data.stage1_outputs`` given); else nothing.
+    The digest in the path makes a refiner trained on another generator's outputs a different run, so it is never
+    reused by mistake."""
+    wanted = refiner_cfg.data.stage1_prob > 0 or refiner_cfg.loss.sync_preserve > 0
+    if not wanted or refiner_cfg.data.stage1_outputs:
         return []
     from talkfreq.pipeline.stage1_pairs import META_FILE, cached_stage1_outputs
 

@@ -1,7 +1,9 @@
 """Face-crop samples for the SOVQAE refiner: clean crops of one identity (or several), optionally degraded.
 
 Each sample is ``{"clean": (3, S, S), "input": (3, S, S)}`` float in [-1, 1] at the refiner's ``image_size``; ``input``
-is ``clean`` itself, or a :func:`talkfreq.data.degradations.degrade` of it for the denoising fine-tune. The splits,
+is ``clean`` itself, or a :func:`talkfreq.data.degradations.degrade` of it for the denoising fine-tune; training
+samples of a run with the sync-preservation term (:mod:`talkfreq.losses.sync`) also carry ``sync_window`` (5, 3, S, S):
+stage 1's outputs on 5 consecutive training frames of a random place in the training split. The splits,
 the endless resumable training stream and the per-sample randomness are stage 1's (:mod:`talkfreq.data.datasets`):
 randomness is a pure function of ``(seed, stream position)``, so "2 steps + resume to 4" sees exactly the samples of
 "4 steps" whatever the worker count.
@@ -29,6 +31,7 @@ from talkfreq.data.datasets import StreamLoaders, _ClipSamples, split_segments
 from talkfreq.data.degradations import Degradation, degrade
 from talkfreq.data.prepared import PreparedDataset
 from talkfreq.errors import ConfigError, TalkfreqError
+from talkfreq.models.syncnet import SYNC_FRAMES
 
 log = logging.getLogger(__name__)
 
@@ -77,13 +80,26 @@ class RefinerDataset(_ClipSamples):
 
     def __init__(self, data: PreparedDataset, segments: list[tuple[str, int, int]], *, image_size: int,
                  degradation: Degradation | None = None, seed: int = 0, val: bool = False,
-                 stage1_outputs: str | Path | None = None, stage1_prob: float = 0.0):
+                 stage1_outputs: str | Path | None = None, stage1_prob: float = 0.0, sync_windows: bool = False):
         self.degradation = degradation
         self.stage1_dir = None if stage1_outputs is None else Path(stage1_outputs)
         self.stage1_prob = stage1_prob if degradation is not None else 0.0
         self._stage1: dict[str, np.ndarray] = {}
         super().__init__(data, segments, window=1, image_size=image_size, seed=seed, val=val)
-        if self.stage1_dir is not None and self.stage1_prob > 0:
+        self.sync_starts = np.zeros((0, 2), dtype=np.int64)  # (clip number, start) of 5 valid consecutive frames
+        if sync_windows:
+            if self.stage1_dir is None:
+                raise ConfigError("loss.sync_preserve > 0 needs data.stage1_outputs (its windows are stage 1's)")
+            number = {cid: i for i, cid in enumerate(self.clip_ids)}
+            self.window = SYNC_FRAMES
+            rows = [(number[cid], t) for cid, lo, hi in segments for t in
+                    self._starts(np.load(self.root / "clips" / cid / "valid.npy").astype(bool), lo, hi)]
+            self.window = 1
+            if not rows:
+                raise TalkfreqError(f"{self.root}: no {SYNC_FRAMES} consecutive face frames for the sync-preservation "
+                                    f"term's stage-1 windows")
+            self.sync_starts = np.asarray(rows, dtype=np.int64)
+        if self.stage1_dir is not None and (self.stage1_prob > 0 or sync_windows):
             for cid in self.clip_ids:  # every clip must have its outputs, checked here rather than mid-training
                 arr = self._stage1_clip(cid)
                 if len(arr) != self.metas[cid].n_frames:
@@ -116,7 +132,13 @@ class RefinerDataset(_ClipSamples):
             noisy = resize_uint8(np.asarray(self._stage1_clip(cid)[t]), self.image_size)
         else:
             noisy = degrade(clean, cfg=self.degradation, rng=rng)
-        return {"clean": x, "input": uint8_to_tensor(noisy)}
+        out = {"clean": x, "input": uint8_to_tensor(noisy)}
+        if len(self.sync_starts):  # drawn last: the other draws stay those of a run without the term
+            number, start = self.sync_starts[rng.integers(len(self.sync_starts))]
+            frames = self._stage1_clip(self.clip_ids[number])[start:start + SYNC_FRAMES]
+            out["sync_window"] = uint8_to_tensor(np.stack([resize_uint8(np.asarray(f), self.image_size)
+                                                           for f in frames]))
+        return out
 
 
 def split_frames(data: PreparedDataset, cfg: RefinerDataConfig) -> tuple[list, list, bool]:
@@ -157,7 +179,7 @@ class RefinerDataModule(StreamLoaders, LightningDataModule):
     """Train/val loaders of refiner samples. Everything that can be wrong with the data raises in the constructor."""
 
     def __init__(self, cfg: RefinerDataConfig, *, image_size: int, seed: int = 0,
-                 degradation: Degradation | None = None):
+                 degradation: Degradation | None = None, sync_windows: bool = False):
         super().__init__()
         if not cfg.root:
             raise ConfigError("data.root is not set: pass --data DIR (a folder written by `talkfreq prepare`)")
@@ -178,7 +200,7 @@ class RefinerDataModule(StreamLoaders, LightningDataModule):
             raise ConfigError("data.stage1_prob > 0 needs data.stage1_outputs (a folder of stage-1 outputs)")
         kw = dict(image_size=image_size, degradation=degradation, seed=seed, stage1_outputs=cfg.stage1_outputs,
                   stage1_prob=cfg.stage1_prob)
-        self.train_set = RefinerDataset(self.data, train, val=False, **kw)
+        self.train_set = RefinerDataset(self.data, train, val=False, sync_windows=sync_windows, **kw)
         self.val_set = RefinerDataset(self.data, val, val=True, **kw)
         if len(self.train_set) == 0:
             raise TalkfreqError(f"{self.data.root}: no valid face frame in the training split")

@@ -14,3 +14,4 @@ from talkfreq.losses.codebook import (
 )
 from talkfreq.losses.frequency import FocalFrequencyLoss, focal_frequency_loss
 from talkfreq.losses.perceptual import PerceptualLoss
+from talkfreq.losses.sync import sync_preservation_loss

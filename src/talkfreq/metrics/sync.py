@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -33,7 +33,8 @@ import torch
 from talkfreq.audio.mel import MelConfig, mel_window
 from talkfreq.metrics.fidelity import as_frames
 
-__all__ = ["LSEResult", "SyncEmbedFn", "SyncEmbeddingStream", "lse_scores", "offset_distances", "sync_embeddings"]
+__all__ = ["LSEResult", "SyncEmbedFn", "SyncEmbeddingStream", "lse_scores", "offset_distances", "offset_support",
+           "sync_embeddings"]
 
 # (faces (B, window, 3, H, W) float in [0, 1], mel (B, n_mels, frames_per_window))
 #   -> (audio_emb (B, D), video_emb (B, D))
@@ -41,11 +42,13 @@ SyncEmbedFn = Callable[[torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.
 
 
 class LSEResult(NamedTuple):
-    """LSE-D (lower = better sync), LSE-C (higher = more confident sync) and the AV offset in frames."""
+    """LSE-D (lower = better sync), LSE-C (higher = more confident sync), the AV offset in frames and how sure that
+    offset is (:func:`offset_support`; None where not computed)."""
 
     lse_d: float
     lse_c: float
     offset: int
+    offset_support: Optional[float] = None
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -71,15 +74,38 @@ def offset_distances(audio_emb, video_emb, *, vshift: int = 15) -> torch.Tensor:
     return torch.nn.functional.pairwise_distance(v[:, None, :].expand_as(windows), windows)
 
 
-def lse_scores(audio_emb, video_emb, *, vshift: int = 15) -> LSEResult:
-    """LSE-D, LSE-C and offset of one video from (T, D) audio and video embeddings (syncnet_python's ``evaluate``)."""
+def offset_support(dists, *, block: int = 5, resamples: int = 1000, seed: int = 0) -> float:
+    """The share of block-bootstrap resamples of the (T, 2 vshift + 1) per-window distances ``dists`` whose mean
+    curve has its minimum where the whole clip's has (1 = every resample agrees; near 0.5 = the offset is a coin
+    toss between two). Blocks of ``block`` consecutive windows, since neighbouring 5-frame windows share frames;
+    ``ceil(T / block)`` blocks per resample. Ours (syncnet_python reports no uncertainty): on a 4 s clip a refiner
+    that moved the offset by a frame did so where stage 1's own offset held in only 61 % of resamples
+    (benchmarks/RESULTS.md "Sync preservation")."""
+    d = _as_tensor(dists).double().numpy()
+    t = d.shape[0]
+    if t == 0:
+        raise ValueError("no windows to resample")
+    block = max(1, min(block, t))
+    cum = np.concatenate([np.zeros((1, d.shape[1])), np.cumsum(d, axis=0)])
+    block_sums = cum[block:] - cum[:-block]  # (T - block + 1, offsets): the sum over each run of `block` windows
+    n_blocks = -(-t // block)
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, len(block_sums), size=(resamples, n_blocks))
+    picks = np.argmin(block_sums[starts].sum(axis=1), axis=1)
+    return float(np.mean(picks == int(np.argmin(d.mean(axis=0)))))
+
+
+def lse_scores(audio_emb, video_emb, *, vshift: int = 15, support: bool = True) -> LSEResult:
+    """LSE-D, LSE-C and offset of one video from (T, D) audio and video embeddings (syncnet_python's ``evaluate``),
+    and (``support``) the offset's :func:`offset_support`."""
     dists = offset_distances(audio_emb, video_emb, vshift=vshift)
     if dists.shape[0] == 0:
         raise ValueError("no embeddings: the clip is shorter than one sync window")
     mdist = dists.mean(0)
     minval, minidx = torch.min(mdist, 0)
     conf = torch.median(mdist) - minval  # 2 vshift + 1 is odd: the median is the middle value, as in torch
-    return LSEResult(lse_d=float(minval), lse_c=float(conf), offset=int(vshift - int(minidx)))
+    return LSEResult(lse_d=float(minval), lse_c=float(conf), offset=int(vshift - int(minidx)),
+                     offset_support=offset_support(dists) if support else None)
 
 
 class SyncEmbeddingStream:

@@ -423,7 +423,14 @@ class SOVQAE(PretrainedMixin, nn.Module):
         """(B, D, h, w) latents -> (B, K, h, w) logits of the code predictor (``code_predictor_layers >= 0``)."""
         return self.code_predictor(self.quantizer_space(z_e), codebook=self.codebook, scale=self.latent_scale)
 
-    def _restore(self, x: Tensor, *, latent_filter=None, fidelity: float | None = None) -> SOVQAEOutput:
+    @property
+    def inference_split(self) -> float:
+        """The output split (px) used outside training: ``inference_split_sigma``, else ``split_sigma``."""
+        c = self.config
+        return c.split_sigma if c.inference_split_sigma is None else c.inference_split_sigma
+
+    def _restore(self, x: Tensor, *, latent_filter=None, fidelity: float | None = None,
+                 split_sigma: float | None = None) -> SOVQAEOutput:
         cfg = self.config
         if cfg.fusion:
             z_e, feats = self.encoder.features(x)
@@ -448,18 +455,23 @@ class SOVQAE(PretrainedMixin, nn.Module):
             fuse = lambda level, h: self.fusion[level](h, feats[level], weight=weight)  # noqa: E731
         r = self.decoder(z_q, skip=z_e if cfg.skip_connection else None, fuse=fuse)
         f = cfg.fidelity if fidelity is None else fidelity
-        sigma = cfg.split_sigma if self.training or cfg.inference_split_sigma is None else cfg.inference_split_sigma
+        if split_sigma is not None:
+            sigma = split_sigma
+        else:
+            sigma = cfg.split_sigma if self.training else self.inference_split
         if sigma > 0 or f > 0:
             r = frequency_split(x.to(r.dtype), r, sigma=sigma, fidelity=f)
         return SOVQAEOutput(x_hat=r, z_e=z_e, z_q=z_q, indices=q.indices, commit_loss=q.commit_loss, logits=logits)
 
-    def restore(self, x: Tensor, *, latent_filter=None, fidelity: float | None = None) -> tuple[Tensor, Tensor]:
+    def restore(self, x: Tensor, *, latent_filter=None, fidelity: float | None = None,
+                split_sigma: float | None = None) -> tuple[Tensor, Tensor]:
         """Refine degraded (B, 3, H, W) crops -> (restored (B, 3, H, W), primary code indices (B, h, w)).
 
         ``latent_filter(z_e) -> z_e`` runs between encoder and code choice (the pipeline's temporal smoothing);
-        ``fidelity`` overrides the config's (1 returns ``x`` unchanged). The code choice runs in float32.
+        ``fidelity`` overrides the config's (1 returns ``x`` unchanged), ``split_sigma`` the output split of the
+        current mode (training or not). The code choice runs in float32.
         """
-        out = self._restore(x, latent_filter=latent_filter, fidelity=fidelity)
+        out = self._restore(x, latent_filter=latent_filter, fidelity=fidelity, split_sigma=split_sigma)
         return out.x_hat, self.primary_indices(out.indices)
 
     @classmethod

@@ -125,13 +125,33 @@ class SyncNet(PretrainedMixin, nn.Module):
             raise ValueError(f"SyncNet: faces must be (B,{3 * SYNC_FRAMES},{s // 2},{s}), got {tuple(faces.shape)}")
         if mel.dim() != 4 or tuple(mel.shape[1:]) != (1, 80, 16):
             raise ValueError(f"SyncNet: mel must be (B,1,80,16), got {tuple(mel.shape)}")
+        audio = F.normalize(rearrange(self.audio_encoder(mel), "b c 1 1 -> b c"), p=2, dim=1)
+        return SyncNetOutput(audio_emb=audio, video_emb=self.video_embedding(faces))
+
+    def video_embedding(self, faces: torch.Tensor) -> torch.Tensor:
+        """(B, 15, S/2, S) stacked lower halves (RGB, [-1, 1]) -> (B, width) L2-normalised video embeddings."""
         if self.config.color_order == "bgr":  # 5 frames of 3 channels each
             faces = rearrange(rearrange(faces, "b (t c) h w -> b t c h w", c=3).flip(2), "b t c h w -> b (t c) h w")
         if self.config.pixel_range == "0..1":
             faces = (faces + 1.0) * 0.5
-        video = F.normalize(rearrange(self.face_encoder(faces), "b c 1 1 -> b c"), p=2, dim=1)
-        audio = F.normalize(rearrange(self.audio_encoder(mel), "b c 1 1 -> b c"), p=2, dim=1)
-        return SyncNetOutput(audio_emb=audio, video_emb=video)
+        return F.normalize(rearrange(self.face_encoder(faces), "b c 1 1 -> b c"), p=2, dim=1)
+
+    def face_input(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, 5, 3, H, W) consecutive face crops in [-1, 1] at any size -> (B, 15, S/2, S), this expert's face
+        input (resized to its ``image_size``, float32: the CPU has no bf16 antialiased resize)."""
+        size = self.config.image_size
+        if frames.shape[-1] != size or frames.shape[-2] != size:
+            b = frames.shape[0]
+            flat = F.interpolate(rearrange(frames.float(), "b t c h w -> (b t) c h w"), size=(size, size),
+                                 mode="bilinear", align_corners=False, antialias=True)
+            frames = rearrange(flat, "(b t) c h w -> b t c h w", b=b)
+        return stack_lower_halves(frames)
+
+    @classmethod
+    def frozen(cls, path: str) -> SyncNet:
+        """A frozen expert (no gradients, eval mode) from a ``save_pretrained`` folder or Wav2Lip's published
+        ``lipsync_expert.pth`` (whose BGR [0, 1] convention its config applies); a one-line error otherwise."""
+        return cls.from_pretrained(path).requires_grad_(False).eval()
 
 
 def sync_probability(audio_emb: torch.Tensor, video_emb: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,7 @@ from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, Regio
 from talkfreq.report.compare_video import CompareConfig, compare_video
 from talkfreq.report.refiner_verdict import refiner_verdicts
 from talkfreq.report.scoring import ARROWS, COLUMNS, Row, VideoScorer, best_rows, silence_masks
+from talkfreq.report.sync_scoring import LSE_KEYS
 
 CSV_FILE, JSON_FILE, HTML_FILE = "metrics.csv", "metrics.json", "report.html"
 VIDEO_FILE, FIGURES = "compare.mp4", "figures"
@@ -115,7 +116,6 @@ class EvalResult:
 
     def columns(self) -> tuple:
         """:data:`COLUMNS` with the LSE labels naming :attr:`lse_protocol` (e.g. ``LSE-D (syncnet_python)``)."""
-        from talkfreq.report.sync_scoring import LSE_KEYS
 
         if self.lse_protocol is None:
             return COLUMNS
@@ -158,7 +158,7 @@ def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]
         syncnet = load_sync_scorer(cfg.syncnet, face=cfg.face, fps=cfg.fps, device=device)
         check_protocol(cfg.sync_protocol, kind=syncnet.kind)
     else:
-        why["lse_d"] = why["lse_c"] = why["lse_offset"] = "no SyncNet given (--syncnet DIR)"
+        why.update(dict.fromkeys(LSE_KEYS, "no SyncNet given (--syncnet DIR)"))
     if cfg.refiner:
         from talkfreq.models.loading import load_refiner
 
@@ -240,7 +240,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     if syncnet is not None:
         sync_audio = _sync_audio(stream.names, paths, notes)
         if not sync_audio:
-            unavailable.update(dict.fromkeys(("lse_d", "lse_c", "lse_offset"), "no video has an audio track"))
+            unavailable.update(dict.fromkeys(LSE_KEYS, "no video has an audio track"))
         if cfg.sync_protocol == "talkfreq":
             sync = {n: (syncnet.stream(wav, fps=cfg.fps, batch_size=cfg.batch_size, device=device), len(wav))
                     for n, wav in sync_audio.items()}
@@ -295,16 +295,18 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         if silent:
             values["mouth_open_silent"] = sc.silent_opening(scorers[REFERENCE_NAME], silent=silent[n],
                                                             ref_silent=silent[REFERENCE_NAME])
-        values.update(lse_d=None, lse_c=None, lse_offset=None)
+        values.update(lse_d=None, lse_c=None, lse_offset=None, lse_offset_support=None)
         if n in sync:
             try:
                 lse = syncnet.scores(sync[n][0], samples=sync[n][1])
-                values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset))
+                values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset),
+                              lse_offset_support=lse.offset_support)
             except ValueError as exc:  # a clip shorter than one window
                 notes.append(f"LSE: {n}: {exc}")
         elif pipeline_lse.get(n) is not None:
             lse = pipeline_lse[n]
-            values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset))
+            values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset),
+                          lse_offset_support=lse.offset_support)
         rows.append(Row(name=n, role="reference" if n == REFERENCE_NAME else "candidate", path=str(paths[n]),
                         values=values))
     nroub = None
@@ -312,7 +314,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         nroub = _nroub(refiner, nroub_crops, notes)
     timings["metrics"] = time.perf_counter() - t1
 
-    from talkfreq.report.sync_scoring import LSE_KEYS, lse_unreliable
+    from talkfreq.report.sync_scoring import lse_unreliable
 
     lse_why = lse_unreliable(rows[0].values)
     # first among the notes: the question the evaluation of a refiner exists to answer

@@ -2,15 +2,16 @@
 
 A pair is two candidate rows named ``X`` and ``X+<anything>`` (the demo's and the experiments' naming: ``FREAK`` and
 ``FREAK+SOVQAE``). The refiner *wins the detail columns* when, against stage 1 alone, its mouth PSNR and mouth SSIM are
-not lower, and its mouth HF ratio and mouth spectrum gap are closer to the real clip's; it *keeps the sync* when the
-AV offset is the same and LSE-D and LSE-C are within ``sync_tolerance`` (relative) of stage 1's, all scored by the
-same expert. Where no expert can judge (LSE unavailable, or the expert finds the real clip itself out of sync), the
-sync half falls back to the real video's mouth opening, which in a self-reconstruction is the true timing: the sync
-is kept when the refined mouth opening peaks at the same lag against the real one (``mouth_open_lag``) and its
-``mouth_open_r`` is within ``sync_tolerance`` (relative) of stage 1's - judged only where stage 1's r is at least
-:data:`MIN_OPENING_R` (a mouth that does not follow the real one has no timing to keep). The rule is ours (it is the
-acceptance of the restoring refiner); a column that is unavailable makes its half of the verdict "not measured",
-never "held".
+not lower, and its mouth HF ratio and mouth spectrum gap are closer to the real clip's; it *keeps the sync* when the AV
+offset is the same and LSE-D and LSE-C are within ``sync_tolerance`` (relative) of stage 1's, all scored by the same
+expert (the offset rule stands as it is; when it fails where an offset is unsure - ``lse_offset_support`` below
+:data:`SURE_OFFSET` - the sentence says so). Where no expert can judge (LSE unavailable, or the expert finds the real
+clip itself out of sync), the sync half falls back to the real video's mouth opening, which in a self-reconstruction is
+the true timing: the sync is kept when the refined mouth opening peaks at the same lag against the real one
+(``mouth_open_lag``) and its ``mouth_open_r`` is within ``sync_tolerance`` (relative) of stage 1's - judged only where
+stage 1's r is at least :data:`MIN_OPENING_R` (a mouth that does not follow the real one has no timing to keep). The
+rule is ours (it is the acceptance of the restoring refiner); a column that is unavailable makes its half of the
+verdict "not measured", never "held".
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ DETAIL_KEYS = ("mouth_psnr", "mouth_ssim", "mouth_hf_ratio", "mouth_spectrum_gap
 SYNC_KEYS = ("lse_d", "lse_c", "lse_offset")
 OPENING_KEYS = ("mouth_open_r", "mouth_open_lag")
 MIN_OPENING_R = 0.3  # stage 1's mouth_open_r below this: its mouth does not follow the real one, nothing to keep
+SURE_OFFSET = 0.9  # an offset held in fewer bootstrap resamples (lse_offset_support) is named as uncertain
 
 
 def _detail(base: dict, refined: dict, real: dict) -> Optional[list[str]]:
@@ -45,6 +47,15 @@ def sync_failures(base: dict, refined: dict, tolerance: float) -> Optional[list[
     failed = [] if refined["lse_offset"] == base["lse_offset"] else ["lse_offset"]
     failed += [k for k in ("lse_d", "lse_c") if abs(refined[k] - base[k]) > tolerance * abs(base[k])]
     return failed
+
+
+def _offset_doubt(base: dict, refined: dict) -> str:
+    """A clause saying how sure the two offsets are, when either is unsure (:data:`SURE_OFFSET`); else ''."""
+    sup = [v.get("lse_offset_support") for v in (base, refined)]
+    if any(x is None for x in sup) or min(sup) >= SURE_OFFSET:
+        return ""
+    return (f" - the offsets are uncertain on this clip: stage 1's holds in {sup[0]:.0%} of bootstrap resamples of "
+            f"its sync windows, the refined one's in {sup[1]:.0%}")
 
 
 def _opening_sync(base: dict, refined: dict, tolerance: float) -> Optional[list[str]]:
@@ -82,10 +93,13 @@ def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
             if sync is None:
                 rule += f", which needs stage 1's mouth open r >= {MIN_OPENING_R:g}"
         s = "not measured" if sync is None else ("held" if not sync else f"did NOT hold ({', '.join(sync)})")
+        if sync and "lse_offset" in sync:
+            s += _offset_doubt(by_name[base_name].values, row.values)
         won = "earned its place" if detail == [] and sync == [] else "did not earn its place"
         out.append(f"Refiner verdict, {name} vs {base_name}: the refiner {won} - detail columns (mouth PSNR/SSIM "
                    f"not lower, mouth HF ratio and spectrum gap closer to real): {d}; lip sync kept ({rule}): {s}.")
     return out
 
 
-__all__ = ["DETAIL_KEYS", "MIN_OPENING_R", "OPENING_KEYS", "SYNC_KEYS", "refiner_verdicts", "sync_failures"]
+__all__ = ["DETAIL_KEYS", "MIN_OPENING_R", "OPENING_KEYS", "SURE_OFFSET", "SYNC_KEYS", "refiner_verdicts",
+           "sync_failures"]

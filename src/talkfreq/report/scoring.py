@@ -71,6 +71,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("lse_d", "LSE-D", "min", "{:.3f}", "SyncNet distance at the best offset (needs a SyncNet)"),
     Column("lse_c", "LSE-C", "max", "{:.3f}", "SyncNet confidence: median - min distance over offsets"),
     Column("lse_offset", "AV offset", None, "{:+.0f}", "frames the picture lags the sound (0 = in sync)"),
+    Column("lse_offset_support", "offset support", None, "{:.2f}",
+           "share of block-bootstrap resamples of the sync windows that find the same AV offset (1 = sure)"),
     Column("laplacian_var", "Laplacian var", "ref", "{:.1f}", "sharpness: variance of the Laplacian of the grey crop"),
     Column("cpbd", "CPBD", "ref", "{:.3f}", "sharpness: cumulative probability of blur detection"),
     Column("hf_ratio", "HF ratio", "ref", "{:.4f}", "face: AC energy beyond the high-frequency radius / total"),

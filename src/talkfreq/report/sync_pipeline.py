@@ -113,4 +113,5 @@ def syncnet_python_lse(video: Path, wav: np.ndarray, *, name: str, scorer, face:
             for t, r in good))
     longest = max(good, key=lambda tr: len(tr[0].frames))[1]
     return LSEResult(lse_d=float(np.mean([r.lse_d for _, r in good])),
-                     lse_c=float(np.mean([r.lse_c for _, r in good])), offset=longest.offset)
+                     lse_c=float(np.mean([r.lse_c for _, r in good])), offset=longest.offset,
+                     offset_support=longest.offset_support)

@@ -26,7 +26,7 @@ from talkfreq.face import FaceConfig, crop_face
 from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_scores
 
 KINDS = ("talkfreq", "syncnet_v2")
-LSE_KEYS = ("lse_d", "lse_c", "lse_offset")
+LSE_KEYS = ("lse_d", "lse_c", "lse_offset", "lse_offset_support")
 # LSE-C of the real clip below which the expert finds no sync evidence even there: audio shifted out of the scan
 # scores 0.02-0.03 with the tiny experts, real clips 0.4-0.55 (benchmarks/RESULTS.md); syncnet_v2 gives real clips ~7
 RELIABLE_REAL_LSE_C = 0.1

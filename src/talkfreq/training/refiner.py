@@ -3,7 +3,8 @@
 Losses (weights in ``loss.*``; 0 switches a term off): L1 + focal frequency (FFL) + perceptual (LPIPS-VGG, only with
 user-supplied VGG16 weights - a positive weight without them fails at start-up) + the quantiser's commitment + the
 codebook regulariser of :mod:`talkfreq.losses.codebook` (margin, separation, usage, optional Lipschitz penalty) +
-an optional hinge GAN after ``loss.gan_start_step`` steps.
+an optional hinge GAN after ``loss.gan_start_step`` steps; in restoration, optionally, sync preservation
+(:mod:`talkfreq.losses.sync`: a frozen expert's view of refined vs stage-1 windows of 5 frames).
 
 Restoration (``denoise_finetune=true``; the recipe is ours, LaDTalk gives none, CodeFormer's stages inspired it):
 the encoder sees a degraded frame (:class:`talkfreq.data.degradations.Degradation`) and is pulled onto the *clean*
@@ -82,6 +83,13 @@ class RefinerLossConfig:
     gan_kind: str = "hinge"  # hinge | bce
     gan_start_step: int = 5000  # the GAN term and the discriminator start after this many steps
     mouth_weight: float = 0.0  # extra L1 weight inside face.config.MOUTH_REGION (0: uniform)
+    # sync preservation (talkfreq.losses.sync), restoration only: a frozen expert's video embeddings of refined vs
+    # stage-1 windows of 5 consecutive frames (from data.stage1_outputs); sync_windows windows per step, each 5 more
+    # frames through the refiner. Use another expert than the one that scores the result (e.g. another seed).
+    # Off: on the demo it cost LSE-C and detail at every weight tried (benchmarks/RESULTS.md "Sync preservation").
+    sync_preserve: float = 0.0
+    sync_expert: Optional[str] = None  # a `talkfreq train syncnet` model/ folder, or Wav2Lip's lipsync_expert.pth
+    sync_windows: int = 1
 
 
 @dataclass
@@ -114,9 +122,17 @@ class Config(CommonSections):
     latent_smoothing: float = 0.0  # default temporal smoothing alpha of `talkfreq refine` for this model
 
     def __post_init__(self) -> None:
-        for name in ("l1", "freq", "percep", "commit", "codebook_reg", "gan", "mouth_weight"):
+        for name in ("l1", "freq", "percep", "commit", "codebook_reg", "gan", "mouth_weight", "sync_preserve"):
             if getattr(self.loss, name) < 0:
                 raise ConfigError(f"loss.{name} must be >= 0, got {getattr(self.loss, name)}")
+        if self.loss.sync_preserve > 0:
+            # data.stage1_outputs is checked by the data module: recipes set it after this config is built
+            missing = [what for what, ok in (("loss.sync_expert (a SyncNet)", self.loss.sync_expert),
+                                             ("denoise_finetune=true", self.denoise_finetune)) if not ok]
+            if missing:
+                raise ConfigError(f"loss.sync_preserve={self.loss.sync_preserve} needs {', '.join(missing)}")
+            if self.loss.sync_windows < 1:
+                raise ConfigError(f"loss.sync_windows must be >= 1, got {self.loss.sync_windows}")
         if self.loss.gan_kind not in GAN_LOSSES:
             raise ConfigError(f"loss.gan_kind must be one of {', '.join(GAN_LOSSES)}, got {self.loss.gan_kind!r}")
         if self.denoise.start_step < 0:
@@ -153,6 +169,11 @@ class RefinerModule(L.LightningModule):
             from talkfreq.losses.perceptual import PerceptualLoss
 
             self._percep = (PerceptualLoss(cfg.loss.vgg16),)  # raises the one-line "weights missing" error now
+        self._sync: tuple = ()  # the frozen expert, out of the state dict like VGG
+        if self.sync_on:
+            from talkfreq.models.syncnet import SyncNet
+
+            self._sync = (SyncNet.frozen(cfg.loss.sync_expert),)
         self.denoise = cfg.denoise_finetune
         self.teacher: Optional[SOVQAE] = None
         if self.denoise:
@@ -163,6 +184,10 @@ class RefinerModule(L.LightningModule):
                 self._make_teacher()
             if self.start_step == 0:
                 self._freeze_for_restoration()  # before configure_optimizers: frozen weights get no Adam state
+
+    @property
+    def sync_on(self) -> bool:
+        return self.cfg.loss.sync_preserve > 0 and self.cfg.denoise_finetune
 
     def _make_teacher(self) -> None:
         self.teacher = copy.deepcopy(self.model).requires_grad_(False).eval()
@@ -248,6 +273,19 @@ class RefinerModule(L.LightningModule):
         logs.update(code_ce=ce.detach(), code_pull=pull.detach(), code_match=(student == target).float().mean())
         return d.code_ce * ce + d.latent * pull
 
+    def _sync_term(self, windows: Tensor) -> Tensor:
+        """Sync preservation of (N, 5, 3, S, S) stage-1 windows, refined with the split used at inference (a term
+        taken at the training split let the refiner fit the expert with detail that inference removes)."""
+        from einops import rearrange
+
+        from talkfreq.losses.sync import sync_preservation_loss
+
+        expert = self._sync[0].to(windows.device)
+        refined, _ = self.model.restore(rearrange(windows, "n t c h w -> (n t) c h w"),
+                                        split_sigma=self.model.inference_split)
+        return sync_preservation_loss(expert, rearrange(refined, "(n t) c h w -> n t c h w", n=windows.shape[0]),
+                                      windows)
+
     def _generator_loss(self, batch: dict[str, Tensor], logs: dict[str, Tensor]):
         w = self.cfg.loss
         restoring = self._restoring()
@@ -260,6 +298,10 @@ class RefinerModule(L.LightningModule):
             loss = loss + w.commit * out.commit_loss
         if restoring:
             loss = loss + self._denoise_terms(out, clean, logs)
+            if self._sync and "sync_window" in batch:
+                sync = self._sync_term(batch["sync_window"][: w.sync_windows])
+                logs["sync_preserve"] = sync.detach()
+                loss = loss + w.sync_preserve * sync
         if w.codebook_reg:
             reg_cfg = self.cfg.codebook
             if restoring:
@@ -392,7 +434,7 @@ def fit(cfg: Config, *, callbacks: Sequence = ()) -> Path:
     cfg = _check(cfg)
     degradation = cfg.denoise.degradation if cfg.denoise_finetune else None
     data = RefinerDataModule(cfg.data, image_size=cfg.sovqae.image_size, seed=cfg.trainer.seed,
-                             degradation=degradation)
+                             degradation=degradation, sync_windows=cfg.loss.sync_preserve > 0)
     # seeded before the model is built: the initial weights are part of what a seed reproduces
     L.seed_everything(cfg.trainer.seed, workers=True, verbose=False)
     module = RefinerModule(cfg)  # perceptual weights are checked here, before any folder is written

@@ -54,7 +54,7 @@ from talkfreq.models import registry
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.freak import FREAKConfig
 from talkfreq.models.masks import apply_mask
-from talkfreq.models.syncnet import SyncNet, expert_loss, stack_lower_halves
+from talkfreq.models.syncnet import SyncNet, expert_loss
 from talkfreq.models.wav2lip import Wav2LipConfig
 from talkfreq.training.callbacks import Preview, SamplePreview, finish_logger
 from talkfreq.training.common import CommonSections, build_trainer, resolve_resume, run_dir
@@ -165,14 +165,6 @@ def resolve_audio(cfg: Config, *, speech_dim: int) -> Config:
     return replace(cfg, **{kind.config_section: replace(section, audio_len=shape[0], audio_dim=shape[1])})
 
 
-def load_expert(path: str) -> SyncNet:
-    """A frozen SyncNet expert from a ``save_pretrained`` folder or Wav2Lip's published ``lipsync_expert.pth``
-    (whose BGR [0, 1] convention its config applies); a one-line error for anything else."""
-    expert = SyncNet.from_pretrained(path)
-    expert.requires_grad_(False)
-    return expert.eval()
-
-
 class Stage1Module(L.LightningModule):
     """Generator (FREAK or Wav2Lip) + losses (+ frozen expert, + discriminator) + optimisers."""
 
@@ -188,7 +180,7 @@ class Stage1Module(L.LightningModule):
             from talkfreq.losses.perceptual import PerceptualLoss
 
             self.percep = PerceptualLoss(cfg.loss.vgg16, normalize=False)  # raises the loss module's one-liner
-        self.sync_expert = load_expert(cfg.loss.syncnet) if cfg.loss.sync > 0 else None
+        self.sync_expert = SyncNet.frozen(cfg.loss.syncnet) if cfg.loss.sync > 0 else None
         self.disc = PatchDiscriminator(config=cfg.disc) if cfg.loss.gan > 0 else None
         self.automatic_optimization = self.disc is None
         self.register_buffer("sync_on", torch.tensor(cfg.loss.sync_start is None))
@@ -233,12 +225,7 @@ class Stage1Module(L.LightningModule):
 
     def sync_loss(self, fake: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
         """Expert BCE of (B·5,3,S,S) generated frames against their (B,1,80,16) mel windows, target "in sync"."""
-        size = self.sync_expert.config.image_size
-        if fake.shape[-1] != size:
-            # float32: the CPU has no bf16 antialiased resize (bf16-mixed training); a no-op for fp32 frames
-            fake = F.interpolate(fake.float(), size=(size, size), mode="bilinear", align_corners=False,
-                                 antialias=True)
-        faces = stack_lower_halves(rearrange(fake, "(b t) c h w -> b t c h w", b=mel.shape[0]))
+        faces = self.sync_expert.face_input(rearrange(fake, "(b t) c h w -> b t c h w", b=mel.shape[0]))
         audio_emb, video_emb = self.sync_expert(faces, mel)
         return expert_loss(audio_emb, video_emb, torch.ones(mel.shape[0], device=mel.device))
 
