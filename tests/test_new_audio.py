@@ -31,6 +31,12 @@ def test_the_expert_judges_only_where_it_can():
     kept, failed, how = judge_timing({**STAGE1, "lse_offset": -1.0, "lse_c": 0.23},
                                      {**KEPT, "lse_offset": -1.0, "lse_c": 0.15})
     assert kept is False and failed == ["lse_c"] and "expert vs the new audio" in how
+    # a refined dub that reads as *more* in sync with the new audio keeps the timing (one-sided, unlike own audio)
+    kept, failed, how = judge_timing({**STAGE1, "lse_c": 0.29, "lse_d": 0.85},
+                                     {**KEPT, "lse_c": 0.37, "lse_d": 0.78})
+    assert kept is True and failed == [] and "no more than 5% worse" in how
+    kept, failed, _ = judge_timing({**STAGE1, "lse_c": 0.29, "lse_d": 0.85}, {**KEPT, "lse_c": 0.27, "lse_d": 0.90})
+    assert kept is False and failed == ["lse_d", "lse_c"]
     # ... or finds its offset 0 without a sync peak (LSE-C at the noise level)
     kept, _, how = judge_timing({**STAGE1, "lse_c": 0.015}, {**KEPT, "lse_offset": -7.0})
     assert kept is True and "LSE-C 0.015" in how

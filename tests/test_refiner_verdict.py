@@ -68,3 +68,10 @@ def test_a_moved_offset_still_fails_and_says_how_sure_the_offsets_were():
     sure[1] = Row("FREAK", "candidate", "f.mp4", {**BASE, "lse_offset_support": 0.99})
     [v] = refiner_verdicts(sure)
     assert "did NOT hold (lse_offset)" in v and "uncertain" not in v
+
+
+def test_own_audio_sync_rule_is_two_sided():
+    # a refiner whose own-audio LSE-C jumps may be redrawing the original mouth: better by more than 5 % fails too
+    detail = {"mouth_psnr": 26.0, "mouth_ssim": 0.82, "mouth_hf_ratio": 0.2, "mouth_spectrum_gap": 0.4}
+    [v] = refiner_verdicts(_rows({**detail, "lse_c": 0.30}))
+    assert "did NOT hold (lse_c)" in v

@@ -40,12 +40,16 @@ def _detail(base: dict, refined: dict, real: dict) -> Optional[list[str]]:
     return failed
 
 
-def sync_failures(base: dict, refined: dict, tolerance: float) -> Optional[list[str]]:
-    """Names of the sync checks that failed; None when the LSE columns are unavailable."""
+def sync_failures(base: dict, refined: dict, tolerance: float, *, worse_only: bool = False) -> Optional[list[str]]:
+    """Names of the sync checks that failed; None when the LSE columns are unavailable. ``worse_only``: an LSE-D or
+    LSE-C that moved by more than ``tolerance`` fails only in the worse direction (higher LSE-D, lower LSE-C)."""
     if any(base.get(k) is None or refined.get(k) is None for k in SYNC_KEYS):
         return None
     failed = [] if refined["lse_offset"] == base["lse_offset"] else ["lse_offset"]
-    failed += [k for k in ("lse_d", "lse_c") if abs(refined[k] - base[k]) > tolerance * abs(base[k])]
+    for k, sign in (("lse_d", 1.0), ("lse_c", -1.0)):  # sign: which way is worse
+        moved = refined[k] - base[k]
+        if abs(moved) > tolerance * abs(base[k]) and (not worse_only or sign * moved > 0):
+            failed.append(k)
     return failed
 
 
