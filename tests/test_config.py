@@ -123,8 +123,8 @@ def test_packaged_configs_are_found_from_any_folder(tmp_path, monkeypatch):
     from talkfreq.training.registry import load_run_config
 
     checkout = Path(__file__).resolve().parents[1] / "configs"
-    assert sorted(p.name for p in packaged_config("demo").glob("*.yaml")) == ["freak.yaml", "refiner.yaml",
-                                                                               "syncnet.yaml"]
+    assert sorted(p.name for p in packaged_config("demo").glob("*.yaml")) == ["freak.yaml", "guide.yaml",
+                                                                               "refiner.yaml", "syncnet.yaml"]
     assert packaged_config().resolve() == checkout.resolve()  # the checkout's configs/ is the package's
     monkeypatch.chdir(tmp_path)  # no configs/ here: the packaged ones answer, base: chains included
     assert resolve_config_path("configs/personal_gpu") == packaged_config("personal_gpu")  # a folder (demo configs=)

@@ -38,7 +38,8 @@ def test_demo_within_a_budget_fits_freak_and_refiner_steps_to_it(tmp_path):
 
     out = tmp_path / "demo"
     small = ["-q", "synth.seconds=2.0", "synth.clips_per_identity=2", "synth.identities=1", "new_audio=false"]
-    scorer = "{syncnet: [trainer.max_steps=4, trainer.val_check_interval=4, run.checkpoint_every_n_steps=4]}"
+    few = "[trainer.max_steps=4, trainer.val_check_interval=4, run.checkpoint_every_n_steps=4]"
+    scorer = f"{{syncnet: {few}, guide: {few}}}"  # the experts keep their steps outside the budget
     # 0.6 s: less than any probe takes, so each network gets the minimum
     assert main(["demo", "--out", str(out), *small, "minutes=0.01", f"overrides={scorer}"]) == 0
     plan = json.loads((out / "runs" / "budget.json").read_text())

@@ -46,14 +46,15 @@ class DemoConfig:
     crop_size: int = 96  # prepared face crops; the demo networks resize to their own 64 px
     identity: str = "id00"  # the refiner's identity, and whose last clip is held out
     steps: Optional[int] = None  # overrides trainer.max_steps of every stage (None: the configs' own)
-    configs: str = str(REPO_CONFIGS)  # folder with syncnet.yaml, freak.yaml, refiner.yaml
+    # folder with syncnet.yaml, freak.yaml, refiner.yaml (and guide.yaml where freak.yaml has a sync term)
+    configs: str = str(REPO_CONFIGS)
     # dotted overrides per network, by config name: {"freak": ["trainer.max_steps=500"], "refiner": [...]}
     overrides: dict[str, list[str]] = field(default_factory=dict)
     # finished model/ folders used as they are instead of training, by config name: {"freak": "runs/freak/model"}
     models: dict[str, str] = field(default_factory=dict)
     # a wall-clock budget for FREAK, its outputs for the refiner and the refiner, turned into their step counts on
     # this machine (talkfreq.training.budget; None: the configs' steps). The SyncNet scorer only scores the report
-    # and keeps its steps.
+    # and keeps its steps; so does the guide expert of FREAK's sync term, if any.
     minutes: Optional[float] = None
     # FREAK's part of the budget left when it is planned (the refiner gets the rest): the split of the personal
     # recipe's measured runs (benchmarks/RESULTS.md "personal")
@@ -339,6 +340,14 @@ def stage1_pairs(refiner_cfg: Any, *, stage1: Path, data: Path, out: Path, quiet
     return [f"data.stage1_outputs={folder}"]
 
 
+def guide_for_stage1(stage1_cfg: Any, trained: Any) -> list[str]:
+    """The override that gives a stage-1 config with a sync term (``loss.sync`` > 0, no ``loss.syncnet``) its
+    expert: ``trained("syncnet", "guide.yaml")``, an expert other than the report's scorer; else nothing."""
+    if stage1_cfg.loss.sync <= 0 or stage1_cfg.loss.syncnet:
+        return []
+    return [f"loss.syncnet={trained('syncnet', 'guide.yaml')}"]
+
+
 def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet: bool = False) -> Path:
     """Run the whole demo into ``out``; returns the report's path."""
     from talkfreq.errors import ConfigError, require_writable_dir
@@ -354,9 +363,9 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     from talkfreq.training.budget import PROBE_STEPS, Budget, seconds_per_step
 
     for what, given in (("overrides", cfg.overrides), ("models", cfg.models)):
-        unknown = sorted(set(given) - {"syncnet", "freak", "refiner"})
+        unknown = sorted(set(given) - {"syncnet", "guide", "freak", "refiner"})
         if unknown:
-            raise ConfigError(f"{what}: unknown network {unknown[0]!r} (syncnet, freak or refiner)")
+            raise ConfigError(f"{what}: unknown network {unknown[0]!r} (syncnet, guide, freak or refiner)")
 
     def run_cfg(kind: str, file: str, *overrides: str, steps: Optional[int] = cfg.steps) -> Any:
         quieter = ["logging.quiet=true"] if quiet else []
@@ -392,7 +401,9 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
 
     expert = trained("syncnet", "syncnet.yaml")
     budget = None if cfg.minutes is None else Budget(cfg.minutes, record=runs / BUDGET_FILE)
-    freak = trained("stage1", "freak.yaml", budget=budget, share=cfg.stage1_share)
+    # a given FREAK needs no expert to train with
+    guide = [] if "freak" in cfg.models else guide_for_stage1(run_cfg("stage1", "freak.yaml"), trained)
+    freak = trained("stage1", "freak.yaml", *guide, budget=budget, share=cfg.stage1_share)
     who = f"data.identities=[{','.join(split.identities)}]"
     # a given refiner needs no stage-1 outputs to train on
     pairs = [] if "refiner" in cfg.models else stage1_pairs(run_cfg("refiner", "refiner.yaml", who), stage1=freak,
