@@ -472,7 +472,7 @@ def test_lse_flag_when_the_expert_fails_on_the_real_clip(clip, tmp_path, monkeyp
     monkeypatch.setattr(sync_scoring, "RELIABLE_REAL_LSE_C", 1e9)  # an expert that never finds sync on the real clip
     res = evaluate(clip, {"copy": clip}, out=tmp_path / "report",
                    cfg=EvalConfig(face=FaceConfig(crop_size=96), syncnet=str(tmp_path / "syncnet"), write_video=False))
-    assert set(res.unreliable) == {"lse_d", "lse_c", "lse_offset"}
+    assert set(res.unreliable) == {"lse_d", "lse_c", "lse_offset", "lse_offset_support"}
     html = (tmp_path / "report" / "report.html").read_text()
     table_end = html.index("</table>")
     flag = html.index('id="unreliable"')
