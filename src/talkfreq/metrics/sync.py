@@ -91,7 +91,9 @@ def offset_support(dists, *, block: int = 5, resamples: int = 1000, seed: int = 
     n_blocks = -(-t // block)
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, len(block_sums), size=(resamples, n_blocks))
-    picks = np.argmin(block_sums[starts].sum(axis=1), axis=1)
+    chunk = max(1, 4_000_000 // (n_blocks * d.shape[1]))  # resamples at a time: ~32 MB whatever the clip's length
+    picks = np.concatenate([np.argmin(block_sums[starts[i:i + chunk]].sum(axis=1), axis=1)
+                            for i in range(0, resamples, chunk)])
     return float(np.mean(picks == int(np.argmin(d.mean(axis=0)))))
 
 
