@@ -118,11 +118,12 @@ class _ClipSamples(Dataset):
         self.clip_of = np.asarray(clip_of, dtype=np.int64)
         self.starts = np.asarray(starts, dtype=np.int64)
 
-    def _starts(self, valid: np.ndarray, lo: int, hi: int) -> np.ndarray:
-        """Window starts t in [lo, hi - window] with frames t..t+window-1 all valid."""
-        if hi - lo < self.window:
+    def _starts(self, valid: np.ndarray, lo: int, hi: int, *, window: int | None = None) -> np.ndarray:
+        """Window starts t in [lo, hi - window] with frames t..t+window-1 all valid (``window``: this dataset's)."""
+        window = self.window if window is None else window
+        if hi - lo < window:
             return np.zeros(0, dtype=np.int64)
-        run = np.lib.stride_tricks.sliding_window_view(valid[lo:hi], self.window).all(axis=1)
+        run = np.lib.stride_tricks.sliding_window_view(valid[lo:hi], window).all(axis=1)
         return lo + np.flatnonzero(run)
 
     def __len__(self) -> int:

@@ -91,10 +91,8 @@ class RefinerDataset(_ClipSamples):
             if self.stage1_dir is None:
                 raise ConfigError("loss.sync_preserve > 0 needs data.stage1_outputs (its windows are stage 1's)")
             number = {cid: i for i, cid in enumerate(self.clip_ids)}
-            self.window = SYNC_FRAMES
-            rows = [(number[cid], t) for cid, lo, hi in segments for t in
-                    self._starts(np.load(self.root / "clips" / cid / "valid.npy").astype(bool), lo, hi)]
-            self.window = 1
+            rows = [(number[cid], t) for cid, lo, hi in segments for t in self._starts(
+                np.load(self.root / "clips" / cid / "valid.npy").astype(bool), lo, hi, window=SYNC_FRAMES)]
             if not rows:
                 raise TalkfreqError(f"{self.root}: no {SYNC_FRAMES} consecutive face frames for the sync-preservation "
                                     f"term's stage-1 windows")
