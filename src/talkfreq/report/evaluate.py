@@ -46,7 +46,7 @@ from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, Regio
 from talkfreq.report.compare_video import CompareConfig, compare_video
 from talkfreq.report.refiner_verdict import refiner_verdicts
 from talkfreq.report.scoring import ARROWS, COLUMNS, Row, VideoScorer, best_rows, silence_masks
-from talkfreq.report.sync_scoring import LSE_KEYS
+from talkfreq.report.sync_scoring import LSE_KEYS, lse_values
 
 CSV_FILE, JSON_FILE, HTML_FILE = "metrics.csv", "metrics.json", "report.html"
 VIDEO_FILE, FIGURES = "compare.mp4", "figures"
@@ -116,7 +116,6 @@ class EvalResult:
 
     def columns(self) -> tuple:
         """:data:`COLUMNS` with the LSE labels naming :attr:`lse_protocol` (e.g. ``LSE-D (syncnet_python)``)."""
-
         if self.lse_protocol is None:
             return COLUMNS
         return tuple(replace(c, label=f"{c.label} ({self.lse_protocol})") if c.key in LSE_KEYS else c
@@ -295,18 +294,13 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         if silent:
             values["mouth_open_silent"] = sc.silent_opening(scorers[REFERENCE_NAME], silent=silent[n],
                                                             ref_silent=silent[REFERENCE_NAME])
-        values.update(lse_d=None, lse_c=None, lse_offset=None, lse_offset_support=None)
+        lse = pipeline_lse.get(n)
         if n in sync:
             try:
                 lse = syncnet.scores(sync[n][0], samples=sync[n][1])
-                values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset),
-                              lse_offset_support=lse.offset_support)
             except ValueError as exc:  # a clip shorter than one window
                 notes.append(f"LSE: {n}: {exc}")
-        elif pipeline_lse.get(n) is not None:
-            lse = pipeline_lse[n]
-            values.update(lse_d=lse.lse_d, lse_c=lse.lse_c, lse_offset=float(lse.offset),
-                          lse_offset_support=lse.offset_support)
+        values.update(lse_values(lse))
         rows.append(Row(name=n, role="reference" if n == REFERENCE_NAME else "candidate", path=str(paths[n]),
                         values=values))
     nroub = None

@@ -32,6 +32,14 @@ LSE_KEYS = ("lse_d", "lse_c", "lse_offset", "lse_offset_support")
 RELIABLE_REAL_LSE_C = 0.1
 
 
+def lse_values(lse: LSEResult | None) -> dict[str, float | None]:
+    """The report's :data:`LSE_KEYS` columns of one video's result (all None without one)."""
+    if lse is None:
+        return dict.fromkeys(LSE_KEYS)
+    return {"lse_d": lse.lse_d, "lse_c": lse.lse_c, "lse_offset": float(lse.offset),
+            "lse_offset_support": lse.offset_support}
+
+
 def lse_unreliable(real: dict[str, Any]) -> str | None:
     """Why the LSE columns say nothing, judged on the real clip's own scores ``real`` (``lse_offset``, ``lse_c``):
     an expert that finds the real clip out of sync (offset not 0) or without a sync peak (LSE-C near 0) cannot rank

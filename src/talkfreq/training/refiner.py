@@ -38,6 +38,7 @@ from typing import Any, Optional
 import lightning as L
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import Tensor
 
 from talkfreq.config import to_dict
@@ -53,6 +54,7 @@ from talkfreq.losses.codebook import (
 from talkfreq.losses.frequency import focal_frequency_loss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
 from talkfreq.losses.region import mouth_weighted_l1
+from talkfreq.losses.sync import sync_preservation_loss
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.loading import INFERENCE_FILE, load_refiner
 from talkfreq.models.sovqae import SOVQAE, SOVQAEConfig
@@ -170,7 +172,7 @@ class RefinerModule(L.LightningModule):
 
             self._percep = (PerceptualLoss(cfg.loss.vgg16),)  # raises the one-line "weights missing" error now
         self._sync: tuple = ()  # the frozen expert, out of the state dict like VGG
-        if self.sync_on:
+        if cfg.loss.sync_preserve > 0:  # the config has checked that it comes with an expert and restoration
             from talkfreq.models.syncnet import SyncNet
 
             self._sync = (SyncNet.frozen(cfg.loss.sync_expert),)
@@ -184,10 +186,6 @@ class RefinerModule(L.LightningModule):
                 self._make_teacher()
             if self.start_step == 0:
                 self._freeze_for_restoration()  # before configure_optimizers: frozen weights get no Adam state
-
-    @property
-    def sync_on(self) -> bool:
-        return self.cfg.loss.sync_preserve > 0 and self.cfg.denoise_finetune
 
     def _make_teacher(self) -> None:
         self.teacher = copy.deepcopy(self.model).requires_grad_(False).eval()
@@ -276,10 +274,6 @@ class RefinerModule(L.LightningModule):
     def _sync_term(self, windows: Tensor) -> Tensor:
         """Sync preservation of (N, 5, 3, S, S) stage-1 windows, refined with the split used at inference (a term
         taken at the training split let the refiner fit the expert with detail that inference removes)."""
-        from einops import rearrange
-
-        from talkfreq.losses.sync import sync_preservation_loss
-
         expert = self._sync[0].to(windows.device)
         refined, _ = self.model.restore(rearrange(windows, "n t c h w -> (n t) c h w"),
                                         split_sigma=self.model.inference_split)
