@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -100,6 +101,29 @@ def test_personalize_help_and_missing_clip(tmp_path, capsys):
     assert main(["personalize", str(tmp_path / "nope.mp4")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.mp4" in err[0]
+
+
+def test_demo_video_runs_the_personal_recipe(tmp_path, monkeypatch):
+    """`demo --video CLIP` is `personalize CLIP`: the 64 px demo networks draw no mouth on a real face, so a user's
+    clip gets the per-identity configs, 256 px crops and the 20 min budget; synth keeps the demo's own."""
+    import talkfreq.demo
+    from talkfreq.cli.recipes import PERSONAL_MINUTES
+
+    clip = tmp_path / "me.mp4"
+    clip.write_bytes(b"not read: run_demo is replaced")
+    seen = []
+    monkeypatch.setattr(talkfreq.demo, "run_demo", lambda *, out, cfg, video, quiet: seen.append((out, cfg, video)))
+    assert main(["demo", "--video", str(clip), "-q"]) == 0
+    assert main(["personalize", str(clip), "-q"]) == 0
+    assert main(["demo", "--video", str(clip), "--quick", "-q", "crop_size=128"]) == 0
+    assert main(["demo", "--quick", "-q"]) == 0
+    (_, as_demo, v1), (out2, as_personal, v2), (_, quick, _), (_, synth, v4) = seen
+    assert v1 == v2 == clip and v4 is None and out2 == Path("outputs/personal/me")
+    assert as_demo == as_personal
+    assert as_demo.configs == str(talkfreq.demo.PERSONAL_CONFIGS) and as_demo.crop_size == 256
+    assert as_demo.minutes == PERSONAL_MINUTES and as_demo.steps is None
+    assert (quick.steps, quick.minutes, quick.crop_size) == (4, None, 128)  # a smoke run has no budget; overrides win
+    assert synth.configs == str(talkfreq.demo.REPO_CONFIGS) and synth.minutes is None
 
 
 # ---------------------------------------------------------------- audio-matched references
