@@ -55,6 +55,28 @@ def test_random_degrade_is_reproducible_and_strength_zero_is_identity():
     assert not np.array_equal(degrade(img, cfg=Degradation(prob=0.0, min_kinds=1), rng=np.random.default_rng(0)), img)
 
 
+def test_scale_degrades_at_the_generators_size_and_comes_back_up():
+    """``scale`` 0.5: what a 256 px refiner over a 128 px stage 1 sees. At strength 0 it is the plain area-down /
+    bicubic-up round trip; the same draw at scale 1 degrades the crop itself, as before the option existed."""
+    import cv2
+
+    img = face_like(64)
+    half = Degradation(scale=0.5)
+    round_trip = cv2.resize(cv2.resize(img, (32, 32), interpolation=cv2.INTER_AREA), (64, 64),
+                            interpolation=cv2.INTER_CUBIC)
+    assert np.array_equal(degrade(img, cfg=Degradation(scale=0.5, strength=0.0), rng=np.random.default_rng(0)),
+                          round_trip)
+    out = degrade(img, cfg=half, rng=np.random.default_rng(4))
+    assert out.shape == img.shape and out.dtype == np.uint8
+    # the crop's sharp detail does not survive the trip through half the size
+    lap = lambda x: float(np.abs(cv2.Laplacian(x.astype(np.float32), cv2.CV_32F)).mean())  # noqa: E731
+    assert lap(out) < lap(img) and lap(round_trip) < lap(img)
+    with pytest.raises(ConfigError):
+        Degradation(scale=0.0)
+    with pytest.raises(ConfigError):
+        Degradation(scale=1.5)
+
+
 def test_motion_kernel_is_normalised_and_centred():
     for angle in (0.0, 30.0, 90.0):
         k = motion_kernel(7.0, angle)

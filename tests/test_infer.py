@@ -43,6 +43,7 @@ def models(tmp_path_factory) -> dict[str, Path]:
     FREAK(config=TINY_FREAK).save_pretrained(root / "stage1")
     SOVQAE(config=SOVQAEConfig(**TINY_SOVQAE)).save_pretrained(root / "refiner")
     SOVQAE(config=SOVQAEConfig(**{**TINY_SOVQAE, "image_size": 64})).save_pretrained(root / "refiner64")
+    SOVQAE(config=SOVQAEConfig(**{**TINY_SOVQAE, "image_size": 48})).save_pretrained(root / "refiner48")
     FREAK(config={**TINY_FREAK, "audio_len": 5, "audio_dim": 32}).save_pretrained(root / "stage1_speech")
     return {p.name: p for p in root.iterdir()}
 
@@ -98,6 +99,35 @@ def test_dubbing_frames_fps_audio_and_untouched_outside_the_mask(clip, models, t
     assert psnr(src[outside], res[outside]) > 40.0  # only codec noise (measured ~45 dB at crf 18)
     assert np.abs(src[~outside].astype(int) - res[~outside].astype(int)).mean() > 3.0  # the mouth was replaced
     assert np.abs(res1[~outside].astype(int) - res[~outside].astype(int)).mean() > 1.0  # refined != stage 1
+
+
+def test_a_refiner_at_twice_stage_1s_size(clip, models, tmp_path):
+    """A 64 px refiner over a 32 px stage 1: stage 1's faces go up bicubically (as the refiner's training pairs were
+    brought up), the refined 64 px faces are pasted at their own size; the stage-1 video keeps its 32 px faces."""
+    out, s1 = tmp_path / "dub.mp4", tmp_path / "dub_stage1.mp4"
+    res = infer(clip, audio=clip, stage1=models["stage1"], refiner=models["refiner64"], out=out, save_stage1=s1)
+    assert res.generated == 50
+    src, refined, first = decode(clip), decode(out), decode(s1)
+    boxes, _, _ = detect_boxes(clip, cfg=InferConfig().face, fps=FPS)
+    outside = np.stack([warped(b, src.shape[1:3], "lower") == 0 for b in boxes])
+    assert psnr(src[outside], refined[outside]) > 40.0
+    assert np.abs(first[~outside].astype(int) - refined[~outside].astype(int)).mean() > 1.0
+
+
+def test_upscale_u8_is_opencvs_bicubic():
+    import cv2
+
+    from talkfreq.pipeline.infer import upscale_u8
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    up = upscale_u8(torch.from_numpy(faces), 64).numpy()
+    ref = np.stack([cv2.resize(f, (64, 64), interpolation=cv2.INTER_CUBIC) for f in faces])
+    assert up.shape == ref.shape and up.dtype == np.uint8
+    diff = np.abs(up.astype(int) - ref.astype(int))
+    assert diff.max() <= 2 and diff.mean() < 0.3  # OpenCV's fixed-point weights round a level differently at most
+    t = torch.from_numpy(faces)
+    assert upscale_u8(t, 32) is t  # the same size: untouched
 
 
 def test_one_shot_from_an_image(clip, models, tmp_path, capsys):
@@ -299,8 +329,8 @@ def test_bad_input_is_one_line_before_any_work_and_leaves_no_output(clip, models
     assert "empty" in run(audio=empty)
     assert "is a refiner (SOVQAE) checkpoint, not a stage-1 model" in run(stage1=ref)
     assert "is a stage-1 FREAK model, not a refiner" in run(refiner=s1)
-    err = run(refiner=str(models["refiner64"]))
-    assert "face size mismatch" in err and "32 px" in err and "64 px" in err
+    err = run(refiner=str(models["refiner48"]))
+    assert "face size mismatch" in err and "32 px" in err and "48 px" in err
     assert "stage-1 model not found" in run(stage1=str(tmp_path / "nope"))
     assert "pass --speech-model" in run(stage1=str(models["stage1_speech"]))
     assert "does not exist" in run(dest=tmp_path / "no_such_folder" / "o.mp4")

@@ -178,6 +178,10 @@ class Degradation:
     jpeg_quality: list[float] = field(default_factory=lambda: [30.0, 90.0])
     noise_sigma: list[float] = field(default_factory=lambda: [1.0, 10.0])
     grey_noise_prob: float = 0.4  # BasicSR's gray_prob
+    # the degraded input's resolution over the crop's (ours): < 1 takes the crop down by it (area), degrades it there
+    # with the ranges above and brings it back up (bicubic), as a refiner larger than its stage 1 sees stage 1's
+    # faces (0.5: a 128 px generator under a 256 px refiner; the ranges keep their meaning at the generator's size)
+    scale: float = 1.0
 
     def __post_init__(self) -> None:
         bad = [k for k in self.kinds if k not in KINDS]
@@ -189,6 +193,8 @@ class Degradation:
             raise ConfigError(f"degradation.min_kinds must be in [0, {len(self.kinds)}], got {self.min_kinds}")
         if not 0.0 <= self.strength <= 1.0:
             raise ConfigError(f"degradation.strength must be in [0, 1], got {self.strength}")
+        if not 0.0 < self.scale <= 1.0:
+            raise ConfigError(f"degradation.scale must be in (0, 1], got {self.scale}")
         for name in ("gaussian_sigma", "motion_length", "downup_factor", "jpeg_quality", "noise_sigma"):
             lo_hi = getattr(self, name)
             if len(lo_hi) != 2 or lo_hi[0] > lo_hi[1]:
@@ -204,16 +210,24 @@ _RANGE = {"gaussian_blur": "gaussian_sigma", "motion_blur": "motion_length", "do
 def degrade(img: np.ndarray, *, cfg: Degradation, rng: np.random.Generator) -> np.ndarray:
     """A random subset of ``cfg.kinds`` with random strengths, applied in :data:`KINDS` order; (H, W, 3) uint8.
 
-    The draw depends only on ``rng`` (seed it per sample for reproducible training data).
+    The draw depends only on ``rng`` (seed it per sample for reproducible training data). With ``cfg.scale`` < 1 the
+    kinds act on the crop taken down to that scale, and the result comes back up to the crop's size (at any
+    ``strength``: the lost resolution is part of what such a refiner's input is).
     """
     _check(img)
     chosen = [k for k in cfg.kinds if rng.random() < cfg.prob]
     if len(chosen) < cfg.min_kinds:
         rest = [k for k in cfg.kinds if k not in chosen]
         chosen += list(rng.choice(rest, size=cfg.min_kinds - len(chosen), replace=False))
-    out = img.copy()
-    if cfg.strength <= 0:
-        return out
+    size = img.shape[:2]
+    small = (max(1, round(size[1] * cfg.scale)), max(1, round(size[0] * cfg.scale)))  # (w, h), OpenCV's order
+    out = img.copy() if cfg.scale == 1.0 else cv2.resize(img, small, interpolation=cv2.INTER_AREA)
+    if cfg.strength > 0:
+        out = _degrade_kinds(out, chosen, cfg=cfg, rng=rng)
+    return out if cfg.scale == 1.0 else cv2.resize(out, size[::-1], interpolation=cv2.INTER_CUBIC)
+
+
+def _degrade_kinds(out: np.ndarray, chosen: list[str], *, cfg: Degradation, rng: np.random.Generator) -> np.ndarray:
     for kind in KINDS:
         if kind not in chosen:
             continue

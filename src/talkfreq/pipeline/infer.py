@@ -35,7 +35,9 @@ each stage (``STAGES``: decode, detect, audio, crop, stage1, refiner, paste, enc
 with overlap they can add up to more than ``wall``, the whole call) for the benchmark.
 
 **Errors.** Every input is checked before any frame is processed — files, image face, empty audio, model
-kinds (a refiner given as stage 1 and the reverse), face sizes (stage 1 and refiner must share ``image_size``),
+kinds (a refiner given as stage 1 and the reverse), face sizes (the refiner's ``image_size`` must be stage 1's or a
+whole multiple of it: a larger refiner gets stage 1's faces brought up bicubically, as its training pairs were, and
+its faces are pasted at its own size),
 output paths, room for the frame cache — each a one-line :class:`TalkfreqError`; the writers are atomic, so a
 failed or stopped run leaves no output. Odd frame sizes are padded by one pixel (h264's yuv420p needs even sizes):
 ``InferResult.width``/``height`` are the written size, ``padded_from`` the input's.
@@ -51,6 +53,8 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+import torch.nn.functional as F
+from torch import Tensor
 
 from talkfreq.audio.features import SpeechFeatureConfig
 from talkfreq.audio.mel import MelConfig, melspectrogram
@@ -172,8 +176,19 @@ def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.nd
     if refiner is None:
         return gen_host, gen_host if keep_stage1 else None
     with timer("refiner"), inference(accel):
-        x_hat, _ = refine_tensor(refiner, accel.images(gen), smoother=smoother, starts=starts)
+        x_hat, _ = refine_tensor(refiner, accel.images(upscale_u8(gen, int(refiner.config.image_size))),
+                                 smoother=smoother, starts=starts)
         return accel.host(accel.to_u8(x_hat)), gen_host
+
+
+def upscale_u8(faces: Tensor, size: int) -> Tensor:
+    """uint8 (B, S, S, 3) faces -> (B, size, size, 3): bicubic, half-pixel centres, rounded to 8 bits, as OpenCV's
+    INTER_CUBIC brought stage 1's outputs up to a larger refiner's training crops
+    (:func:`talkfreq.data.degradations.stage1_output_pairs`). Unchanged at the same size."""
+    if faces.shape[1] == size:
+        return faces
+    x = F.interpolate(faces.movedim(-1, 1).float(), size=(size, size), mode="bicubic", align_corners=False)
+    return x.round_().clamp_(0, 255).byte().movedim(1, -1)
 
 
 def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
@@ -191,9 +206,10 @@ def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
     if refiner is not None:
         refiner = with_fidelity(refiner, cfg.fidelity)
     s1 = int(stage1.config.image_size)
-    if refiner is not None and int(refiner.config.image_size) != s1:
+    s2 = s1 if refiner is None else int(refiner.config.image_size)
+    if s2 % s1:
         raise TalkfreqError(f"face size mismatch: the stage-1 model makes {s1} px faces but the refiner was built "
-                            f"for {int(refiner.config.image_size)} px; use checkpoints trained at the same size")
+                            f"for {s2} px; use a refiner trained at {s1} px or a whole multiple of it")
     stage1, refiner = prepare_models(stage1, refiner, accel=accel)
     return stage1, refiner, float(alpha or 0.0)
 
@@ -323,7 +339,8 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
         frames = video_frames(face, fps=cfg.fps, n_out=n_frames, n_src=n_src, cache_dir=cfg.cache_dir)
 
     # ---- the streaming pass
-    paste_mask = feather_mask(size, region=region, feather=cfg.feather)
+    masks = {s: feather_mask(s, region=region, feather=cfg.feather)  # stage 1's faces, the refiner's
+             for s in {size, size if refiner is None else int(refiner.config.image_size)}}
     smoother = LatentSmoother(alpha)
     counts = {"written": 0, "generated": 0}
 
@@ -362,7 +379,7 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
             with timer("paste"):
                 for w, crops in enumerate(b.crops[:len(writers)]):
                     pasted = paste_many([outs[w][j] for j in b.face_ids], crops,
-                                        [boxes[b.items[j][1]] for j in b.face_ids], mask=paste_mask)
+                                        [boxes[b.items[j][1]] for j in b.face_ids], mask=masks[crops.shape[1]])
                     for j, frame in zip(b.face_ids, pasted):
                         outs[w][j] = frame
         with timer("encode"):
