@@ -75,10 +75,20 @@ def test_exact_resume_two_plus_two_equals_four(refiner_data, tmp_path):
     assert ckpt["global_step"] == 4
 
 
-def test_gan_path_counts_one_step_per_batch(refiner_data, tmp_path):
+@pytest.mark.parametrize("region", ["face", "mouth"])
+def test_gan_path_counts_one_step_per_batch(refiner_data, tmp_path, region, monkeypatch):
+    from talkfreq.losses.region import mouth_crop
+    from talkfreq.models.discriminator import PatchDiscriminator
+
+    seen = []
+    forward = PatchDiscriminator.forward
+    monkeypatch.setattr(PatchDiscriminator, "forward", lambda self, x: seen.append(x.shape[-2:]) or forward(self, x))
     assert train(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=gan", "loss.gan=0.1",
                  "loss.gan_start_step=1", "trainer.log_every_n_steps=1", "trainer.gradient_clip_val=1.0",
-                 "optim.schedule=cosine") == 0
+                 "optim.schedule=cosine", f"loss.gan_region={region}", "disc.num_layers=1") == 0
+    size = SOVQAE.from_pretrained(tmp_path / "gan" / "model").config.image_size
+    whole = torch.zeros(1, 3, size, size)
+    assert seen and set(seen) == {(whole if region == "face" else mouth_crop(whole)).shape[-2:]}
     ckpt = torch.load(tmp_path / "gan" / "checkpoints" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == 2
     assert ckpt["lr_schedulers"][0]["last_epoch"] == 2  # the module steps the G scheduler under manual optimisation

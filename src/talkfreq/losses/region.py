@@ -17,6 +17,12 @@ def mouth_mask(x: Tensor) -> Tensor:
     return m
 
 
+def mouth_crop(x: Tensor) -> Tensor:
+    """(B, C, S, S) crops -> (B, C, h, w): the :data:`~talkfreq.face.config.MOUTH_REGION` box (a view)."""
+    x0, y0, x1, y1 = fraction_box(MOUTH_REGION, x.shape[-1])
+    return x[..., y0:y1, x0:x1]
+
+
 def mouth_weighted_l1(pred: Tensor, target: Tensor, *, mouth_weight: float) -> Tensor:
     """Mean of |pred - target| weighted 1 outside the mouth box and ``1 + mouth_weight`` inside, normalised by the
     mean weight so that a uniform error gives the plain L1 (``mouth_weight`` 0 is exactly ``F.l1_loss``)."""
@@ -27,4 +33,4 @@ def mouth_weighted_l1(pred: Tensor, target: Tensor, *, mouth_weight: float) -> T
     return (err * weight).mean() / weight.mean()
 
 
-__all__ = ["mouth_mask", "mouth_weighted_l1"]
+__all__ = ["mouth_crop", "mouth_mask", "mouth_weighted_l1"]

@@ -53,7 +53,7 @@ from talkfreq.losses.codebook import (
 )
 from talkfreq.losses.frequency import focal_frequency_loss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
-from talkfreq.losses.region import mouth_weighted_l1
+from talkfreq.losses.region import mouth_crop, mouth_weighted_l1
 from talkfreq.losses.sync import sync_preservation_loss
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.loading import INFERENCE_FILE, load_refiner
@@ -70,6 +70,9 @@ from talkfreq.training.optim import (
 )
 
 
+GAN_REGIONS = ("face", "mouth")
+
+
 @dataclass
 class RefinerLossConfig:
     """``loss.*``: the weight of each term (0 = off)."""
@@ -84,6 +87,9 @@ class RefinerLossConfig:
     gan: float = 0.0
     gan_kind: str = "hinge"  # hinge | bce
     gan_start_step: int = 5000  # the GAN term and the discriminator start after this many steps
+    # what the discriminator sees: the whole crop, or only face.config.MOUTH_REGION's box (ours: about a tenth of
+    # the pixels, so a CPU budget can afford it, and the mouth is where a refiner's detail is judged)
+    gan_region: str = "face"
     mouth_weight: float = 0.0  # extra L1 weight inside face.config.MOUTH_REGION (0: uniform)
     # sync preservation (talkfreq.losses.sync), restoration only: a frozen expert's video embeddings of refined vs
     # stage-1 windows of 5 consecutive frames (from data.stage1_outputs); sync_windows windows per step, each 5 more
@@ -135,6 +141,8 @@ class Config(CommonSections):
                 raise ConfigError(f"loss.sync_preserve={self.loss.sync_preserve} needs {', '.join(missing)}")
             if self.loss.sync_windows < 1:
                 raise ConfigError(f"loss.sync_windows must be >= 1, got {self.loss.sync_windows}")
+        if self.loss.gan_region not in GAN_REGIONS:
+            raise ConfigError(f"loss.gan_region must be one of {', '.join(GAN_REGIONS)}, got {self.loss.gan_region!r}")
         if self.loss.gan_kind not in GAN_LOSSES:
             raise ConfigError(f"loss.gan_kind must be one of {', '.join(GAN_LOSSES)}, got {self.loss.gan_kind!r}")
         if self.denoise.start_step < 0:
@@ -332,7 +340,7 @@ class RefinerModule(L.LightningModule):
         opt_g, opt_d = self.optimizers()
         active = self._gan_active()
         if active:
-            g_adv = generator_loss(self.disc(out.x_hat), kind=self.cfg.loss.gan_kind)
+            g_adv = generator_loss(self._judge(out.x_hat), kind=self.cfg.loss.gan_kind)
             logs["g_adv"] = g_adv.detach()
             loss = loss + self.cfg.loss.gan * g_adv
         self.toggle_optimizer(opt_g)
@@ -344,7 +352,7 @@ class RefinerModule(L.LightningModule):
         self.untoggle_optimizer(opt_g)
         if active:
             self.toggle_optimizer(opt_d)
-            d_loss = discriminator_loss(self.disc(batch["clean"]), self.disc(out.x_hat.detach()),
+            d_loss = discriminator_loss(self._judge(batch["clean"]), self._judge(out.x_hat.detach()),
                                         kind=self.cfg.loss.gan_kind)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
@@ -354,6 +362,10 @@ class RefinerModule(L.LightningModule):
             logs["d_loss"] = d_loss.detach()
         self._log("train", loss, logs, batch)
         return None
+
+    def _judge(self, x: Tensor) -> Tensor:
+        """The discriminator's logits for crops ``x``, on the part ``loss.gan_region`` names."""
+        return self.disc(mouth_crop(x) if self.cfg.loss.gan_region == "mouth" else x)
 
     def _clip(self, opt) -> None:
         clip = self.cfg.trainer.gradient_clip_val
