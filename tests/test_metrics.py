@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -65,6 +66,11 @@ def test_as_frames_conversions():
     torch.testing.assert_close(as_frames(torch.from_numpy(u8).permute(0, 3, 1, 2)), t)
     with pytest.raises(ValueError):
         as_frames(np.zeros((2, 3, 8, 9, 1)))
+    frozen = u8.copy()
+    frozen.setflags(write=False)  # a prepared clip's memmap: read without torch's non-writable warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        torch.testing.assert_close(as_frames(frozen), t)
 
 
 def test_psnr_known_values_and_identical():

@@ -53,7 +53,8 @@ def as_frames(frames: torch.Tensor | np.ndarray) -> torch.Tensor:
             a = a[None]
         if a.ndim != 4 or a.shape[-1] not in (1, 3):
             raise ValueError(f"expected (B, H, W, 3) frames, got array shape {frames.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2)
+        # a read-only array (a prepared clip's memmap) is copied: torch warns on, and must never write to, those
+        t = torch.from_numpy(np.ascontiguousarray(a) if a.flags.writeable else np.array(a)).permute(0, 3, 1, 2)
     elif isinstance(frames, torch.Tensor):
         t = frames[None] if frames.ndim == 3 else frames
         if t.ndim != 4 or t.shape[1] not in (1, 3):
