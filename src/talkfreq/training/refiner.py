@@ -69,7 +69,6 @@ from talkfreq.training.optim import (
     with_schedule,
 )
 
-
 GAN_REGIONS = ("face", "mouth")
 
 
