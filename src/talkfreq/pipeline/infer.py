@@ -160,8 +160,9 @@ def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.nd
     """The networks of one batch as ``infer`` runs them (also what the benchmarks time).
 
     ``targets`` (B, S, S, 3) uint8 face crops, ``audio`` (B, *window), ``reference`` one (S, S, 3) crop for every
-    frame, (B, S, S, 3) one per frame, or None (each target is its own reference) -> (final faces (B, S, S, 3)
-    uint8: refined, or stage 1's when ``refiner`` is None; stage-1 faces when ``keep_stage1``, else None). Stage 1
+    frame, (B, S, S, 3) one per frame, or None (each target is its own reference) -> (final faces uint8: refined
+    (B, R, R, 3) at the refiner's size R, a whole multiple of S, or stage 1's (B, S, S, 3) when ``refiner`` is None;
+    stage-1 faces when ``keep_stage1``, else None). Stage 1
     and the refiner run back to back on ``accel.device``; ``timer`` gets ``stage1`` and ``refiner`` seconds (the
     device synchronised in each).
     """
