@@ -8,19 +8,18 @@ from torch import Tensor
 from talkfreq.face.config import MOUTH_REGION, fraction_box
 
 
-def mouth_mask(x: Tensor) -> Tensor:
-    """(1, 1, S, S) mask, 1 inside :data:`~talkfreq.face.config.MOUTH_REGION` of (B, C, S, S) crops ``x``."""
-    s = x.shape[-1]
-    x0, y0, x1, y1 = fraction_box(MOUTH_REGION, s)
-    m = x.new_zeros((1, 1, s, s))
-    m[..., y0:y1, x0:x1] = 1.0
-    return m
-
-
 def mouth_crop(x: Tensor) -> Tensor:
     """(B, C, S, S) crops -> (B, C, h, w): the :data:`~talkfreq.face.config.MOUTH_REGION` box (a view)."""
     x0, y0, x1, y1 = fraction_box(MOUTH_REGION, x.shape[-1])
     return x[..., y0:y1, x0:x1]
+
+
+def mouth_mask(x: Tensor) -> Tensor:
+    """(1, 1, S, S) mask, 1 inside :data:`~talkfreq.face.config.MOUTH_REGION` of (B, C, S, S) crops ``x``."""
+    s = x.shape[-1]
+    m = x.new_zeros((1, 1, s, s))
+    mouth_crop(m).fill_(1.0)
+    return m
 
 
 def mouth_weighted_l1(pred: Tensor, target: Tensor, *, mouth_weight: float) -> Tensor:
