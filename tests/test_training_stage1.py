@@ -234,6 +234,26 @@ def test_gan_path_with_sync_expert_runs_manual_optimisation(prepared_dir, tmp_pa
     FREAK.from_pretrained(run / "model")
 
 
+def test_a_mouth_discriminator_sees_only_the_mouth_box(prepared_dir, tmp_path, monkeypatch):
+    from talkfreq.losses.region import mouth_crop
+    from talkfreq.models.discriminator import PatchDiscriminator
+
+    seen = []
+    forward = PatchDiscriminator.forward
+    monkeypatch.setattr(PatchDiscriminator, "forward", lambda self, x: seen.append(x.shape[-2:]) or forward(self, x))
+    assert train("stage1", "tiny_freak.yaml", prepared_dir, tmp_path, "trainer.max_steps=2",
+                 "trainer.val_check_interval=2", "trainer.log_every_n_steps=1", "loss.gan=0.1",
+                 "loss.gan_region=mouth", "disc.base_channels=8", "disc.num_layers=1") == 0
+    size = FREAK.from_pretrained(tmp_path / "tiny_freak" / "model").config.image_size
+    assert seen and set(seen) == {mouth_crop(torch.zeros(1, 3, size, size)).shape[-2:]}
+    assert column(run_metrics(tmp_path / "tiny_freak"), "train/adv")
+    from talkfreq.config import load_config
+    from talkfreq.training.stage1 import Config, check_config
+
+    with pytest.raises(ConfigError, match="loss.gan_region"):
+        check_config(load_config(Config, None, ["loss.gan_region=lips"]))
+
+
 def test_hubert_audio_sets_freak_input_from_the_data(prepared_dir, tmp_path):
     # Stand-in speech features (random, D = 24) so the hubert path runs without a speech model.
     data = tmp_path / "data"

@@ -14,6 +14,17 @@ def mouth_crop(x: Tensor) -> Tensor:
     return x[..., y0:y1, x0:x1]
 
 
+GAN_REGIONS = ("face", "mouth")  # what a discriminator sees (loss.gan_region of both training modules)
+
+
+def gan_view(x: Tensor, *, region: str) -> Tensor:
+    """What a discriminator judges of (B, C, S, S) crops: all of them (``face``) or the mouth box (``mouth``: a tenth
+    of the pixels, so the adversarial term costs little and spends itself where stage 1 blurs)."""
+    if region not in GAN_REGIONS:
+        raise ValueError(f"region must be one of {', '.join(GAN_REGIONS)}, got {region!r}")
+    return mouth_crop(x) if region == "mouth" else x
+
+
 def mouth_mask(x: Tensor) -> Tensor:
     """(1, 1, S, S) mask, 1 inside :data:`~talkfreq.face.config.MOUTH_REGION` of (B, C, S, S) crops ``x``."""
     s = x.shape[-1]
@@ -32,4 +43,4 @@ def mouth_weighted_l1(pred: Tensor, target: Tensor, *, mouth_weight: float) -> T
     return (err * weight).mean() / weight.mean()
 
 
-__all__ = ["mouth_crop", "mouth_mask", "mouth_weighted_l1"]
+__all__ = ["GAN_REGIONS", "gan_view", "mouth_crop", "mouth_mask", "mouth_weighted_l1"]

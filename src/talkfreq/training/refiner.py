@@ -53,7 +53,7 @@ from talkfreq.losses.codebook import (
 )
 from talkfreq.losses.frequency import focal_frequency_loss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
-from talkfreq.losses.region import mouth_crop, mouth_weighted_l1
+from talkfreq.losses.region import GAN_REGIONS, gan_view, mouth_weighted_l1
 from talkfreq.losses.sync import sync_preservation_loss
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.loading import INFERENCE_FILE, load_refiner
@@ -68,8 +68,6 @@ from talkfreq.training.optim import (
     step_without_counting,
     with_schedule,
 )
-
-GAN_REGIONS = ("face", "mouth")
 
 
 @dataclass
@@ -364,7 +362,7 @@ class RefinerModule(L.LightningModule):
 
     def _judge(self, x: Tensor) -> Tensor:
         """The discriminator's logits for crops ``x``, on the part ``loss.gan_region`` names."""
-        return self.disc(mouth_crop(x) if self.cfg.loss.gan_region == "mouth" else x)
+        return self.disc(gan_view(x, region=self.cfg.loss.gan_region))
 
     def _clip(self, opt) -> None:
         clip = self.cfg.trainer.gradient_clip_val

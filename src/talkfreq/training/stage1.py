@@ -49,7 +49,7 @@ from talkfreq.data.datasets import DataConfig, Stage1DataModule
 from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.losses.frequency import FocalFrequencyLoss
 from talkfreq.losses.gan import GAN_LOSSES, discriminator_loss, generator_loss
-from talkfreq.losses.region import mouth_weighted_l1
+from talkfreq.losses.region import GAN_REGIONS, gan_view, mouth_weighted_l1
 from talkfreq.models import registry
 from talkfreq.models.discriminator import PatchDiscriminator, PatchDiscriminatorConfig
 from talkfreq.models.freak import FREAKConfig
@@ -89,6 +89,7 @@ class LossConfig:
     gan: float = 0.0  # > 0: manual optimisation with a PatchDiscriminator
     gan_kind: str = "hinge"  # hinge | bce
     gan_warmup_steps: int = 0  # no adversarial term for G before this step (D trains from step 0)
+    gan_region: str = "face"  # face | mouth: what the discriminator sees (losses.region.gan_view)
 
 
 @dataclass
@@ -137,6 +138,8 @@ def check_config(cfg: Config) -> None:
             raise ConfigError(f"loss.{name} must be >= 0, got {getattr(lw, name)}")
     if lw.gan_kind not in GAN_LOSSES:
         raise ConfigError(f"loss.gan_kind must be one of {', '.join(GAN_LOSSES)}, got {lw.gan_kind!r}")
+    if lw.gan_region not in GAN_REGIONS:
+        raise ConfigError(f"loss.gan_region must be one of {', '.join(GAN_REGIONS)}, got {lw.gan_region!r}")
     if lw.sync_start is not None and not lw.sync_start > 0:
         raise ConfigError(f"loss.sync_start must be > 0 (a validation sync loss), got {lw.sync_start}")
     if lw.sync > 0 and not lw.syncnet:
@@ -265,7 +268,7 @@ class Stage1Module(L.LightningModule):
         lw = self.cfg.loss
 
         self.toggle_optimizer(opt_d)
-        d_loss = discriminator_loss(self.disc(target), self.disc(fake.detach()), kind=lw.gan_kind)
+        d_loss = discriminator_loss(self._judge(target), self._judge(fake.detach()), kind=lw.gan_kind)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(d_loss)
         self._clip(opt_d)
@@ -275,7 +278,7 @@ class Stage1Module(L.LightningModule):
         self.toggle_optimizer(opt_g)
         parts = self.losses(fake, target, batch)
         if self.global_step >= lw.gan_warmup_steps:
-            parts["adv"] = generator_loss(self.disc(fake), kind=lw.gan_kind)
+            parts["adv"] = generator_loss(self._judge(fake), kind=lw.gan_kind)
             parts["loss"] = parts["loss"] + lw.gan * parts["adv"]
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(parts["loss"])
@@ -284,6 +287,10 @@ class Stage1Module(L.LightningModule):
         step_scheduler(self)
         self.untoggle_optimizer(opt_g)
         self.log_dict({f"train/{k}": v for k, v in parts.items()} | {"train/d_loss": d_loss}, batch_size=n)
+
+    def _judge(self, x: torch.Tensor) -> torch.Tensor:
+        """The discriminator's logits for (B, 3, S, S) crops ``x``, on the part ``loss.gan_region`` names."""
+        return self.disc(gan_view(x, region=self.cfg.loss.gan_region))
 
     def _clip(self, opt) -> None:
         # Manual optimisation: the Trainer's gradient_clip_val is not applied for us, so the module clips.
