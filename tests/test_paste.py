@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from talkfreq.face import crop_face, crop_to_frame_affine
-from talkfreq.pipeline.paste import feather_mask, paste_back
+from talkfreq.pipeline.paste import EDGE_RAMP_PX, REGIONS, feather_mask, paste_back
 
 
 def textured_frame(h: int = 200, w: int = 260, seed: int = 0) -> np.ndarray:
@@ -37,6 +37,20 @@ def test_mask_is_zero_on_the_border_and_feathered(region):
     assert feather_mask(96, region="lower").sum() < feather_mask(96, region="face").sum()
     with pytest.raises(ValueError):
         feather_mask(96, region="eyes")
+
+
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_inside_mask_keeps_the_feather_within_the_ellipse_and_stops_at_its_edge(size):
+    """``inside=True``: the symmetric mask inside the ellipse, exactly 0 beyond EDGE_RAMP_PX outside it."""
+    sym, ins = feather_mask(size, region="lower"), feather_mask(size, region="lower", inside=True)
+    cx, cy, ax, ay = (v * size for v in REGIONS["lower"])
+    c = np.arange(size) + 0.5
+    rho = np.sqrt(((c[None, :] - cx) / ax) ** 2 + ((c[:, None] - cy) / ay) ** 2)
+    assert np.array_equal(ins[rho <= 1], sym[rho <= 1])
+    assert (ins <= sym + 1e-7).all()
+    far = rho > 1 + 1.01 * EDGE_RAMP_PX / min(ax, ay)  # further out than the ramp, wherever on the ellipse
+    assert ins[far].max() == 0.0 and sym[far].max() > 0.1  # the symmetric feather reached out there
+    assert ins.max() == pytest.approx(1.0, abs=1e-4) and not ins.flags.writeable
 
 
 @pytest.mark.parametrize("box", [[60.3, 30.7, 190.1, 160.5], [-30.0, 120.0, 90.0, 240.0]], ids=["inside", "edge"])

@@ -3,7 +3,8 @@ SOVQAE refiner, pasted back into the frames, streaming.
 
 **Modes.** *Dubbing* (default for a video): every output frame is a frame of the face video; stage 1 sees it with
 its dubbing mask (the lower half, or the ``lower`` ellipse for a FREAK trained with ``freak.dub_mask=lower``; pose and
-upper face kept) and the refined face is pasted back over the ``lower`` region. A
+upper face kept) and the refined face is pasted back over the ``lower`` region; where the generator hid exactly
+that ellipse, the feather stops at its edge (``keep_visible``), so the frame's own pixels stay outside it. A
 video longer than the audio is cut to it; a shorter one plays forward-backward (:mod:`talkfreq.pipeline.sources`).
 *One-shot* (default for an image): a single portrait gives appearance; stage 1 sees it fully masked with the
 portrait as the reference, and the result is pasted over the ``face`` region of the still. One-shot from a video
@@ -86,6 +87,9 @@ class InferConfig(StreamConfig):
 
     mode: Optional[str] = None  # dubbing | one-shot; None: dubbing for a video, one-shot for an image
     region: Optional[str] = None  # face | lower; None: lower for dubbing, face for one-shot
+    # the feather stops at the pasted ellipse's edge (paste.feather_mask inside=True), so every pixel outside it is
+    # the frame's own; None: when the generator hides exactly that ellipse (dubbing, dub mask and region `lower`)
+    keep_visible: Optional[bool] = None
     fps: float = 25.0  # output frame rate
     reference: str = "auto"  # auto | same | first | bank | a frame index (see the module docstring)
     box: Optional[list[float]] = None  # a face box x0,y0,x1,y1 in frame pixels instead of detection
@@ -177,7 +181,7 @@ def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.nd
     if refiner is None:
         return gen_host, gen_host if keep_stage1 else None
     with timer("refiner"), inference(accel):
-        x_hat, _ = refine_tensor(refiner, accel.images(upscale_u8(gen, int(refiner.config.image_size))),
+        x_hat, _ = refine_tensor(refiner, accel.images(upscale_u8(gen, face_sizes(stage1, refiner)[1])),
                                  smoother=smoother, starts=starts)
         return accel.host(accel.to_u8(x_hat)), gen_host
 
@@ -190,6 +194,12 @@ def upscale_u8(faces: Tensor, size: int) -> Tensor:
         return faces
     x = F.interpolate(faces.movedim(-1, 1).float(), size=(size, size), mode="bicubic", align_corners=False)
     return x.round_().clamp_(0, 255).byte().movedim(1, -1)
+
+
+def face_sizes(stage1, refiner) -> tuple[int, int]:
+    """(stage 1's face size, the final face size: the refiner's, or stage 1's without one)."""
+    s1 = int(stage1.config.image_size)
+    return s1, s1 if refiner is None else int(refiner.config.image_size)
 
 
 def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
@@ -206,8 +216,7 @@ def _load_models(stage1, refiner, cfg: InferConfig, accel: Accel):
         raise TalkfreqError(f"the refiner must be a SOVQAE, got {type(refiner).__name__}")
     if refiner is not None:
         refiner = with_fidelity(refiner, cfg.fidelity)
-    s1 = int(stage1.config.image_size)
-    s2 = s1 if refiner is None else int(refiner.config.image_size)
+    s1, s2 = face_sizes(stage1, refiner)
     if s2 % s1:
         raise TalkfreqError(f"face size mismatch: the stage-1 model makes {s1} px faces but the refiner was built "
                             f"for {s2} px; use a refiner trained at {s1} px or a whole multiple of it")
@@ -298,7 +307,7 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
                             f"(trained on half masks only); use --mode dubbing with a video")
     spec = mi.audio_spec(stage1)
     mi.check_speech_config(spec, speech, source="stage-1 model")
-    size = int(stage1.config.image_size)
+    size, final_size = face_sizes(stage1, refiner)
     if bank is not None and bank.crops.shape[1] != size:
         raise TalkfreqError(f"{stage1_path}/{BANK_FILE}: {bank.crops.shape[1]} px crops for a {size} px model")
     if still:
@@ -340,8 +349,10 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
         frames = video_frames(face, fps=cfg.fps, n_out=n_frames, n_src=n_src, cache_dir=cfg.cache_dir)
 
     # ---- the streaming pass
-    masks = {s: feather_mask(s, region=region, feather=cfg.feather)  # stage 1's faces, the refiner's
-             for s in {size, size if refiner is None else int(refiner.config.image_size)}}
+    inside = cfg.keep_visible if cfg.keep_visible is not None else (
+        mode == "dubbing" and mask_kind == "lower" and region == "lower")
+    masks = {s: feather_mask(s, region=region, feather=cfg.feather, inside=inside)  # stage 1's faces, the refiner's
+             for s in {size, final_size}}
     smoother = LatentSmoother(alpha)
     counts = {"written": 0, "generated": 0}
 
