@@ -40,7 +40,6 @@ __all__ = ["EDGE_RAMP_PX", "REGIONS", "feather_mask", "paste_back", "paste_many"
 EDGE_RAMP_PX = 2.0  # inside=True: the mask reaches 0 this far (crop pixels) outside the ellipse
 
 
-
 def _edge_ramp(size: int, region: str) -> np.ndarray:
     """(size, size): 1 inside ``region``'s ellipse, falling linearly to 0 at ``EDGE_RAMP_PX`` outside it (the
     distance to the ellipse to first order: (rho - 1) / |grad rho|)."""
