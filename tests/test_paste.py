@@ -102,3 +102,16 @@ def test_no_seam_feathered_edge_is_not_sharper_than_the_inside():
     assert band <= 1.05 * inside, (band, inside)
     hard_band, hard_inside = _band_vs_inside(0.0)
     assert hard_band > 1.3 * hard_inside, (hard_band, hard_inside)
+
+
+def test_the_generator_the_paste_and_the_seam_measure_agree_on_where_the_lower_ellipse_is():
+    from talkfreq.metrics.seam import boundary_band
+    from talkfreq.models.masks import make_mask
+
+    for size in (64, 97, 128):
+        hidden = make_mask("lower", batch=1, size=size)[0, 0].numpy() > 0
+        assert np.array_equal(hidden, feather_mask(size, region="lower", feather=0.0) > 0.5)  # generated = pasted
+        # the seam band holds the whole edge: every hidden pixel next to a visible one
+        inner = np.logical_and.reduce([np.roll(hidden, s, a) for s in (1, -1) for a in (0, 1)])
+        edge = hidden & ~inner
+        assert edge.any() and boundary_band(size, region="lower", width=0.1)[edge].all()

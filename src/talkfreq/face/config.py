@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from talkfreq.errors import ConfigError
 
 BACKENDS = ("haar", "mediapipe", "boxes", "s3fd")
@@ -25,6 +27,21 @@ REGIONS: dict[str, tuple[float, float, float, float]] = {
     "face": (0.5, 0.49, 0.36, 0.43),
     "lower": (0.5, 0.67, 0.30, 0.22),
 }
+
+
+def ellipse_offsets(region: str, size: int, *, axes: Optional[tuple[float, float]] = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """((S, S), (S, S)) float64: the x and y offsets of an S px crop's pixel centres (at i + 0.5, as the crop boxes
+    use) from ``region``'s ellipse centre, in units of its semi-axes (``axes``, in px, replaces them): their
+    ``hypot`` is the normalised elliptic radius, 1 on the edge. The one place the mask a generator hides, the
+    paste-back and the seam measure all compute it, so the three agree on where the ellipse is."""
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {region!r}")
+    cx, cy, ax, ay = (v * size for v in REGIONS[region])
+    ax, ay = axes if axes is not None else (ax, ay)
+    c = np.arange(size, dtype=np.float64) + 0.5
+    dx, dy = (c[None, :] - cx) / ax, (c[:, None] - cy) / ay
+    return np.broadcast_to(dx, (size, size)), np.broadcast_to(dy, (size, size))
 
 
 def fraction_box(fractions, size: int) -> tuple[int, int, int, int]:

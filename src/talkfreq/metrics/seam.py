@@ -16,7 +16,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from talkfreq.face.config import REGIONS
+from talkfreq.face.config import ellipse_offsets
 
 __all__ = ["boundary_band", "seam_gradient"]
 
@@ -26,14 +26,9 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 @lru_cache(maxsize=8)
 def boundary_band(size: int, *, region: str = "lower", width: float = 0.1) -> np.ndarray:
     """(S, S) bool: pixels of an S px crop within ``width`` (normalised elliptic radius) of ``region``'s edge."""
-    if region not in REGIONS:
-        raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {region!r}")
     if not 0 < width < 1:
         raise ValueError(f"width must be in (0, 1), got {width}")
-    cx, cy, ax, ay = (v * size for v in REGIONS[region])
-    c = np.arange(size, dtype=np.float64) + 0.5
-    rho = np.sqrt(((c[None, :] - cx) / ax) ** 2 + ((c[:, None] - cy) / ay) ** 2)
-    band = np.abs(rho - 1.0) <= width
+    band = np.abs(np.hypot(*ellipse_offsets(region, size)) - 1.0) <= width
     band.setflags(write=False)
     return band
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import torch
 
-from talkfreq.face.config import REGIONS
+from talkfreq.face.config import ellipse_offsets
 
 MaskKind = Literal["half", "lower", "full"]
 DUB_MASKS = ("half", "lower")
@@ -20,10 +21,8 @@ def make_mask(kind: MaskKind, *, batch: int, size: int, device: torch.device | s
     if kind == "half":
         mask[:, :, size // 2:] = 1.0
     elif kind == "lower":
-        cx, cy, ax, ay = (v * size for v in REGIONS["lower"])
-        c = torch.arange(size, device=device, dtype=torch.float32) + 0.5  # pixel centres, as the crop boxes use
-        inside = ((c[None, :] - cx) / ax) ** 2 + ((c[:, None] - cy) / ay) ** 2 <= 1.0
-        mask[:, :] = inside.to(dtype)
+        inside = np.hypot(*ellipse_offsets("lower", size)) <= 1.0
+        mask[:, :] = torch.from_numpy(inside).to(device=device, dtype=dtype)
     elif kind == "full":
         mask.fill_(1.0)
     else:

@@ -32,7 +32,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from talkfreq.face.config import REGIONS
+from talkfreq.face.config import REGIONS, ellipse_offsets
 from talkfreq.face.crop import crop_to_frame_affine
 
 __all__ = ["EDGE_RAMP_PX", "REGIONS", "feather_mask", "paste_back", "paste_many"]
@@ -43,10 +43,9 @@ EDGE_RAMP_PX = 2.0  # inside=True: the mask reaches 0 this far (crop pixels) out
 def _edge_ramp(size: int, region: str) -> np.ndarray:
     """(size, size): 1 inside ``region``'s ellipse, falling linearly to 0 at ``EDGE_RAMP_PX`` outside it (the
     distance to the ellipse to first order: (rho - 1) / |grad rho|)."""
-    cx, cy, ax, ay = (v * size for v in REGIONS[region])
-    c = np.arange(size, dtype=np.float64) + 0.5
-    dx, dy = (c[None, :] - cx) / ax, (c[:, None] - cy) / ay
-    rho = np.maximum(np.sqrt(dx * dx + dy * dy), 1e-9)
+    ax, ay = (v * size for v in REGIONS[region][2:])
+    dx, dy = ellipse_offsets(region, size)
+    rho = np.maximum(np.hypot(dx, dy), 1e-9)
     grad = np.sqrt((dx / ax) ** 2 + (dy / ay) ** 2) / rho
     return np.clip(1.0 - (rho - 1.0) / grad / EDGE_RAMP_PX, 0.0, 1.0)
 
@@ -62,9 +61,7 @@ def _mask(size: int, region: str, feather: float, inside: bool = False) -> np.nd
     ax, ay = min(ax, room_x), min(ay, room_y)
     if ax <= 1 or ay <= 1:
         raise ValueError(f"feather={feather} leaves no room for a {region} mask in a {size} px crop")
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    # pixel centres at i + 0.5 in edge coordinates, as the crop boxes use
-    hard = ((((xx + 0.5 - cx) / ax) ** 2 + ((yy + 0.5 - cy) / ay) ** 2) <= 1.0).astype(np.float32)
+    hard = (np.hypot(*ellipse_offsets(region, size, axes=(ax, ay))) <= 1.0).astype(np.float32)
     if radius:
         k = 2 * radius + 1
         hard = cv2.GaussianBlur(hard, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_CONSTANT)
