@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from talkfreq.report.new_audio import judge_timing, new_audio_check, not_measured
+from talkfreq.report.new_audio import judge_timing, new_audio_check, not_measured, pool
 
 STAGE1 = {"lse_d": 1.00, "lse_c": 0.07, "lse_offset": 0.0}
 KEPT = {"lse_d": 0.997, "lse_c": 0.072, "lse_offset": 0.0, "mouth_open_r": 0.94, "mouth_open_lag": 0.0}
@@ -51,18 +51,64 @@ def test_the_check_reads_both_evaluations_and_reports_the_pull_toward_the_origin
     refined = {"mouth_psnr": 35.3, "mouth_ssim": 0.956, "mouth_open_r": KEPT["mouth_open_r"], "mouth_open_lag": 0.0,
                "lse_d": 2.0, "lse_c": 0.01, "lse_offset": 9.0}  # an expert's LSE here (other boxes) is not read
     lse = {k: KEPT[k] for k in ("lse_d", "lse_c", "lse_offset")}
-    check = new_audio_check(audio="clip_train.mp4, first 12.0 s", vs_stage1={"real": real, "refined": refined},
-                            vs_original={"real": {}, "stage1": {**STAGE1, "mouth_psnr": 26.30, "mouth_open_r": 0.30},
-                                         "refined": {**lse, "mouth_psnr": 26.95, "mouth_open_r": 0.32}})
+    check = new_audio_check(audio="clip_train.mp4 0.0-12.0 s", vs_stage1=[{"real": real, "refined": refined}],
+                            vs_original=[{"real": {}, "stage1": {**STAGE1, "mouth_psnr": 26.30, "mouth_open_r": 0.30},
+                                          "refined": {**lse, "mouth_psnr": 26.95, "mouth_open_r": 0.32}}])
     assert check.kept is True and check.refined["mouth_psnr"] == 35.3 and check.stage1["lse_c"] == 0.07
     assert check.refined["lse_c"] == KEPT["lse_c"] and "expert vs the new audio" in check.verdict
     assert check.original["refined"] == {"mouth_psnr": 26.95, "mouth_ssim": None, "mouth_open_r": 0.32}
     assert "the refiner: stage 1's timing kept; judged by mouth opening" in check.verdict
     assert "26.30 -> 26.95 dB" in check.verdict
-    assert check.to_dict()["kept"] is True
+    assert check.to_dict()["kept"] is True and len(check.windows) == 1
+
+
+def test_stretches_of_new_speech_are_pooled_before_the_rule_judges():
+    # one stretch alone loses 7 % LSE-C, the other gains 1 %: the pooled dub (3 % worse) keeps the timing
+    s1 = [{**STAGE1, "lse_c": 0.40}, {**STAGE1, "lse_c": 0.30}]
+    ref = [{**KEPT, "lse_c": 0.372}, {**KEPT, "lse_c": 0.303}]
+    alone = new_audio_check(audio="a", vs_stage1=[{"refined": ref[0]}], vs_original=[{"stage1": s1[0],
+                                                                                      "refined": ref[0]}])
+    assert alone.kept is False and alone.failed == ["lse_c"]
+    both = new_audio_check(audio="a, b", vs_stage1=[{"refined": r} for r in ref],
+                           vs_original=[{"stage1": a, "refined": r} for a, r in zip(s1, ref)])
+    assert both.kept is True and both.stage1["lse_c"] == 0.35 and abs(both.refined["lse_c"] - 0.3375) < 1e-9
+    assert [w["refined"]["lse_c"] for w in both.windows] == [0.372, 0.303]  # each stretch is kept in the JSON
+    # whole frames are pooled by the most frequent; a tie goes to the one nearer 0; a missing value is skipped
+    assert pool([{"lse_offset": 2.0}, {"lse_offset": 0.0}, {"lse_offset": 2.0}], ["lse_offset"]) == {"lse_offset": 2.0}
+    assert pool([{"lse_offset": -1.0}, {"lse_offset": 1.0}], ["lse_offset"]) == {"lse_offset": -1.0}
+    assert pool([{"lse_offset": 3.0}, {"lse_offset": -1.0}], ["lse_offset"]) == {"lse_offset": -1.0}
+    assert pool([{"mouth_open_r": None}, {"mouth_open_r": 0.5}], ["mouth_open_r", "lse_c"]) == {
+        "mouth_open_r": 0.5, "lse_c": None}
 
 
 def test_a_check_that_could_not_score_says_so():
     check = not_measured(audio="a.wav", why="d.mp4: no face found in the reference video")
     assert check.kept is None and check.verdict == ("New-audio check (a.wav), the refiner: not measured "
                                                     "(d.mp4: no face found in the reference video).")
+
+
+def test_the_new_speech_is_stretches_of_the_training_part_as_long_as_the_held_out_clip(tmp_path, monkeypatch):
+    import numpy as np
+
+    import talkfreq.demo as demo
+    from talkfreq.io import VideoWriter, load_audio
+
+    def clip(path, seconds, seed):
+        wav = np.random.default_rng(seed).uniform(-0.5, 0.5, int(seconds * 16000)).astype(np.float32)
+        with VideoWriter(path, fps=25.0, width=32, height=32, audio=wav, sample_rate=16000) as w:
+            for _ in range(int(seconds * 25)):
+                w.write(np.zeros((32, 32, 3), np.uint8))
+        return path
+
+    split = demo.Split(target=clip(tmp_path / "held.mp4", 1.0, 0), inputs=[clip(tmp_path / "train.mp4", 4.0, 1)],
+                       identities=["train"])
+    got = demo.other_speech(split, out=tmp_path, windows=3)
+    assert [(p.name, c, s) for p, c, s in got] == [(f"new_audio_{i}.wav", "train.mp4", f"{i}.0-{i + 1}.0 s")
+                                                   for i in range(3)]
+    assert all(len(load_audio(p, sample_rate=16000)) == 16000 for p, _, _ in got)
+    # as much speech as the check wants, no more: 2 s of it here take two stretches
+    monkeypatch.setattr(demo, "NEW_AUDIO_SECONDS", 2.0)
+    assert len(demo.other_speech(split, out=tmp_path, windows=3)) == 2
+    # a training part shorter than the held-out clip: the one stretch it has
+    short = demo.Split(target=split.inputs[0], inputs=[split.target], identities=["held"])
+    assert [(c, s) for _, c, s in demo.other_speech(short, out=tmp_path, windows=3)] == [("held.mp4", "0.0-1.0 s")]

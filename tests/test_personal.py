@@ -277,8 +277,8 @@ def test_personalize_smoke_on_a_real_clip(tmp_path, monkeypatch):
     assert len(np.load(pairs / "real3dportrait_May_5s_train.npy", mmap_mode="r")) > 90
     # the new-audio check: the held-out face dubbed with the training part's speech, as long as the held-out part
     check = json.loads((out / "new_audio" / "freak.json").read_text())
-    assert check["audio"] == "real3dportrait_May_5s_train.mp4, first 1.0 s" and set(check["original"]) == {
-        "stage1", "refined"}
+    assert check["audio"] == "real3dportrait_May_5s_train.mp4 0.0-1.0 s, 1.0-2.0 s, 2.0-3.0 s"
+    assert set(check["original"]) == {"stage1", "refined"} and len(check["windows"]) == 3
     # given models are used as they are: only the refiner trains again, and the given scorer scores
     freak_stamp = (out / "runs" / "freak" / "finished.json").stat().st_mtime_ns
     evaluated = []

@@ -20,6 +20,7 @@ The steps are public functions (:func:`make_split` = :func:`synth_with_heldout` 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,11 @@ PERSONAL_CONFIGS = packaged_config("personal")  # ``talkfreq personalize``: the 
 PERSONAL_CROP = 256  # its prepared crops: the networks train at 128 px, ``evaluate`` scores at 256 (less hides blur)
 HELD_OUT_FRACTION = 0.2  # of a user's clip: the tail that is dubbed and evaluated, never trained on
 FINISHED_FILE = "finished.json"  # in a run folder, written last: the requested config and the training seconds
+# the new-audio check pools stretches of other speech until it has this much (one is the held-out clip's length),
+# at most NEW_AUDIO_WINDOWS of them (each costs two dubs and two evaluations): on the demo's 4 s clip one stretch
+# left the verdict to a single stretch's noise (benchmarks/RESULTS.md "demo"); edtalk's 12 s held-out part needs one
+NEW_AUDIO_SECONDS = 12.0
+NEW_AUDIO_WINDOWS = 3
 BUDGET_FILE = "budget.json"  # in the runs folder: the steps a training budget chose (talkfreq.training.budget)
 
 
@@ -62,6 +68,7 @@ class DemoConfig:
     # dub the held-out face with the speaker's other speech too, and check that the refiner keeps stage 1's timing
     # there (talkfreq.report.new_audio): own-audio scores cannot tell sharpening from redrawing the original mouth
     new_audio: bool = True
+    new_audio_windows: int = NEW_AUDIO_WINDOWS  # at most this many stretches of it (NEW_AUDIO_SECONDS in all)
 
 
 @dataclass
@@ -249,51 +256,73 @@ def dub(target: Path, *, stage1, refiner, out_dir: Path, name: str, overrides: S
     return plain, refined
 
 
-def other_speech(split: Split, *, out: Path) -> tuple[Path, str]:
-    """(``out/new_audio.wav``, where it came from): the held-out speaker's own speech from the training part (its
-    first training clip, from its start), as long as the held-out clip - the "new audio" of :func:`check_new_audio`."""
+def other_speech(split: Split, *, out: Path, windows: int = NEW_AUDIO_WINDOWS) -> list[tuple[Path, str, str]]:
+    """Stretches of the held-out speaker's own speech from the training part, each as long as the held-out clip,
+    enough for :data:`NEW_AUDIO_SECONDS` but at most ``windows`` - the "new audio" of :func:`check_new_audio`:
+    ``[(out/new_audio_<i>.wav, the clip it came from, its span there)]``.
+
+    A user's clip: consecutive stretches of its training part from the start. The synth folder: the identity's
+    training clips, each from its start (one stretch per clip). Fewer where there is less speech; at least one (the
+    first, cut short if the training part is shorter than the held-out clip)."""
     from talkfreq.data.prepared import write_wav
-    from talkfreq.io import fit_length, load_video_audio, probe
+    from talkfreq.io import load_video_audio, probe
     from talkfreq.io.files import atomic_write
 
-    src = split.inputs[0]
-    if src.is_dir():  # the synth folder: the identity's clips
-        src = sorted((src / split.identities[0]).glob("*.mp4"))[0]
+    sr, src = 16000, split.inputs[0]
     seconds = probe(split.target).duration
-    wav = load_video_audio(src, sample_rate=16000)
-    wav = fit_length(wav, min(len(wav), int(round(seconds * 16000))))
-    path = out / "new_audio.wav"
-    atomic_write(path, lambda f: write_wav(f, wav, 16000))
-    return path, f"{src.name}, first {len(wav) / 16000:.1f} s"
+    n = int(round(seconds * sr))
+    windows = max(1, min(windows, math.ceil(NEW_AUDIO_SECONDS / max(seconds, 1e-3) - 1e-6)))
+    if src.is_dir():  # the synth folder: one stretch per training clip of the identity
+        spans = [(clip, load_video_audio(clip, sample_rate=sr), 0)
+                 for clip in sorted((src / split.identities[0]).glob("*.mp4"))[:windows]]
+    else:
+        wav = load_video_audio(src, sample_rate=sr)
+        spans = [(src, wav, i * n) for i in range(max(1, min(windows, len(wav) // max(n, 1))))]
+    found = []
+    for i, (clip, wav, start) in enumerate(spans):
+        piece = wav[start:start + n]
+        if len(piece) < n and found:  # a short extra stretch would weigh as much as a full one
+            continue
+        path = out / f"new_audio_{i}.wav"
+        atomic_write(path, lambda f, piece=piece: write_wav(f, piece, sr))
+        found.append((path, clip.name, f"{start / sr:.1f}-{(start + len(piece)) / sr:.1f} s"))
+    return found
 
 
 def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], out: Path, crop_size: int,
                     name: str = "freak", infer: Sequence[str] = (), evaluate: Sequence[str] = (),
-                    label: str = "the refiner"):
-    """The new-audio check (:mod:`talkfreq.report.new_audio`): dub the held-out face with :func:`other_speech`,
-    without and with the refiner, and score the refined dub's mouth against the stage-1 one (no expert), and both
-    dubs against the original frames with the expert (LSE against the new audio, and the original's own-audio LSE,
-    which says whether the expert can judge at all). Writes ``out/<name>.json``; returns the
+                    label: str = "the refiner", windows: int = NEW_AUDIO_WINDOWS):
+    """The new-audio check (:mod:`talkfreq.report.new_audio`): dub the held-out face with each stretch of
+    :func:`other_speech`, without and with the refiner, and score the refined dub's mouth against the stage-1 one
+    (no expert), and both dubs against the original frames with the expert (LSE against the new audio, and the
+    original's own-audio LSE, which says whether the expert can judge at all); the check pools the stretches. Writes
+    ``out/<name>_<i>*`` per stretch and ``out/<name>.json``; returns the
     :class:`~talkfreq.report.new_audio.NewAudioCheck`."""
     from talkfreq.errors import TalkfreqError
+    from talkfreq.report.common import REFERENCE_NAME
     from talkfreq.report.new_audio import new_audio_check, not_measured
     from talkfreq.report.sync_scoring import lse_unreliable
 
     out.mkdir(parents=True, exist_ok=True)
-    audio, source = other_speech(split, out=out)
+    stretches = other_speech(split, out=out, windows=windows)
+    source = ", ".join(f"{clip} {span}" if i == 0 or clip != stretches[i - 1][1] else span
+                       for i, (_, clip, span) in enumerate(stretches))
+    vs_original, vs_stage1 = [], []
     try:
-        plain, refined = dub(split.target, stage1=stage1, refiner=refiner, out_dir=out, name=name,
-                             overrides=infer, audio=audio)
-        kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
-        vso = evaluate_dubs(split.target, {"stage1": plain, "refined": refined}, out=out / f"{name}_vs_original",
-                            syncnet=syncnet, **kw)
-        vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_vs_stage1", syncnet=None, **kw)
+        for i, (audio, _, _) in enumerate(stretches):
+            plain, refined = dub(split.target, stage1=stage1, refiner=refiner, out_dir=out, name=f"{name}_{i}",
+                                 overrides=infer, audio=audio)
+            kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
+            vso = evaluate_dubs(split.target, {"stage1": plain, "refined": refined},
+                                out=out / f"{name}_{i}_vs_original", syncnet=syncnet, **kw)
+            vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_{i}_vs_stage1", syncnet=None, **kw)
+            vs_original.append({r.name: r.values for r in vso.rows})
+            vs_stage1.append({r.name: r.values for r in vs1.rows})
     except TalkfreqError as exc:  # a check of the report, never the end of the job (e.g. a face-less stage-1 dub)
         check = not_measured(audio=source, why=str(exc), name=label)
     else:
-        check = new_audio_check(audio=source, vs_stage1={r.name: r.values for r in vs1.rows},
-                                vs_original={r.name: r.values for r in vso.rows},
-                                expert_unreliable=lse_unreliable(vso.rows[0].values), name=label)
+        check = new_audio_check(audio=source, vs_stage1=vs_stage1, vs_original=vs_original,
+                                expert_unreliable=lse_unreliable(vs_original[0][REFERENCE_NAME]), name=label)
     write_json(out / f"{name}.json", check.to_dict())
     return check
 
@@ -420,7 +449,7 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     if cfg.new_audio:  # before the report, which states its verdict next to the table
         say("new-audio check: the held-out face dubbed with the speaker's other speech")
         check = check_new_audio(split, stage1=freak, refiner=refiner, syncnet=expert, out=out / "new_audio",
-                                crop_size=cfg.crop_size)
+                                crop_size=cfg.crop_size, windows=cfg.new_audio_windows)
         say(check.verdict)
         notes.append(check.verdict)
     say("evaluating stage 1 and stage 1 + refiner against the real clip")

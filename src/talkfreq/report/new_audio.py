@@ -4,7 +4,7 @@ Every other number of a report dubs the held-out clip with *its own* audio, so t
 answer for the mouth. That cannot tell a refiner that sharpens stage 1's mouth from one that redraws the video's
 original mouth - the same picture when the audio is the video's own, and opposite things in a real dub, where the
 second undoes the dub. This check dubs the same held-out face with other speech of the same speaker (what a user's
-dub is) and scores, with the report's expert:
+dub is; stretches of it as long as the held-out clip, pooled by :func:`pool`) and scores, with the report's expert:
 
 - **timing kept** (judged): against the stage-1 dub as the reference, the refined dub's mouth opening must follow
   stage 1's (``mouth_open_lag`` 0 and ``mouth_open_r`` >= ``min_open_r``; 0.8 is ours: the real clips' own opening
@@ -25,12 +25,14 @@ The rule and the check are ours (the papers evaluate with each clip's own audio)
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 from talkfreq.report.refiner_verdict import SYNC_KEYS, sync_failures
 
 ORIGINAL_KEYS = ("mouth_psnr", "mouth_ssim", "mouth_open_r")
+FRAME_KEYS = ("lse_offset", "mouth_open_lag")  # whole frames: pooled by the most frequent, not the mean
 # stage 1's LSE-C against the new audio below which the expert finds no sync peak and its offset is noise: audio
 # shifted out of the scan scores 0.02-0.03 with the tiny experts (talkfreq.report.sync_scoring); ours, 2x that
 MIN_STAGE1_LSE_C = 0.05
@@ -44,12 +46,14 @@ class NewAudioCheck:
     """The new-audio check of one stage-1 / refined pair (see the module docstring)."""
 
     audio: str  # where the new speech came from
+    # pooled over the stretches of new speech (:func:`pool`):
     stage1: dict[str, Optional[float]]  # the stage-1 dub against the new audio: lse_d, lse_c, lse_offset
     refined: dict[str, Optional[float]]  # the refined dub: the same, + mouth_psnr/ssim/open_r/lag vs the stage-1 dub
     original: dict[str, dict[str, Optional[float]]]  # {"stage1"|"refined": ORIGINAL_KEYS vs the original frames}
     kept: Optional[bool]  # None: nothing could judge
     failed: list[str] = field(default_factory=list)
     verdict: str = ""
+    windows: list[dict] = field(default_factory=list)  # per stretch of new speech: its stage1/refined/original
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,20 +91,44 @@ def judge_timing(stage1: dict, refined: dict, *, expert_unreliable: Optional[str
     return (not failed if judged else None), failed, "; ".join(how)
 
 
-def new_audio_check(*, audio: str, vs_stage1: dict[str, dict], vs_original: dict[str, dict],
+def pool(windows: Sequence[dict], keys: Sequence[str]) -> dict[str, Optional[float]]:
+    """One value per key over the new-audio stretches' values: the mean, and for an offset or lag (whole frames) the
+    most frequent one (a tie goes to the one nearer 0: the expert's jitter is around the true offset). A key that
+    no stretch has is None; one that some lack is pooled over the others."""
+    pooled: dict[str, Optional[float]] = {}
+    for k in keys:
+        vals = [float(w[k]) for w in windows if w.get(k) is not None]
+        if not vals:
+            pooled[k] = None
+        elif k in FRAME_KEYS:
+            pooled[k] = max(sorted(set(vals), key=lambda v: (abs(v), v)), key=vals.count)
+        else:
+            pooled[k] = sum(vals) / len(vals)
+    return pooled
+
+
+def new_audio_check(*, audio: str, vs_stage1: Sequence[dict[str, dict]], vs_original: Sequence[dict[str, dict]],
                     expert_unreliable: Optional[str] = None, tolerance: float = 0.05,
                     min_open_r: float = 0.8, name: str = "the refiner") -> NewAudioCheck:
-    """Build the check from two evaluations' values (``{row name: values}``): ``vs_stage1`` with the stage-1 dub as
-    the reference (row ``refined``: its mouth against stage 1's), ``vs_original`` against the original video (rows
-    ``stage1`` and ``refined``: their mouths against the original frames, and their LSE against the new audio).
+    """Build the check from two evaluations' values per stretch of new speech (``[{row name: values}]``, the
+    stretches equally long): ``vs_stage1`` with the stage-1 dub as the reference (row ``refined``: its mouth against
+    stage 1's), ``vs_original`` against the original video (rows ``stage1`` and ``refined``: their mouths against
+    the original frames, and their LSE against the new audio). The stretches are pooled (:func:`pool`) and the pool
+    is judged: more speech than one short held-out clip holds, so that the verdict does not turn on one stretch's
+    noise (benchmarks/RESULTS.md "demo").
 
     The LSE comes from ``vs_original`` only: the expert scores a dub's mouth against its audio, whatever the
     reference, but it crops the mouths with the reference's face boxes, and the original's are the boxes of every
     other report number (on edtalk the stage-1 dub's own boxes moved its LSE-C from 0.051 to 0.070)."""
-    s1 = {k: vs_original["stage1"].get(k) for k in SYNC_KEYS}
-    ref = {**{k: vs_original["refined"].get(k) for k in SYNC_KEYS},
-           **{k: vs_stage1["refined"].get(k) for k in ("mouth_psnr", "mouth_ssim", "mouth_open_r", "mouth_open_lag")}}
-    orig = {n: {k: vs_original[n].get(k) for k in ORIGINAL_KEYS} for n in ("stage1", "refined")}
+    opening = ("mouth_psnr", "mouth_ssim", "mouth_open_r", "mouth_open_lag")
+    windows = [{"stage1": {k: vso["stage1"].get(k) for k in SYNC_KEYS},
+                "refined": {**{k: vso["refined"].get(k) for k in SYNC_KEYS},
+                            **{k: vs1["refined"].get(k) for k in opening}},
+                "original": {n: {k: vso[n].get(k) for k in ORIGINAL_KEYS} for n in ("stage1", "refined")}}
+               for vs1, vso in zip(vs_stage1, vs_original, strict=True)]
+    s1 = pool([w["stage1"] for w in windows], SYNC_KEYS)
+    ref = pool([w["refined"] for w in windows], (*SYNC_KEYS, *opening))
+    orig = {n: pool([w["original"][n] for w in windows], ORIGINAL_KEYS) for n in ("stage1", "refined")}
     kept, failed, how = judge_timing(s1, ref, expert_unreliable=expert_unreliable, tolerance=tolerance,
                                      min_open_r=min_open_r)
     word = {True: "kept", False: f"NOT kept ({', '.join(failed)})", None: "not judged"}[kept]
@@ -110,7 +138,7 @@ def new_audio_check(*, audio: str, vs_stage1: dict[str, dict], vs_original: dict
     # no square brackets: rich's console (talkfreq.demo.say) would read them as markup
     verdict = f"New-audio check ({audio}), {name}: stage 1's timing {word}; judged by {how}{pull}."
     return NewAudioCheck(audio=audio, stage1=s1, refined=ref, original=orig, kept=kept, failed=failed,
-                         verdict=verdict)
+                         verdict=verdict, windows=windows)
 
 
 def not_measured(*, audio: str, why: str, name: str = "the refiner") -> NewAudioCheck:
@@ -119,4 +147,5 @@ def not_measured(*, audio: str, why: str, name: str = "the refiner") -> NewAudio
                          verdict=f"New-audio check ({audio}), {name}: not measured ({why}).")
 
 
-__all__ = ["MAX_STAGE1_OFFSET", "MIN_STAGE1_LSE_C", "NewAudioCheck", "judge_timing", "new_audio_check", "not_measured"]
+__all__ = ["MAX_STAGE1_OFFSET", "MIN_STAGE1_LSE_C", "NewAudioCheck", "judge_timing", "new_audio_check", "not_measured",
+           "pool"]
