@@ -308,11 +308,11 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
     source = ", ".join(f"{clip} {span}" if i == 0 or clip != stretches[i - 1][1] else span
                        for i, (_, clip, span) in enumerate(stretches))
     vs_original, vs_stage1 = [], []
+    kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
     try:
         for i, (audio, _, _) in enumerate(stretches):
             plain, refined = dub(split.target, stage1=stage1, refiner=refiner, out_dir=out, name=f"{name}_{i}",
                                  overrides=infer, audio=audio)
-            kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
             vso = evaluate_dubs(split.target, {"stage1": plain, "refined": refined},
                                 out=out / f"{name}_{i}_vs_original", syncnet=syncnet, **kw)
             vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_{i}_vs_stage1", syncnet=None, **kw)
