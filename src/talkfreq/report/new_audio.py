@@ -120,14 +120,14 @@ def new_audio_check(*, audio: str, vs_stage1: Sequence[dict[str, dict]], vs_orig
     The LSE comes from ``vs_original`` only: the expert scores a dub's mouth against its audio, whatever the
     reference, but it crops the mouths with the reference's face boxes, and the original's are the boxes of every
     other report number (on edtalk the stage-1 dub's own boxes moved its LSE-C from 0.051 to 0.070)."""
-    opening = ("mouth_psnr", "mouth_ssim", "mouth_open_r", "mouth_open_lag")
+    mouth = ("mouth_psnr", "mouth_ssim", "mouth_open_r", "mouth_open_lag")  # the refined mouth against stage 1's
     windows = [{"stage1": {k: vso["stage1"].get(k) for k in SYNC_KEYS},
                 "refined": {**{k: vso["refined"].get(k) for k in SYNC_KEYS},
-                            **{k: vs1["refined"].get(k) for k in opening}},
+                            **{k: vs1["refined"].get(k) for k in mouth}},
                 "original": {n: {k: vso[n].get(k) for k in ORIGINAL_KEYS} for n in ("stage1", "refined")}}
                for vs1, vso in zip(vs_stage1, vs_original, strict=True)]
     s1 = pool([w["stage1"] for w in windows], SYNC_KEYS)
-    ref = pool([w["refined"] for w in windows], (*SYNC_KEYS, *opening))
+    ref = pool([w["refined"] for w in windows], (*SYNC_KEYS, *mouth))
     orig = {n: pool([w["original"][n] for w in windows], ORIGINAL_KEYS) for n in ("stage1", "refined")}
     kept, failed, how = judge_timing(s1, ref, expert_unreliable=expert_unreliable, tolerance=tolerance,
                                      min_open_r=min_open_r)
