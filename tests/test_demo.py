@@ -27,10 +27,10 @@ def test_quick_demo_writes_report_and_side_by_side(tmp_path):
     assert check["verdict"].startswith("New-audio check (id00_c00.mp4 0.0-2.0 s)")  # its one training clip
     assert set(check["original"]) == {"stage1", "refined"} and "lse_offset" in check["stage1"]
     # its LSE is scored once, against the original's face boxes (as every other report number)
-    vso = {r["name"]: r["metrics"] for r in json.loads((out / "new_audio" / "freak_0_vs_original" / "metrics.json")
+    vso = {r["name"]: r["metrics"] for r in json.loads((out / "new_audio" / "freak_vs_original" / "metrics.json")
                                                        .read_text())["rows"]}
-    assert check["windows"][0]["refined"]["lse_c"] == vso["refined"]["lse_c"]
-    assert check["windows"][0]["stage1"]["lse_d"] == vso["stage1"]["lse_d"]
+    assert check["windows"][0]["refined"]["lse_c"] == vso["refined_0"]["lse_c"]
+    assert check["windows"][0]["stage1"]["lse_d"] == vso["stage1_0"]["lse_d"]
     assert "New-audio check (id00_c00.mp4" in (report / "report.html").read_text()  # next to the table
 
 

@@ -296,7 +296,8 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
     :func:`other_speech`, without and with the refiner, and score the refined dub's mouth against the stage-1 one
     (no expert), and both dubs against the original frames with the expert (LSE against the new audio, and the
     original's own-audio LSE, which says whether the expert can judge at all); the check pools the stretches. Writes
-    ``out/<name>_<i>*`` per stretch and ``out/<name>.json``; returns the
+    ``out/<name>_<i>.mp4`` / ``_<i>_sovqae.mp4`` / ``_<i>_vs_stage1/`` per stretch, ``out/<name>_vs_original`` (every
+    stretch's two dubs as ``stage1_<i>`` / ``refined_<i>``) and ``out/<name>.json``; returns the
     :class:`~talkfreq.report.new_audio.NewAudioCheck`."""
     from talkfreq.errors import TalkfreqError
     from talkfreq.report.common import REFERENCE_NAME
@@ -307,17 +308,20 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
     stretches = other_speech(split, out=out, windows=windows)
     source = ", ".join(f"{clip} {span}" if i == 0 or clip != stretches[i - 1][1] else span
                        for i, (_, clip, span) in enumerate(stretches))
-    vs_original, vs_stage1 = [], []
+    vs_stage1, dubs = [], {}
     kw = dict(refiner=None, crop_size=crop_size, overrides=evaluate, quiet=True)
     try:
         for i, (audio, _, _) in enumerate(stretches):
             plain, refined = dub(split.target, stage1=stage1, refiner=refiner, out_dir=out, name=f"{name}_{i}",
                                  overrides=infer, audio=audio)
-            vso = evaluate_dubs(split.target, {"stage1": plain, "refined": refined},
-                                out=out / f"{name}_{i}_vs_original", syncnet=syncnet, **kw)
             vs1 = evaluate_dubs(plain, {"refined": refined}, out=out / f"{name}_{i}_vs_stage1", syncnet=None, **kw)
-            vs_original.append({r.name: r.values for r in vso.rows})
             vs_stage1.append({r.name: r.values for r in vs1.rows})
+            dubs.update({f"stage1_{i}": plain, f"refined_{i}": refined})
+        # every stretch's dubs in one evaluation, so the original (its boxes, crops, own-audio LSE) is scored once
+        rows = {r.name: r.values for r in evaluate_dubs(split.target, dubs, out=out / f"{name}_vs_original",
+                                                        syncnet=syncnet, **kw).rows}
+        vs_original = [{REFERENCE_NAME: rows[REFERENCE_NAME], "stage1": rows[f"stage1_{i}"],
+                        "refined": rows[f"refined_{i}"]} for i in range(len(stretches))]
     except TalkfreqError as exc:  # a check of the report, never the end of the job (e.g. a face-less stage-1 dub)
         check = not_measured(audio=source, why=str(exc), name=label)
     else:
