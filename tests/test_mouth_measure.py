@@ -144,3 +144,19 @@ def test_lagged_pearson_finds_a_known_delay():
     assert lagged_pearson(real, real)[0] == 0
     assert lagged_pearson(real[:12], real[:12], max_lag=5) == (None, 0.0)  # too short to judge
     assert lagged_pearson(np.ones(60), real[:60]) == (None, 0.0)  # a mouth that never moves
+
+
+def test_a_lag_at_the_edge_of_the_search_is_flagged_as_no_clear_timing():
+    from talkfreq.report.scoring import Row, lag_edge_note
+
+    rows = [Row("real", "reference", "r.mp4", {"mouth_open_lag": 0.0}),
+            Row("FREAK", "candidate", "a.mp4", {"mouth_open_lag": -5.0}),
+            Row("FREAK+SOVQAE", "candidate", "b.mp4", {"mouth_open_lag": -4.0}),
+            Row("flat", "candidate", "c.mp4", {"mouth_open_lag": None})]
+    note = lag_edge_note(rows)
+    assert note is not None and "FREAK at the edge of the +-5-frame search" in note and "SOVQAE" not in note
+    assert lag_edge_note(rows[:1] + rows[2:]) is None
+    # the edge is where lagged_pearson stops: a dub 7 frames early peaks at its edge, not at -7
+    rng = np.random.default_rng(1)
+    real = np.convolve(rng.random(120), np.ones(4) / 4, mode="same")
+    assert lagged_pearson(np.roll(real, -7), real)[0] == -5

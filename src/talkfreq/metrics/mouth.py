@@ -150,7 +150,12 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def lagged_pearson(a: np.ndarray, b: np.ndarray, *, max_lag: int = 5) -> tuple[Optional[int], float]:
+# the shifts (frames) the opening's timing is searched over: 0.2 s either way at 25 fps
+OPENING_MAX_LAG = 5
+
+
+def lagged_pearson(a: np.ndarray, b: np.ndarray, *, max_lag: int = OPENING_MAX_LAG
+                   ) -> tuple[Optional[int], float]:
     """(lag, r): the shift of (N,) ``a`` against (N,) ``b`` in [-max_lag, max_lag] frames with the highest Pearson r
     over the overlapping frames, and that r. ``lag > 0``: ``a`` trails, ``a[t]`` follows ``b[t - lag]``. Ties go to
     the smaller shift. (None, 0.0) when the series are shorter than ``4 * max_lag`` frames or nothing correlates.

@@ -45,7 +45,7 @@ from talkfreq.metrics.frequency import HF_RADIUS, RADIAL_BINS
 from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, RegionConfig, check_inputs, reference_track
 from talkfreq.report.compare_video import CompareConfig, compare_video
 from talkfreq.report.refiner_verdict import refiner_verdicts
-from talkfreq.report.scoring import ARROWS, COLUMNS, Row, VideoScorer, best_rows, silence_masks
+from talkfreq.report.scoring import ARROWS, COLUMNS, Row, VideoScorer, best_rows, lag_edge_note, silence_masks
 from talkfreq.report.sync_scoring import LSE_KEYS, lse_values
 
 CSV_FILE, JSON_FILE, HTML_FILE = "metrics.csv", "metrics.json", "report.html"
@@ -303,6 +303,9 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         values.update(lse_values(lse))
         rows.append(Row(name=n, role="reference" if n == REFERENCE_NAME else "candidate", path=str(paths[n]),
                         values=values))
+    edge = lag_edge_note(rows)
+    if edge:
+        notes.append(edge)
     nroub = None
     if refiner is not None:
         nroub = _nroub(refiner, nroub_crops, notes)

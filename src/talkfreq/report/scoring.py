@@ -45,6 +45,7 @@ from talkfreq.metrics import (
     ssim,
 )
 from talkfreq.metrics.fid import FeatureStats, fid_from_stats, inception_features
+from talkfreq.metrics.mouth import OPENING_MAX_LAG
 from talkfreq.models.inception_fid import FID_FEATURES
 
 Box = tuple[int, int, int, int]
@@ -246,6 +247,18 @@ def _lag(opening: list[float], ref_opening: list[float]) -> Optional[float]:
     column; None for a clip too short to judge or a mouth that follows nothing at any shift."""
     lag, _ = lagged_pearson(np.asarray(opening), np.asarray(ref_opening))
     return None if lag is None else float(lag)
+
+
+def lag_edge_note(rows: list[Row], *, max_lag: int = OPENING_MAX_LAG) -> Optional[str]:
+    """The report's line for candidates whose ``mouth_open_lag`` is the search's edge (+-``max_lag``), else None.
+    Ours: there the correlation still rises at the last shift tried, so it has no peak inside the search, and "5
+    frames early" would be a misreading of "no clear timing" (seen on a 40-frame held-out clip)."""
+    edge = [r.name for r in rows if r.role == "candidate" and r.values.get("mouth_open_lag") is not None
+            and abs(r.values["mouth_open_lag"]) >= max_lag]
+    if not edge:
+        return None
+    return (f"mouth open lag: {', '.join(edge)} at the edge of the +-{max_lag}-frame search, where the correlation "
+            f"has no peak inside it: no clear timing, not a measured shift of {max_lag} frames")
 
 
 def _flicker_ratio(value: float, ref: float) -> float:
