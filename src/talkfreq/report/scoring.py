@@ -89,7 +89,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("mouth_open_r", "mouth open r", "max", "{:.3f}",
            "Pearson r over frames of the mouth opening with the real video's (the real row: 1 by definition)"),
     Column("mouth_open_lag", "mouth open lag", "ref", "{:+.0f}",
-           "frames by which the mouth opening trails the real video's (best Pearson r within +-5 frames; 0 = in time)"),
+           f"frames by which the mouth opening trails the real video's (best Pearson r within +-{OPENING_MAX_LAG} "
+           f"frames; 0 = in time)"),
     Column("mouth_open_silent", "silent mouth open", "ref", "{:.3f}",
            "mean opening in the silent stretches of the video's audio / the real video's (1 = rests as the real)"),
 )
