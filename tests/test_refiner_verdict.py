@@ -74,4 +74,18 @@ def test_own_audio_sync_rule_is_two_sided():
     # a refiner whose own-audio LSE-C jumps may be redrawing the original mouth: better by more than 5 % fails too
     detail = {"mouth_psnr": 26.0, "mouth_ssim": 0.82, "mouth_hf_ratio": 0.2, "mouth_spectrum_gap": 0.4}
     [v] = refiner_verdicts(_rows({**detail, "lse_c": 0.30}))
-    assert "did NOT hold (lse_c)" in v
+    assert "did NOT hold (lse_c)" in v and "did not earn its place" in v
+    # ... and the sentence says the change was toward better sync, so the failure is not read as lost sync
+    assert "every change is toward better sync by the expert (LSE-D 0.900 -> 0.900, LSE-C 0.200 -> 0.300" in v
+
+
+def test_better_sync_is_named_only_when_every_failed_check_moved_the_better_way():
+    detail = {"mouth_psnr": 26.0, "mouth_ssim": 0.82, "mouth_hf_ratio": 0.2, "mouth_spectrum_gap": 0.4}
+    rows = _rows({**detail, "lse_c": 0.30, "lse_offset": 0.0})
+    rows[1].values.update(lse_offset=-1.0)  # stage 1 a frame off the real clip's 0; the refined video at 0
+    [v] = refiner_verdicts(rows)
+    assert "did NOT hold (lse_offset, lse_c)" in v and "offset -1 -> +0)" in v
+    [v] = refiner_verdicts(_rows({**detail, "lse_c": 0.30, "lse_offset": 1.0}))  # offset moved away from real
+    assert "did NOT hold (lse_offset, lse_c)" in v and "toward better sync" not in v
+    [v] = refiner_verdicts(_rows({**detail, "lse_c": 0.15}))  # lost confidence: plainly worse
+    assert "did NOT hold (lse_c)" in v and "toward better sync" not in v

@@ -62,6 +62,23 @@ def _offset_doubt(base: dict, refined: dict) -> str:
             f"its sync windows, the refined one's in {sup[1]:.0%}")
 
 
+def _better_sync(base: dict, refined: dict, real: dict, failed: Sequence[str]) -> str:
+    """A clause when every failed sync check moved the better way (LSE-D lower, LSE-C higher, the offset nearer the
+    real clip's): the rule still fails it, since on its own audio a refiner may score better by redrawing the original
+    mouth rather than keeping stage 1's, and the sentence says which way it moved so a reader can tell; else ''."""
+    def better(k: str) -> bool:
+        if k == "lse_offset":
+            return real.get("lse_offset") is not None and (
+                abs(refined[k] - real["lse_offset"]) < abs(base[k] - real["lse_offset"]))
+        return (refined[k] - base[k]) * (1.0 if k == "lse_c" else -1.0) > 0
+    if not failed or not all(better(k) for k in failed):
+        return ""
+    moved = [f"{k.upper().replace('_', '-')} {base[k]:.3f} -> {refined[k]:.3f}" for k in ("lse_d", "lse_c")]
+    moved.append(f"offset {base['lse_offset']:+.0f} -> {refined['lse_offset']:+.0f}")
+    return (f"; every change is toward better sync by the expert ({', '.join(moved)}), which on the clip's own audio "
+            "may be the refiner redrawing the original mouth: the new-audio check tells")
+
+
 def _opening_sync(base: dict, refined: dict, tolerance: float) -> Optional[list[str]]:
     """Names of the opening-based sync checks that failed; None when they cannot judge (see the module docstring)."""
     if any(base.get(k) is None or refined.get(k) is None for k in OPENING_KEYS):
@@ -99,6 +116,8 @@ def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
         s = "not measured" if sync is None else ("held" if not sync else f"did NOT hold ({', '.join(sync)})")
         if sync and "lse_offset" in sync:
             s += _offset_doubt(by_name[base_name].values, row.values)
+        if sync and not sync_unreliable and all(k in SYNC_KEYS for k in sync):
+            s += _better_sync(by_name[base_name].values, row.values, real, sync)
         won = "earned its place" if detail == [] and sync == [] else "did not earn its place"
         out.append(f"Refiner verdict, {name} vs {base_name}: the refiner {won} - detail columns (mouth PSNR/SSIM "
                    f"not lower, mouth HF ratio and spectrum gap closer to real): {d}; lip sync kept ({rule}): {s}.")
