@@ -5,9 +5,11 @@ clips, cropped as `talkfreq evaluate` crops them (256 px, the reference's face b
 * every clip: mean opening in voiced and in silent frames (`silent_frames` of its 16 kHz audio), and the mean
   frame-to-frame change of the opening (how much the mouth moves) in each;
 * the real clips: hand-labelled frames (:data:`LABELS`, lips apart with a dark gap vs lips together, labelled by
-  looking at the crops before the measure was tuned): AUC (open frames above closed ones) and the two means.
+  looking at the crops before the measure was tuned): AUC (open frames above closed ones) and the two means;
+* ``--blur``: instead, how the real clips' own crops read after a Gaussian blur of sigma 1-4 px (at 256 px): the
+  silent-opening ratio and open r against the sharp crops, i.e. what blur alone does to the report's columns.
 
-    flock /tmp/talkfreq-heavy.lock .venv/bin/python benchmarks/mouth_measure.py [--json OUT]
+    flock /tmp/talkfreq-heavy.lock .venv/bin/python benchmarks/mouth_measure.py [--json OUT] [--blur]
 """
 
 from __future__ import annotations
@@ -94,6 +96,42 @@ def real_rows() -> list[dict]:
     return rows
 
 
+BLUR_SIGMAS = (1.0, 2.0, 3.0, 4.0)
+
+
+def blur_rows() -> list[str]:
+    """Per real clip and blur sigma: the blurred crops' silent-opening ratio and open r against the sharp ones."""
+    from scipy.ndimage import gaussian_filter
+
+    from talkfreq.io import load_video_audio
+    from talkfreq.metrics.mouth import (
+        SILENCE_SAMPLE_RATE,
+        mouth_opening,
+        mouth_rows,
+        pearson,
+        silent_frames,
+        silent_opening_ratio,
+    )
+
+    lines = [f"{'clip':34s} {'sigma':>5s} {'silent ratio':>12s} {'open r':>6s} {'mean open':>9s}"]
+    for name in REAL:
+        video = MEDIA / name
+        if not video.is_file():
+            continue
+        crops = face_crops(video)
+        wav = load_video_audio(video, sample_rate=SILENCE_SAMPLE_RATE)
+        silent = silent_frames(wav, sample_rate=SILENCE_SAMPLE_RATE, fps=FPS, n_frames=len(crops))
+        rows = mouth_rows(crops)  # the sharp mouth's boxes for every version, as evaluate measures candidates
+        sharp = mouth_opening(crops, rows=rows)
+        lines.append(f"{name.removesuffix('.mp4'):34s} {0:5.1f} {1:12.2f} {1:6.2f} {sharp.mean():9.4f}")
+        for sigma in BLUR_SIGMAS:
+            blurred = np.stack([gaussian_filter(c.astype(np.float32), (sigma, sigma, 0)) for c in crops])
+            o = mouth_opening(np.clip(blurred + 0.5, 0, 255).astype(np.uint8), rows=rows)
+            ratio = silent_opening_ratio(o, silent, ref_opening=sharp, ref_silent=silent)
+            lines.append(f"{'':34s} {sigma:5.1f} {ratio:12.2f} {pearson(o, sharp):6.2f} {o.mean():9.4f}")
+    return lines
+
+
 def table(rows: list[dict]) -> str:
     def f(v, fmt):
         return "-" if v is None or (isinstance(v, float) and np.isnan(v)) else fmt.format(v)
@@ -115,7 +153,11 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    ap.add_argument("--blur", action="store_true", help="only the blur table of the real clips")
     args = ap.parse_args(argv)
+    if args.blur:
+        print("\n".join(blur_rows()))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         rows = synth_rows(Path(tmp)) + real_rows()
     print(table(rows))
