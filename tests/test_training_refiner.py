@@ -97,6 +97,18 @@ def test_gan_path_counts_one_step_per_batch(refiner_data, tmp_path, region, monk
     assert any(r.get("train/d_loss") for r in rows) and any(r.get("train/g_adv") for r in rows)
 
 
+def test_a_conditional_discriminator_judges_output_and_input_pairs(refiner_data, tmp_path, monkeypatch):
+    from talkfreq.models.discriminator import PatchDiscriminator
+
+    seen = []
+    forward = PatchDiscriminator.forward
+    monkeypatch.setattr(PatchDiscriminator, "forward", lambda self, x: seen.append(x.shape[1]) or forward(self, x))
+    assert train(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=cgan", "loss.gan=0.1",
+                 "loss.gan_start_step=0", "loss.gan_conditional=true", "disc.num_layers=1", "denoise_finetune=true",
+                 "denoise.start_step=1", "trainer.log_every_n_steps=1") == 0
+    assert seen and set(seen) == {6}  # (output or clean, the refiner's input), 3 channels each
+
+
 def test_denoise_finetune_path_runs_from_a_trained_refiner(refiner_data, trained, tmp_path):
     assert train(refiner_data, tmp_path, "trainer.max_steps=2", "run.name=dn", "denoise_finetune=true",
                  f"init_from={trained / 'model'}", "trainer.log_every_n_steps=1") == 0

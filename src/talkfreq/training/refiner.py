@@ -87,6 +87,10 @@ class RefinerLossConfig:
     # what the discriminator sees: the whole crop, or only face.config.MOUTH_REGION's box (ours: about a tenth of
     # the pixels, so a CPU budget can afford it, and the mouth is where a refiner's detail is judged)
     gan_region: str = "face"
+    # pix2pix's conditional discriminator: it judges (output, the refiner's input) pairs, so it can tell that a
+    # closed eye in the input must stay closed (ours, from the whole-face GAN painting open eyes on closed lids,
+    # benchmarks/RESULTS.md "A discriminator on the whole face"); disc.in_channels is then doubled for it
+    gan_conditional: bool = False
     mouth_weight: float = 0.0  # extra L1 weight inside face.config.MOUTH_REGION (0: uniform)
     # sync preservation (talkfreq.losses.sync), restoration only: a frozen expert's video embeddings of refined vs
     # stage-1 windows of 5 consecutive frames (from data.stage1_outputs); sync_windows windows per step, each 5 more
@@ -170,7 +174,8 @@ class RefinerModule(L.LightningModule):
         self.model = SOVQAE(config=cfg.sovqae)
         self.gan_on = cfg.loss.gan > 0
         self.automatic_optimization = not self.gan_on
-        self.disc = PatchDiscriminator(config=cfg.disc) if self.gan_on else None
+        disc_cfg = replace(cfg.disc, in_channels=cfg.disc.in_channels * (2 if cfg.loss.gan_conditional else 1))
+        self.disc = PatchDiscriminator(config=disc_cfg) if self.gan_on else None
         self._percep: tuple = ()  # kept out of the state dict: frozen VGG weights do not belong in checkpoints
         if cfg.loss.percep > 0:
             from talkfreq.losses.perceptual import PerceptualLoss
@@ -288,8 +293,7 @@ class RefinerModule(L.LightningModule):
     def _generator_loss(self, batch: dict[str, Tensor], logs: dict[str, Tensor]):
         w = self.cfg.loss
         restoring = self._restoring()
-        clean = batch["clean"]
-        x_in = batch["input"] if restoring else clean
+        clean, x_in = batch["clean"], self._model_input(batch)
         out = self.model(x_in, restore=restoring)
         loss = self._reconstruction(out.x_hat, clean, logs)
         if w.commit and not restoring:
@@ -337,7 +341,8 @@ class RefinerModule(L.LightningModule):
         opt_g, opt_d = self.optimizers()
         active = self._gan_active()
         if active:
-            g_adv = generator_loss(self._judge(out.x_hat), kind=self.cfg.loss.gan_kind)
+            x_in = self._model_input(batch)
+            g_adv = generator_loss(self._judge(out.x_hat, x_in), kind=self.cfg.loss.gan_kind)
             logs["g_adv"] = g_adv.detach()
             loss = loss + self.cfg.loss.gan * g_adv
         self.toggle_optimizer(opt_g)
@@ -349,7 +354,7 @@ class RefinerModule(L.LightningModule):
         self.untoggle_optimizer(opt_g)
         if active:
             self.toggle_optimizer(opt_d)
-            d_loss = discriminator_loss(self._judge(batch["clean"]), self._judge(out.x_hat.detach()),
+            d_loss = discriminator_loss(self._judge(batch["clean"], x_in), self._judge(out.x_hat.detach(), x_in),
                                         kind=self.cfg.loss.gan_kind)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
@@ -360,8 +365,15 @@ class RefinerModule(L.LightningModule):
         self._log("train", loss, logs, batch)
         return None
 
-    def _judge(self, x: Tensor) -> Tensor:
-        """The discriminator's logits for crops ``x``, on the part ``loss.gan_region`` names."""
+    def _model_input(self, batch: dict[str, Tensor]) -> Tensor:
+        """What the refiner sees this step: the degraded input in restoration, the clean crop before it."""
+        return batch["input"] if self._restoring() else batch["clean"]
+
+    def _judge(self, x: Tensor, x_in: Tensor) -> Tensor:
+        """The discriminator's logits for crops ``x`` (paired with the refiner's input ``x_in`` when it is
+        conditional), on the part ``loss.gan_region`` names."""
+        if self.cfg.loss.gan_conditional:
+            x = torch.cat([x, x_in], dim=1)
         return self.disc(gan_view(x, region=self.cfg.loss.gan_region))
 
     def _clip(self, opt) -> None:
@@ -370,8 +382,7 @@ class RefinerModule(L.LightningModule):
             self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        restoring = self._restoring()
-        out = self.model(batch["input"] if restoring else batch["clean"], restore=restoring)
+        out = self.model(self._model_input(batch), restore=self._restoring())
         logs: dict[str, Tensor] = {}
         self._reconstruction(out.x_hat, batch["clean"], logs)
         mse = ((out.x_hat.clamp(-1, 1) - batch["clean"]) / 2).pow(2).flatten(1).mean(1)
@@ -389,8 +400,7 @@ class RefinerModule(L.LightningModule):
         """(input | output | target) for :class:`talkfreq.training.callbacks.SamplePreview`."""
         from talkfreq.training.callbacks import Preview
 
-        restoring = self._restoring()
-        x_hat = self.model(batch["input"] if restoring else batch["clean"], restore=restoring).x_hat.clamp(-1, 1)
+        x_hat = self.model(self._model_input(batch), restore=self._restoring()).x_hat.clamp(-1, 1)
         return Preview(columns={"input": batch["input"], "output": x_hat, "target": batch["clean"]},
                        generated=x_hat, real=batch["clean"])
 
