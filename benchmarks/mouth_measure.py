@@ -51,14 +51,21 @@ def auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float(((d > 0) + 0.5 * (d == 0)).mean())
 
 
-def clip_stats(video: Path) -> dict:
+def crops_and_silence(video: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``video``'s face crops (:func:`face_crops`) and its (N,) bool silent frames (``silent_frames`` of its audio)."""
     from talkfreq.io import load_video_audio
-    from talkfreq.metrics.mouth import SILENCE_SAMPLE_RATE, mouth_opening, silent_frames
+    from talkfreq.metrics.mouth import SILENCE_SAMPLE_RATE, silent_frames
 
     crops = face_crops(video)
-    opening = mouth_opening(crops)
     wav = load_video_audio(video, sample_rate=SILENCE_SAMPLE_RATE)
-    silent = silent_frames(wav, sample_rate=SILENCE_SAMPLE_RATE, fps=FPS, n_frames=len(crops))
+    return crops, silent_frames(wav, sample_rate=SILENCE_SAMPLE_RATE, fps=FPS, n_frames=len(crops))
+
+
+def clip_stats(video: Path) -> dict:
+    from talkfreq.metrics.mouth import mouth_opening
+
+    crops, silent = crops_and_silence(video)
+    opening = mouth_opening(crops)
     step = np.abs(np.diff(opening))
     both = {"voiced": ~silent[1:] & ~silent[:-1], "silent": silent[1:] & silent[:-1]}
     out = {"frames": len(crops), "silent_frames": int(silent.sum()),
@@ -103,24 +110,14 @@ def blur_rows() -> list[str]:
     """Per real clip and blur sigma: the blurred crops' silent-opening ratio and open r against the sharp ones."""
     from scipy.ndimage import gaussian_filter
 
-    from talkfreq.io import load_video_audio
-    from talkfreq.metrics.mouth import (
-        SILENCE_SAMPLE_RATE,
-        mouth_opening,
-        mouth_rows,
-        pearson,
-        silent_frames,
-        silent_opening_ratio,
-    )
+    from talkfreq.metrics.mouth import mouth_opening, mouth_rows, pearson, silent_opening_ratio
 
     lines = [f"{'clip':34s} {'sigma':>5s} {'silent ratio':>12s} {'open r':>6s} {'mean open':>9s}"]
     for name in REAL:
         video = MEDIA / name
         if not video.is_file():
             continue
-        crops = face_crops(video)
-        wav = load_video_audio(video, sample_rate=SILENCE_SAMPLE_RATE)
-        silent = silent_frames(wav, sample_rate=SILENCE_SAMPLE_RATE, fps=FPS, n_frames=len(crops))
+        crops, silent = crops_and_silence(video)
         rows = mouth_rows(crops)  # the sharp mouth's boxes for every version, as evaluate measures candidates
         sharp = mouth_opening(crops, rows=rows)
         lines.append(f"{name.removesuffix('.mp4'):34s} {0:5.1f} {1:12.2f} {1:6.2f} {sharp.mean():9.4f}")

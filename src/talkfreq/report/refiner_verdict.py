@@ -26,6 +26,7 @@ SYNC_KEYS = ("lse_d", "lse_c", "lse_offset")
 OPENING_KEYS = ("mouth_open_r", "mouth_open_lag")
 MIN_OPENING_R = 0.3  # stage 1's mouth_open_r below this: its mouth does not follow the real one, nothing to keep
 SURE_OFFSET = 0.9  # an offset held in fewer bootstrap resamples (lse_offset_support) is named as uncertain
+WORSE_SIGN = {"lse_d": 1.0, "lse_c": -1.0}  # the sign of (refined - stage 1) that means worse sync
 
 
 def _detail(base: dict, refined: dict, real: dict) -> Optional[list[str]]:
@@ -46,7 +47,7 @@ def sync_failures(base: dict, refined: dict, tolerance: float, *, worse_only: bo
     if any(base.get(k) is None or refined.get(k) is None for k in SYNC_KEYS):
         return None
     failed = [] if refined["lse_offset"] == base["lse_offset"] else ["lse_offset"]
-    for k, sign in (("lse_d", 1.0), ("lse_c", -1.0)):  # sign: which way is worse
+    for k, sign in WORSE_SIGN.items():
         moved = refined[k] - base[k]
         if abs(moved) > tolerance * abs(base[k]) and (not worse_only or sign * moved > 0):
             failed.append(k)
@@ -70,10 +71,10 @@ def _better_sync(base: dict, refined: dict, real: dict, failed: Sequence[str]) -
         if k == "lse_offset":
             return real.get("lse_offset") is not None and (
                 abs(refined[k] - real["lse_offset"]) < abs(base[k] - real["lse_offset"]))
-        return (refined[k] - base[k]) * (1.0 if k == "lse_c" else -1.0) > 0
+        return (refined[k] - base[k]) * WORSE_SIGN[k] < 0
     if not failed or not all(better(k) for k in failed):
         return ""
-    moved = [f"{k.upper().replace('_', '-')} {base[k]:.3f} -> {refined[k]:.3f}" for k in ("lse_d", "lse_c")]
+    moved = [f"{k.upper().replace('_', '-')} {base[k]:.3f} -> {refined[k]:.3f}" for k in WORSE_SIGN]
     moved.append(f"offset {base['lse_offset']:+.0f} -> {refined['lse_offset']:+.0f}")
     return (f"; every change is toward better sync by the expert ({', '.join(moved)}), which on the clip's own audio "
             "may be the refiner redrawing the original mouth: the new-audio check tells")
