@@ -290,10 +290,10 @@ class RefinerModule(L.LightningModule):
         return sync_preservation_loss(expert, rearrange(refined, "(n t) c h w -> n t c h w", n=windows.shape[0]),
                                       windows)
 
-    def _generator_loss(self, batch: dict[str, Tensor], logs: dict[str, Tensor]):
+    def _generator_loss(self, batch: dict[str, Tensor], x_in: Tensor, logs: dict[str, Tensor]):
         w = self.cfg.loss
         restoring = self._restoring()
-        clean, x_in = batch["clean"], self._model_input(batch)
+        clean = batch["clean"]
         out = self.model(x_in, restore=restoring)
         loss = self._reconstruction(out.x_hat, clean, logs)
         if w.commit and not restoring:
@@ -334,14 +334,14 @@ class RefinerModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int):
         logs: dict[str, Tensor] = {}
-        out, loss = self._generator_loss(batch, logs)
+        x_in = self._model_input(batch)
+        out, loss = self._generator_loss(batch, x_in, logs)
         if not self.gan_on:
             self._log("train", loss, logs, batch)
             return loss
         opt_g, opt_d = self.optimizers()
         active = self._gan_active()
         if active:
-            x_in = self._model_input(batch)
             g_adv = generator_loss(self._judge(out.x_hat, x_in), kind=self.cfg.loss.gan_kind)
             logs["g_adv"] = g_adv.detach()
             loss = loss + self.cfg.loss.gan * g_adv
