@@ -158,38 +158,6 @@ def test_upscale_u8_is_opencvs_bicubic():
     assert upscale_u8(t, 32) is t  # the same size: untouched
 
 
-def test_mirror_average_is_mirror_equivariant_and_off_by_default(models):
-    """The self-ensemble's output for the mirrored faces is its output mirrored, exactly (the two passes swap), for
-    any network - which fails if the mask, the reference or the refiner's pass were not mirrored with the faces."""
-    from talkfreq.models.loading import load_refiner, load_stage1
-    from talkfreq.pipeline.accel import Accel, prepare_models
-    from talkfreq.pipeline.infer import generate
-
-    accel = Accel.plain("cpu")
-    stage1, refiner = prepare_models(load_stage1(models["stage1"]), load_refiner(models["refiner"]), accel=accel)
-    rng = np.random.default_rng(0)
-    faces = rng.integers(0, 256, (3, SIZE, SIZE, 3), dtype=np.uint8)
-    audio = rng.standard_normal((3, 1, 80, 16)).astype(np.float32)  # mel windows, as audio_window makes them
-
-    def run(x: np.ndarray, mirror: str) -> tuple[np.ndarray, np.ndarray]:
-        return generate(stage1, refiner, accel=accel, targets=np.ascontiguousarray(x), audio=audio, mask="lower",
-                        mirror=mirror, keep_stage1=True)
-
-    plain = run(faces, "none")
-    for mirror in ("stage1", "both"):
-        out, s1 = run(faces, mirror)
-        out_m, s1_m = run(faces[:, :, ::-1], mirror)
-        np.testing.assert_array_equal(s1_m, s1[:, :, ::-1])
-        if mirror == "both":  # with "stage1" the refiner's single pass is not mirror-equivariant
-            np.testing.assert_array_equal(out_m, out[:, :, ::-1])
-        assert np.abs(s1.astype(int) - plain[1].astype(int)).mean() > 0.5  # an untrained net is not symmetric
-    out, s1 = run(faces, "refiner")
-    np.testing.assert_array_equal(s1, plain[1])  # stage 1 untouched
-    assert not np.array_equal(out, plain[0])
-    with pytest.raises(Exception, match="mirror_average"):
-        InferConfig(mirror_average="left")
-
-
 def test_one_shot_from_an_image(clip, models, tmp_path, capsys):
     image = decode(clip)[0]
     portrait = tmp_path / "portrait.png"

@@ -17,14 +17,6 @@ the video (ours: a fixed reference keeps the appearance steady when the video's 
 training frames) whose audio is nearest to frame k's driving audio, as the model was trained. ``auto`` (default):
 ``bank`` for a model folder that holds a bank, else ``same``.
 
-**Mirror average** (``mirror_average``, ours: the self-ensemble of image restoration, e.g. EDSR's, with the one
-transform a face allows). ``stage1``, ``refiner`` or ``both`` run that network a second time on the mirrored faces
-(reference, mask and refiner input mirrored too; the audio is the same) and average the two outputs, mirrored back:
-twice that network's cost for a smaller error where the network's guess depends on which way the face is turned.
-The recipes train with mirrored samples (``data.flip``), so both passes are in the training distribution. The
-average is mirror-equivariant by construction (tested). What it does on real faces: benchmarks/RESULTS.md
-"mirror average".
-
 **Timeline.** The output runs at ``fps`` (25) for N = round(audio seconds x fps) frames; video frames are put on
 that timeline by timestamps (:class:`~talkfreq.io.VideoReader`). Frame k gets the audio window of time k / fps,
 built as training builds it (:mod:`talkfreq.pipeline.inputs`). The output's AAC track is the driving audio at its
@@ -85,7 +77,6 @@ from talkfreq.pipeline.sources import check_cache_space, image_face_box, is_imag
 from talkfreq.pipeline.stream import batched, run_stream
 
 MODES = ("dubbing", "one-shot")
-MIRROR_AVERAGE = ("none", "stage1", "refiner", "both")
 STAGES = ("decode", "detect", "audio", "crop", "stage1", "refiner", "paste", "encode", "wall")
 _MODE_DEFAULTS = {"dubbing": ("half", "lower"), "one-shot": ("full", "face")}  # mask kind, paste region
 
@@ -105,8 +96,6 @@ class InferConfig(StreamConfig):
     # speech.model "" = not given: a speech-feature checkpoint does not record its speech model (see inputs)
     speech: SpeechFeatureConfig = field(default_factory=lambda: SpeechFeatureConfig(model=""))
     cache_dir: Optional[str] = None  # ping-pong frame cache (an unnamed file); None: the temp folder
-    # self-ensemble (see the module docstring): none | stage1 | refiner | both
-    mirror_average: str = "none"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,8 +104,6 @@ class InferConfig(StreamConfig):
         if not (math.isfinite(self.fps) and 1.0 <= self.fps <= 240.0):
             raise ConfigError(f"fps must be in [1, 240], got {self.fps}")
         self.reference_choice()
-        if self.mirror_average not in MIRROR_AVERAGE:
-            raise ConfigError(f"mirror_average must be one of {', '.join(MIRROR_AVERAGE)}, got {self.mirror_average!r}")
         if self.box is not None:
             b = [float(v) for v in self.box]
             if len(b) != 4 or not all(map(math.isfinite, b)) or b[2] <= b[0] or b[3] <= b[1]:
@@ -173,8 +160,7 @@ class _Batch:
 
 def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.ndarray, mask: mi.MaskKind,
              reference: np.ndarray | None = None, smoother: LatentSmoother | None = None, starts=None,
-             keep_stage1: bool = False, timer: StageTimer | None = None, mirror: str = "none",
-             mirror_smoother: LatentSmoother | None = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
+             keep_stage1: bool = False, timer: StageTimer | None = None) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """The networks of one batch as ``infer`` runs them (also what the benchmarks time).
 
     ``targets`` (B, S, S, 3) uint8 face crops, ``audio`` (B, *window), ``reference`` one (S, S, 3) crop for every
@@ -182,35 +168,21 @@ def generate(stage1, refiner, *, accel: Accel, targets: np.ndarray, audio: np.nd
     (B, R, R, 3) at the refiner's size R, a whole multiple of S, or stage 1's (B, S, S, 3) when ``refiner`` is None;
     stage-1 faces when ``keep_stage1``, else None). Stage 1
     and the refiner run back to back on ``accel.device``; ``timer`` gets ``stage1`` and ``refiner`` seconds (the
-    device synchronised in each). ``mirror`` (:data:`MIRROR_AVERAGE`) averages that network's output with its
-    output on the mirrored faces, mirrored back; the refiner's mirrored pass smooths its latents with
-    ``mirror_smoother``.
+    device synchronised in each).
     """
     timer = timer or StageTimer(())
     with timer("stage1"), inference(accel):
         target = accel.images(targets)
         ref = target if reference is None else accel.images(np.broadcast_to(reference, targets.shape))
-        wav = accel.to_device(audio)
-
-        def stage1_pass(flip: bool) -> Tensor:
-            t, r = (target.flip(-1), ref.flip(-1)) if flip else (target, ref)
-            out = mi.stage1_forward(stage1, target=t, reference=r, mask=mask, audio=wav)
-            return out.flip(-1) if flip else out
-
-        gen = stage1_pass(False)
-        if mirror in ("stage1", "both"):
-            gen = 0.5 * (gen.float() + stage1_pass(True).float())
-        gen = accel.to_u8(gen)
+        gen = accel.to_u8(mi.stage1_forward(stage1, target=target, reference=ref, mask=mask,
+                                            audio=accel.to_device(audio)))
         gen_host = accel.host(gen) if refiner is None or keep_stage1 else None
         accel.sync()
     if refiner is None:
         return gen_host, gen_host if keep_stage1 else None
     with timer("refiner"), inference(accel):
-        x = accel.images(upscale_u8(gen, face_sizes(stage1, refiner)[1]))
-        x_hat, _ = refine_tensor(refiner, x, smoother=smoother, starts=starts)
-        if mirror in ("refiner", "both"):
-            x_flip, _ = refine_tensor(refiner, x.flip(-1), smoother=mirror_smoother, starts=starts)
-            x_hat = 0.5 * (x_hat.float() + x_flip.flip(-1).float())
+        x_hat, _ = refine_tensor(refiner, accel.images(upscale_u8(gen, face_sizes(stage1, refiner)[1])),
+                                 smoother=smoother, starts=starts)
         return accel.host(accel.to_u8(x_hat)), gen_host
 
 
@@ -381,7 +353,7 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
         mode == "dubbing" and mask_kind == "lower" and region == "lower")
     masks = {s: feather_mask(s, region=region, feather=cfg.feather, inside=inside)  # stage 1's faces, the refiner's
              for s in {size, final_size}}
-    smoother, mirror_smoother = LatentSmoother(alpha), LatentSmoother(alpha)
+    smoother = LatentSmoother(alpha)
     counts = {"written": 0, "generated": 0}
 
     def batches():  # the producer: decode, crop, audio windows
@@ -409,7 +381,7 @@ def infer(face: str | Path, *, audio: str | Path, stage1, out: str | Path, cfg: 
         if b.face_ids:
             b.crops = list(generate(stage1, refiner, accel=accel, targets=b.targets, audio=b.windows, mask=mask_kind,
                                     reference=ref_crop if b.refs is None else b.refs, smoother=smoother,
-                                    starts=b.starts, mirror=cfg.mirror_average, mirror_smoother=mirror_smoother,
+                                    starts=b.starts,
                                     keep_stage1=stage1_out is not None, timer=timer))
         return b
 
