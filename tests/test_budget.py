@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -216,3 +217,29 @@ def test_budget_hands_each_planned_run_its_deadline_and_records_the_steps_it_tra
     assert net["trained_steps"] == trainer.global_step and net["replans"][-1][2] == trainer.global_step
     assert budget.slowdown() == pytest.approx(2.0, rel=0.05)  # per step trained, not per step planned
     assert Budget(10, record=record, clock=clock).deadline_for("freak") is None  # recorded: reused, not trained
+
+
+def test_shortfall_names_the_steps_a_slow_machine_gave_and_the_minutes_that_would_give_them_all(tmp_path):
+    def run(pace: float) -> Budget:
+        clock = Clock()
+        budget = Budget(10, record=tmp_path / f"budget_{pace}.json", clock=clock)
+        for name, nominal, share in (("freak", 1000, 0.5), ("refiner", 100, 1.0)):
+            clock.now += 20.0  # a probe's fixed cost
+            steps = budget.steps(name, probe=lambda: pace * (4 if name == "refiner" else 1), share=share,
+                                 nominal=nominal)
+            seconds = steps * pace * (4 if name == "refiner" else 1)
+            clock.now += seconds
+            budget.trained(name, seconds)
+        budget.close()
+        return budget
+
+    assert run(0.1).shortfall() is None  # a fast machine: more steps than the configs'
+    slow = run(0.6)
+    plan = json.loads(slow.record.read_text())
+    assert plan["networks"]["freak"]["nominal_steps"] == 1000 and plan["networks"]["freak"]["steps"] < 900
+    line = slow.shortfall()
+    got = {n: v["steps"] for n, v in plan["networks"].items()}
+    assert f"freak {got['freak']} of 1000" in line and f"refiner {got['refiner']} of 100" in line
+    # the configs' steps at the measured paces, plus the probes' 40 s, over the safety margin
+    need = (40.0 + 1000 * 0.6 + 100 * 2.4) / 60 / SAFETY
+    assert f"about {math.ceil(need)} min" in line

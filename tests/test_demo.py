@@ -50,7 +50,11 @@ def test_demo_within_a_budget_fits_freak_and_refiner_steps_to_it(tmp_path):
     for net in ("freak", "refiner"):
         finished = json.loads((out / "runs" / net / "finished.json").read_text())
         assert f"max_steps: {MIN_STEPS}\n" in finished["config"]
-    assert (out / "report" / "report.html").is_file()
+    # the configs' own steps were not reached: the report says so, and how long a budget would reach them
+    assert all(v["nominal_steps"] > MIN_STEPS for v in plan["networks"].values())
+    html = (out / "report" / "report.html").read_text()
+    assert f"freak {MIN_STEPS} of {plan['networks']['freak']['nominal_steps']}" in html
+    assert "min would train them all" in html
     # one or the other, refused before any synthesis
     assert main(["demo", "--out", str(tmp_path / "both"), *small, "minutes=1", "steps=3"]) != 0
     assert not (tmp_path / "both").exists()

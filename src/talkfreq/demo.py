@@ -420,7 +420,8 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
                 say(f"{name}: timing {PROBE_STEPS} training steps for the budget")
                 return seconds_per_step(kind, run_cfg(kind, file, *overrides, steps=PROBE_STEPS))
 
-            steps = budget.steps(name, probe=probe, share=share)
+            nominal = run_cfg(kind, file, *overrides, steps=None).trainer.max_steps
+            steps = budget.steps(name, probe=probe, share=share, nominal=nominal)
             say(f"{name}: {steps} steps fit the budget ({budget.left() / 60:.1f} of {budget.minutes:g} min left)")
         planned = run_cfg(kind, file, *overrides, steps=steps)
         # a refiner's pace changes at its switch to restoration: its run is re-planned only after it
@@ -442,14 +443,17 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     pairs = [] if "refiner" in cfg.models else stage1_pairs(run_cfg("refiner", "refiner.yaml", who), stage1=freak,
                                                              data=prep, out=out, quiet=quiet)
     refiner = trained("refiner", "refiner.yaml", who, *pairs, budget=budget)
+    notes = []
     if budget is not None:
         budget.close()
         say(f"training budget: {budget.plan['used_seconds'] / 60:.1f} of {budget.minutes:g} min used")
+        if short := budget.shortfall():
+            say(short)
+            notes.append(f"Training: {short}.")
 
     say(f"dubbing the held-out clip {split.target.name} with its own audio")
     plain, refined = dub(split.target, stage1=freak, refiner=refiner, out_dir=out / "dubbed", name="freak")
 
-    notes = []
     if cfg.new_audio:  # before the report, which states its verdict next to the table
         say("new-audio check: the held-out face dubbed with the speaker's other speech")
         check = check_new_audio(split, stage1=freak, refiner=refiner, syncnet=expert, out=out / "new_audio",

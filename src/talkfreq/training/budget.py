@@ -17,6 +17,7 @@ trainer's :func:`talkfreq.training.optim.horizon`) so that the run's steps end w
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -37,6 +38,9 @@ PROBE_SKIP = 2
 # for them (the recipe's runs spent 2-4 % of their time there on the 2-core machine).
 SAFETY = 0.95
 MIN_STEPS = 10
+# A network trained with less than this share of its config's own steps is reported as short-changed (a CPU slower
+# than the one the recipe's tables were measured on; ours)
+SHORT = 0.9
 
 
 class StepTimer(Callback):
@@ -149,9 +153,10 @@ class Budget:
         """Seconds until the deadline (negative once it has passed)."""
         return self.deadline - self.clock()
 
-    def steps(self, name: str, *, probe: Callable[[], float], share: float = 1.0) -> int:
+    def steps(self, name: str, *, probe: Callable[[], float], share: float = 1.0, nominal: int | None = None) -> int:
         """The steps network ``name`` trains: recorded, or ``share`` of the time left after ``probe()`` (which
-        returns seconds per step) over that, at least ``MIN_STEPS``."""
+        returns seconds per step) over that, at least ``MIN_STEPS``. ``nominal``: the config's own steps, what the
+        recipe was measured with (recorded for :meth:`shortfall`)."""
         if not 0.0 < share <= 1.0:
             raise ConfigError(f"budget share of {name} must be in (0, 1], got {share}")
         done = self.plan.get("networks", {}).get(name)
@@ -163,6 +168,8 @@ class Budget:
         steps = max(MIN_STEPS, int(seconds // (sps * slowdown)))
         self.plan.setdefault("networks", {})[name] = {"seconds_per_step": sps, "slowdown": slowdown,
                                                       "seconds": seconds, "steps": steps}
+        if nominal is not None:
+            self.plan["networks"][name]["nominal_steps"] = int(nominal)
         self._deadlines[name] = self.clock() + seconds
         self._planned_here = True
         self._save()
@@ -198,8 +205,23 @@ class Budget:
             self.plan["used_seconds"] = 60.0 * self.minutes - self.left()
             self._save()
 
+    def shortfall(self) -> str | None:
+        """After :meth:`close`: one line when a network trained fewer than ``SHORT`` of its ``nominal`` steps - the
+        steps each got, and the budget (minutes) that would give every network its nominal steps at the paces
+        measured in this budget's runs (the probes' and other fixed costs kept as they were) - else None."""
+        nets = {n: v for n, v in self.plan.get("networks", {}).items() if v.get("nominal_steps")}
+        got = {n: int(v.get("trained_steps", v["steps"])) for n, v in nets.items()}
+        if not any(got[n] < SHORT * v["nominal_steps"] for n, v in nets.items()) or "used_seconds" not in self.plan:
+            return None
+        trained = {n: v.get("trained_seconds", got[n] * v["seconds_per_step"] * v["slowdown"]) for n, v in nets.items()}
+        fixed = max(0.0, self.plan["used_seconds"] - sum(trained.values()))
+        need = fixed + sum(v["nominal_steps"] * trained[n] / max(got[n], 1) for n, v in nets.items())
+        steps = ", ".join(f"{n} {got[n]} of {v['nominal_steps']}" for n, v in nets.items())
+        return (f"the {self.minutes:g} min budget trained {steps} steps (the configs' own, as the recipe was "
+                f"measured): this machine is slower; about {math.ceil(need / 60 / SAFETY)} min would train them all")
+
     def _save(self) -> None:
         write_json(self.record, self.plan)
 
 
-__all__ = ["MIN_STEPS", "PROBE_STEPS", "SAFETY", "Budget", "Deadline", "StepTimer", "seconds_per_step"]
+__all__ = ["MIN_STEPS", "PROBE_STEPS", "SAFETY", "SHORT", "Budget", "Deadline", "StepTimer", "seconds_per_step"]
