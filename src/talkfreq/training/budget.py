@@ -217,8 +217,8 @@ class Budget:
         fixed = max(0.0, self.plan["used_seconds"] - sum(trained.values()))
         need = fixed + sum(v["nominal_steps"] * trained[n] / max(got[n], 1) for n, v in nets.items())
         steps = ", ".join(f"{n} {got[n]} of {v['nominal_steps']}" for n, v in nets.items())
-        return (f"the {self.minutes:g} min budget trained {steps} steps (the configs' own, as the recipe was "
-                f"measured): this machine is slower; about {math.ceil(need / 60 / SAFETY)} min would train them all")
+        return (f"the {self.minutes:g} min budget trained {steps} steps (the configs' own steps, at which the "
+                f"recipe was measured); on this machine about {math.ceil(need / 60 / SAFETY)} min would train them all")
 
     def _save(self) -> None:
         write_json(self.record, self.plan)
