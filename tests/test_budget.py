@@ -225,9 +225,9 @@ def test_shortfall_names_the_steps_a_slow_machine_gave_and_the_minutes_that_woul
         budget = Budget(10, record=tmp_path / f"budget_{pace}.json", clock=clock)
         for name, nominal, share in (("freak", 1000, 0.5), ("refiner", 100, 1.0)):
             clock.now += 20.0  # a probe's fixed cost
-            steps = budget.steps(name, probe=lambda: pace * (4 if name == "refiner" else 1), share=share,
-                                 nominal=nominal)
-            seconds = steps * pace * (4 if name == "refiner" else 1)
+            sps = pace * (4 if name == "refiner" else 1)
+            steps = budget.steps(name, probe=lambda: sps, share=share, nominal=nominal)
+            seconds = steps * sps
             clock.now += seconds
             budget.trained(name, seconds)
         budget.close()

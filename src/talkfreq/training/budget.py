@@ -39,7 +39,7 @@ PROBE_SKIP = 2
 SAFETY = 0.95
 MIN_STEPS = 10
 # A network trained with less than this share of its config's own steps is reported as short-changed (a CPU slower
-# than the one the recipe's tables were measured on; ours)
+# than the one the recipe's tables were measured on, or a short budget; ours)
 SHORT = 0.9
 
 
