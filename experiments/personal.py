@@ -86,7 +86,7 @@ def personal(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = Non
              quick: QuickOpt = False, overrides: Overrides = None) -> int:
     """Run every (clip, variant) and print the table (``--video``: that clip instead of the config's clips)."""
     from talkfreq.config import load_config
-    from talkfreq.demo import BUDGET_FILE, FINISHED_FILE, PERSONAL_CONFIGS, PERSONAL_CROP, DemoConfig, run_demo, say
+    from talkfreq.demo import BUDGET_FILE, FINISHED_FILE, SCORER, DemoConfig, personal_options, run_demo, say
     from talkfreq.errors import ConfigError
 
     cfg = experiment_config(ExperimentConfig, config, DEFAULT_CONFIG, overrides, quick=quick, steps=steps)
@@ -104,7 +104,7 @@ def personal(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = Non
                 continue
             work = out / video.stem / name
             say(f"{video.stem} / {name}", who="personal")
-            demo = load_config(DemoConfig, None, [f"configs={PERSONAL_CONFIGS}", f"crop_size={PERSONAL_CROP}"],
+            demo = load_config(DemoConfig, None, personal_options(),
                                extra={"steps": cfg.steps, "minutes": None if cfg.steps is not None else cfg.minutes})
             demo.overrides = {k: list(v) for k, v in overrides.items()}
             shared = {}
@@ -112,7 +112,9 @@ def personal(config: ConfigOpt = None, out: OutOpt = None, video: VideoOpt = Non
                 order = list(cfg.variants)
                 if cfg.share[name] in order and order.index(cfg.share[name]) >= order.index(name):
                     raise ConfigError(f"share: {name} must name an earlier variant, got {cfg.share[name]!r}")
-                shared = {net: out / video.stem / cfg.share[name] / "runs" / net for net in ("syncnet", "freak")}
+                runs = out / video.stem / cfg.share[name] / "runs"
+                scorers = [p.name for p in runs.glob("syncnet_s*") if SCORER.fullmatch(p.name)]
+                shared = {net: runs / net for net in ("syncnet", *scorers, "freak")}
                 demo.models = {net: str(run / "model") for net, run in shared.items()}
             run_demo(out=work, cfg=demo, video=video, quiet=True)
             minutes = {}

@@ -278,9 +278,22 @@ def test_cli_evaluate_without_video(clips, tmp_path, capsys):
     out = tmp_path / "rep"
     out.mkdir()
     (out / "keep.txt").write_text("mine")  # an existing folder: the report joins it, nothing else is touched
+    import torch
+
+    from talkfreq.models import SyncNet
+
+    experts = []
+    for seed in (0, 1):  # two seeds of a small expert: --syncnet repeated scores with their ensemble
+        torch.manual_seed(seed)
+        SyncNet(config={"image_size": 48, "width": 32}).save_pretrained(tmp_path / f"expert{seed}")
+        experts += ["--syncnet", str(tmp_path / f"expert{seed}")]
     assert main(["evaluate", "-r", str(clips["real"]), "--candidate", f"blur={clips['blur']}", "--out", str(out),
-                 "--no-video", "--size", "64", "closeup_frames=2", "-q"]) == 0
-    assert f"report: {out / 'report.html'}" in capsys.readouterr().out
+                 "--no-video", "--size", "64", "closeup_frames=2", "-q", *experts]) == 0
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'report.html'}" in printed
+    assert "LSE from the mean distances of 2 SyncNet experts" in " ".join(printed.split())
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config["syncnet_ensemble"] == [str(tmp_path / "expert1")]
     html = (out / "report.html").read_text()
     assert "<video" not in html and not (out / "compare.mp4").exists() and (out / "keep.txt").read_text() == "mine"
     assert json.loads((out / "metrics.json").read_text())["config"]["face"]["crop_size"] == 64

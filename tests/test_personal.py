@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from talkfreq.cli import main
-from talkfreq.errors import ConfigError
+from talkfreq.config import load_yaml
+from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.face.config import MOUTH_REGION, REGIONS, fraction_box
 from talkfreq.losses.region import mouth_mask, mouth_weighted_l1
 from talkfreq.metrics.seam import boundary_band, seam_gradient
@@ -124,6 +125,20 @@ def test_demo_video_runs_the_personal_recipe(tmp_path, monkeypatch):
     assert as_demo.minutes == PERSONAL_MINUTES and as_demo.steps is None
     assert (quick.steps, quick.minutes, quick.crop_size) == (4, None, 128)  # a smoke run has no budget; overrides win
     assert synth.configs == str(talkfreq.demo.REPO_CONFIGS) and synth.minutes is None
+    assert as_demo.scorers == talkfreq.demo.PERSONAL_SCORERS > 1 and synth.scorers == 1  # the report's experts
+
+
+def test_demo_config_scorers_and_given_scorer_names(tmp_path):
+    from talkfreq.demo import DemoConfig, run_demo
+
+    with pytest.raises(ConfigError, match="scorers must be >= 1"):
+        DemoConfig(scorers=0)
+    # a later scorer's model may be given (its run name); its overrides are syncnet's, and there is no syncnet_s0
+    for given, why in (({"models": {"syncnet_s2": "x"}}, "missing.mp4"),
+                       ({"overrides": {"syncnet_s1": []}}, "unknown network 'syncnet_s1'"),
+                       ({"models": {"syncnet_s0": "x"}}, "unknown network 'syncnet_s0'")):
+        with pytest.raises(TalkfreqError, match=why):  # checked before anything is read
+            run_demo(out=tmp_path / "d", cfg=DemoConfig(**given, steps=1), video=tmp_path / "missing.mp4")
 
 
 # ---------------------------------------------------------------- audio-matched references
@@ -269,6 +284,12 @@ def test_personalize_smoke_on_a_real_clip(tmp_path, monkeypatch):
     assert model.config.dub_mask == "lower" and model.config.compose
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert [r["name"] for r in metrics["rows"]] == ["real", "FREAK", "FREAK+SOVQAE"]
+    # the recipe's report is scored by an ensemble of its expert's seeds (talkfreq.demo.PERSONAL_SCORERS)
+    seeds = [load_yaml(out / "runs" / run / "config.yaml").trainer.seed for run in ("syncnet", "syncnet_s1",
+                                                                                     "syncnet_s2")]
+    assert seeds == [seeds[0], seeds[0] + 1, seeds[0] + 2]
+    assert metrics["config"]["syncnet_ensemble"] == [str(out / "runs" / f"syncnet_s{i}" / "model") for i in (1, 2)]
+    assert any(n.startswith("LSE from the mean distances of 3 SyncNet experts") for n in metrics["notes"])
     assert metrics["config"]["face"]["crop_size"] == 256
     assert all(r["metrics"]["seam"] is not None for r in metrics["rows"])
     # the refiner trained on FREAK's own outputs (the recipe's data.stage1_prob), named by FREAK's weights
@@ -291,6 +312,6 @@ def test_personalize_smoke_on_a_real_clip(tmp_path, monkeypatch):
     assert (out / "runs" / "freak" / "finished.json").stat().st_mtime_ns == freak_stamp
     [(cands, kw)] = evaluated
     assert list(cands) == ["FREAK", "FREAK+SOVQAE"] and all(p.is_file() for p in cands.values())
-    assert kw["syncnet"].resolve() == given["syncnet"].resolve()
+    assert [p.resolve() for p in kw["syncnet"]] == [given["syncnet"].resolve()]  # a given scorer scores alone
     assert kw["refiner"].resolve() == (out / "runs" / "refiner" / "model").resolve()
     assert "stage1_prob: 1.0" in (out / "runs" / "refiner" / "finished.json").read_text()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,10 @@ from talkfreq.io.files import write_json
 REPO_CONFIGS = packaged_config("demo")  # the package's own: an installed talkfreq runs its demo from any folder
 PERSONAL_CONFIGS = packaged_config("personal")  # ``talkfreq personalize``: the per-identity recipe
 PERSONAL_CROP = 256  # its prepared crops: the networks train at 128 px, ``evaluate`` scores at 256 (less hides blur)
+# the recipe's report scorers (DemoConfig.scorers): three seeds of its expert put edtalk's refined LSE-C change at
+# -7.9 %, -2.4 % and +11.4 % (benchmarks/RESULTS.md "The same recipe on a CPU half as fast"); their ensemble at -1.8 %
+PERSONAL_SCORERS = 3
+SCORER = re.compile(r"syncnet_s[1-9]\d*")  # the run (and DemoConfig.models key) of each scorer after the first
 HELD_OUT_FRACTION = 0.2  # of a user's clip: the tail that is dubbed and evaluated, never trained on
 FINISHED_FILE = "finished.json"  # in a run folder, written last: the requested config and the training seconds
 # the new-audio check pools stretches of other speech until it has this much (one is the held-out clip's length),
@@ -43,6 +48,7 @@ FINISHED_FILE = "finished.json"  # in a run folder, written last: the requested 
 NEW_AUDIO_SECONDS = 12.0
 NEW_AUDIO_WINDOWS = 3
 BUDGET_FILE = "budget.json"  # in the runs folder: the steps a training budget chose (talkfreq.training.budget)
+Experts = Optional[Path | Sequence[Path]]  # the report's SyncNet expert, or several (an ensemble), or none
 
 
 @dataclass
@@ -69,6 +75,22 @@ class DemoConfig:
     # there (talkfreq.report.new_audio): own-audio scores cannot tell sharpening from redrawing the original mouth
     new_audio: bool = True
     new_audio_windows: int = NEW_AUDIO_WINDOWS  # at most this many stretches of it (NEW_AUDIO_SECONDS in all)
+    # SyncNet scorers of the report: syncnet.yaml trained with seeds seed, seed + 1, ... (runs syncnet, syncnet_s1,
+    # ...), LSE of their mean distances (report.sync_scoring.SyncEnsemble). Given models (syncnet, syncnet_s<i>)
+    # replace the trained ones: with a given syncnet, only the given experts score.
+    scorers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.scorers < 1:
+            from talkfreq.errors import ConfigError
+
+            raise ConfigError(f"scorers must be >= 1, got {self.scorers}")
+
+
+def personal_options() -> list[str]:
+    """The per-identity recipe's :class:`DemoConfig` settings (``talkfreq personalize``, ``demo --video``,
+    experiments/personal.py)."""
+    return [f"configs={PERSONAL_CONFIGS}", f"crop_size={PERSONAL_CROP}", f"scorers={PERSONAL_SCORERS}"]
 
 
 @dataclass
@@ -289,7 +311,7 @@ def other_speech(split: Split, *, out: Path, windows: int = NEW_AUDIO_WINDOWS) -
     return found
 
 
-def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], out: Path, crop_size: int,
+def check_new_audio(split: Split, *, stage1, refiner, syncnet: Experts, out: Path, crop_size: int,
                     name: str = "freak", infer: Sequence[str] = (), evaluate: Sequence[str] = (),
                     label: str = "the refiner", windows: int = NEW_AUDIO_WINDOWS):
     """The new-audio check (:mod:`talkfreq.report.new_audio`): dub the held-out face with each stretch of
@@ -331,17 +353,18 @@ def check_new_audio(split: Split, *, stage1, refiner, syncnet: Optional[Path], o
     return check
 
 
-def evaluate_dubs(target: Path, candidates: Mapping[str, Path], *, out: Path, syncnet: Optional[Path],
+def evaluate_dubs(target: Path, candidates: Mapping[str, Path], *, out: Path, syncnet: Experts,
                   refiner: Optional[Path], crop_size: int, overrides: Sequence[str] = (), quiet: bool = False,
                   notes: Sequence[str] = ()):
     """``talkfreq evaluate`` of ``candidates`` against the real ``target`` into ``out`` (report.html, metrics,
-    figures, compare.mp4); LSE with the ``syncnet`` expert, NRoUB of the ``refiner``, ``notes`` in the report.
-    Returns the EvalResult."""
+    figures, compare.mp4); LSE with the ``syncnet`` expert (or the ensemble of a list of them), NRoUB of the
+    ``refiner``, ``notes`` in the report. Returns the EvalResult."""
     from talkfreq.config import load_config
     from talkfreq.report.evaluate import EvalConfig, evaluate
 
-    extra = {"syncnet": str(syncnet) if syncnet else None, "refiner": str(refiner) if refiner else None,
-             "face.crop_size": crop_size}
+    experts = [str(p) for p in ([syncnet] if isinstance(syncnet, (str, Path)) else syncnet or [])]
+    extra = {"syncnet": experts[0] if experts else None, "syncnet_ensemble": experts[1:] or None,
+             "refiner": str(refiner) if refiner else None, "face.crop_size": crop_size}
     result = evaluate(target, dict(candidates), out=out, cfg=load_config(EvalConfig, None, [*overrides], extra=extra),
                       notes=notes)
     if not quiet:
@@ -387,6 +410,11 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
 
     if cfg.minutes is not None and cfg.steps is not None:  # before minutes of synthesis and preparing
         raise ConfigError("give steps or minutes (a training budget), not both")
+    for what, given in (("overrides", cfg.overrides), ("models", cfg.models)):
+        unknown = sorted(k for k in set(given) - {"syncnet", "guide", "freak", "refiner"}
+                         if what == "overrides" or not SCORER.fullmatch(k))
+        if unknown:
+            raise ConfigError(f"{what}: unknown network {unknown[0]!r} (syncnet, guide, freak or refiner)")
     out = require_writable_dir(out)
     runs, configs = out / "runs", resolve_config_path(cfg.configs)
     split = make_split(video=video, synth=cfg.synth, identity=cfg.identity, out=out, quiet=quiet)
@@ -395,16 +423,13 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     from talkfreq.errors import TalkfreqError
     from talkfreq.training.budget import PROBE_STEPS, Budget, seconds_per_step
 
-    for what, given in (("overrides", cfg.overrides), ("models", cfg.models)):
-        unknown = sorted(set(given) - {"syncnet", "guide", "freak", "refiner"})
-        if unknown:
-            raise ConfigError(f"{what}: unknown network {unknown[0]!r} (syncnet, guide, freak or refiner)")
 
-    def run_cfg(kind: str, file: str, *overrides: str, steps: Optional[int] = cfg.steps) -> Any:
+    def run_cfg(kind: str, file: str, *overrides: str, steps: Optional[int] = cfg.steps, last: Sequence[str] = (),
+                name: Optional[str] = None) -> Any:
         quieter = ["logging.quiet=true"] if quiet else []
-        name = Path(file).stem
-        return run_config(kind, configs / file, data=prep, runs=runs, name=name, steps=steps,
-                          overrides=[*overrides, *cfg.overrides.get(name, []), *quieter])
+        stem = Path(file).stem
+        return run_config(kind, configs / file, data=prep, runs=runs, name=name or stem, steps=steps,
+                          overrides=[*overrides, *cfg.overrides.get(stem, []), *last, *quieter])
 
     def trained(kind: str, file: str, *overrides: str, budget: Optional[Budget] = None, share: float = 1.0) -> Path:
         name = Path(file).stem
@@ -433,7 +458,15 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
                 say(f"{name}: re-planned inside the run to {deadline.trained_steps} steps (its pace)")
         return run.model
 
-    expert = trained("syncnet", "syncnet.yaml")
+    expert = [trained("syncnet", "syncnet.yaml")]
+    if "syncnet" in cfg.models:  # the given experts score alone (a published one may not mix with ours)
+        expert += [Path(cfg.models[k]) for k in sorted(cfg.models, key=lambda k: (len(k), k)) if SCORER.fullmatch(k)]
+    else:  # more seeds of the same scorer (after the user's overrides)
+        seed = run_cfg("syncnet", "syncnet.yaml").trainer.seed
+        for i in range(1, cfg.scorers):
+            member = f"syncnet_s{i}"
+            expert.append(Path(cfg.models[member]) if member in cfg.models else train_or_reuse(
+                "syncnet", run_cfg("syncnet", "syncnet.yaml", last=[f"trainer.seed={seed + i}"], name=member)).model)
     budget = None if cfg.minutes is None else Budget(cfg.minutes, record=runs / BUDGET_FILE)
     # a given FREAK needs no expert to train with
     guide = [] if "freak" in cfg.models else guide_for_stage1(run_cfg("stage1", "freak.yaml"), trained)

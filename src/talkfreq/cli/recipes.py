@@ -16,9 +16,9 @@ PERSONAL_MINUTES = 20.0  # personalize's default training budget: issue 13's per
 def _personal_options(config, overrides, *, steps: Optional[int], minutes: float):
     """The per-identity recipe's DemoConfig: configs/personal at 256 px crops, steps fitted to ``minutes`` (the
     user's overrides come after the recipe's defaults, so they win)."""
-    from talkfreq.demo import PERSONAL_CONFIGS, PERSONAL_CROP, DemoConfig
+    from talkfreq.demo import DemoConfig, personal_options
 
-    defaults = [f"configs={PERSONAL_CONFIGS}", f"crop_size={PERSONAL_CROP}"]
+    defaults = personal_options()
     budget = None if steps is not None or minutes <= 0 else minutes
     return load_options(DemoConfig, config, [*defaults, *(overrides or [])], steps=steps, minutes=budget)
 

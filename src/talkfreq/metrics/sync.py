@@ -33,8 +33,8 @@ import torch
 from talkfreq.audio.mel import MelConfig, mel_window
 from talkfreq.metrics.fidelity import as_frames
 
-__all__ = ["LSEResult", "SyncEmbedFn", "SyncEmbeddingStream", "lse_scores", "offset_distances", "offset_support",
-           "sync_embeddings"]
+__all__ = ["LSEResult", "SyncEmbedFn", "SyncEmbeddingStream", "lse_from_distances", "lse_scores", "offset_distances",
+           "offset_support", "sync_embeddings"]
 
 # (faces (B, window, 3, H, W) float in [0, 1], mel (B, n_mels, frames_per_window))
 #   -> (audio_emb (B, D), video_emb (B, D))
@@ -100,9 +100,18 @@ def offset_support(dists, *, block: int = 5, resamples: int = 1000, seed: int = 
 def lse_scores(audio_emb, video_emb, *, vshift: int = 15, support: bool = True) -> LSEResult:
     """LSE-D, LSE-C and offset of one video from (T, D) audio and video embeddings (syncnet_python's ``evaluate``),
     and (``support``) the offset's :func:`offset_support`."""
-    dists = offset_distances(audio_emb, video_emb, vshift=vshift)
+    return lse_from_distances(offset_distances(audio_emb, video_emb, vshift=vshift), support=support)
+
+
+def lse_from_distances(dists, *, support: bool = True) -> LSEResult:
+    """:func:`lse_scores` of (T, 2 vshift + 1) per-window distances (:func:`offset_distances`; an ensemble of
+    experts passes the mean of its members')."""
+    dists = _as_tensor(dists)
+    if dists.ndim != 2 or dists.shape[1] % 2 == 0:
+        raise ValueError(f"expected (T, 2 vshift + 1) distances, got {tuple(dists.shape)}")
     if dists.shape[0] == 0:
         raise ValueError("no embeddings: the clip is shorter than one sync window")
+    vshift = dists.shape[1] // 2
     mdist = dists.mean(0)
     minval, minidx = torch.min(mdist, 0)
     conf = torch.median(mdist) - minval  # 2 vshift + 1 is odd: the median is the middle value, as in torch

@@ -46,7 +46,7 @@ from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, Regio
 from talkfreq.report.compare_video import CompareConfig, compare_video
 from talkfreq.report.refiner_verdict import refiner_verdicts
 from talkfreq.report.scoring import ARROWS, COLUMNS, Row, VideoScorer, best_rows, lag_edge_note, silence_masks
-from talkfreq.report.sync_scoring import LSE_KEYS, lse_values
+from talkfreq.report.sync_scoring import LSE_KEYS, SyncEnsemble, ensemble_note, lse_values
 
 CSV_FILE, JSON_FILE, HTML_FILE = "metrics.csv", "metrics.json", "report.html"
 VIDEO_FILE, FIGURES = "compare.mp4", "figures"
@@ -65,6 +65,8 @@ class EvalConfig:
     nroub_frames: int = 32  # consecutive real face crops for the refiner's NRoUB diagnostic
     device: str = "auto"
     syncnet: Optional[str] = None  # a `talkfreq train syncnet` model/ (or run) folder, or syncnet_v2.model: LSE-D/C
+    # more experts of syncnet's kind (other seeds): LSE of the mean of all their distances (sync_scoring.SyncEnsemble)
+    syncnet_ensemble: list[str] = field(default_factory=list)
     # LSE crops: "talkfreq" (the reference's track for every video) or "syncnet_python" (each video's own
     # track_shot / crop_video track, as run_pipeline.py; needs syncnet_v2.model, exact with face.backend=s3fd)
     sync_protocol: str = "talkfreq"
@@ -152,10 +154,12 @@ def _load_models(cfg: EvalConfig, device) -> tuple[Any, Any, Any, dict[str, str]
         lpips = LPIPS.from_path(vgg, normalize=True).to(device)
     if cfg.syncnet:
         from talkfreq.report.sync_pipeline import check_protocol
-        from talkfreq.report.sync_scoring import load_sync_scorer
+        from talkfreq.report.sync_scoring import load_sync_scorers
 
-        syncnet = load_sync_scorer(cfg.syncnet, face=cfg.face, fps=cfg.fps, device=device)
+        syncnet = load_sync_scorers([cfg.syncnet, *cfg.syncnet_ensemble], face=cfg.face, fps=cfg.fps, device=device)
         check_protocol(cfg.sync_protocol, kind=syncnet.kind)
+    elif cfg.syncnet_ensemble:
+        raise ConfigError("syncnet_ensemble adds experts to syncnet: give syncnet too")
     else:
         why.update(dict.fromkeys(LSE_KEYS, "no SyncNet given (--syncnet DIR)"))
     if cfg.refiner:
@@ -288,7 +292,7 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     silent = silence_masks(paths, reference=REFERENCE_NAME, n_frames=stream.frames, fps=cfg.fps)
     if not silent:
         unavailable["mouth_open_silent"] = "the reference has no audio track to find its silent stretches"
-    rows = []
+    rows, members = [], {}
     for n, sc in scorers.items():
         values = sc.values(scorers[REFERENCE_NAME], hf_radius=cfg.hf_radius)
         if silent:
@@ -297,12 +301,17 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
         lse = pipeline_lse.get(n)
         if n in sync:
             try:
-                lse = syncnet.scores(sync[n][0], samples=sync[n][1])
+                if isinstance(syncnet, SyncEnsemble):
+                    lse, members[n] = syncnet.scores_each(sync[n][0], samples=sync[n][1])
+                else:
+                    lse = syncnet.scores(sync[n][0], samples=sync[n][1])
             except ValueError as exc:  # a clip shorter than one window
                 notes.append(f"LSE: {n}: {exc}")
         values.update(lse_values(lse))
         rows.append(Row(name=n, role="reference" if n == REFERENCE_NAME else "candidate", path=str(paths[n]),
                         values=values))
+    if members:
+        notes.append(ensemble_note(members))
     edge = lag_edge_note(rows)
     if edge:
         notes.append(edge)

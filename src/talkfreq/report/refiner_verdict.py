@@ -92,6 +92,12 @@ def _opening_sync(base: dict, refined: dict, tolerance: float) -> Optional[list[
     return failed
 
 
+def refiner_pairs(names) -> list[tuple[str, str]]:
+    """(stage 1, stage 1 + refiner) name pairs among ``names``: ``X`` and ``X+<anything>`` (module docstring)."""
+    names = list(names)
+    return [(n.split("+", 1)[0], n) for n in names if "+" in n and n.split("+", 1)[0] in names]
+
+
 def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
                      sync_unreliable: Optional[str] = None) -> list[str]:
     """One sentence per stage-1 / refined pair among ``rows`` (the reference row first, as evaluate orders them).
@@ -99,10 +105,8 @@ def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
     real = next((r.values for r in rows if r.role == "reference"), {})
     by_name = {r.name: r for r in rows if r.role == "candidate"}
     out = []
-    for name, row in by_name.items():
-        if "+" not in name or name.split("+", 1)[0] not in by_name:
-            continue
-        base_name = name.split("+", 1)[0]
+    for base_name, name in refiner_pairs(by_name):
+        row = by_name[name]
         detail = _detail(by_name[base_name].values, row.values, real)
         sync = sync_failures(by_name[base_name].values, row.values, sync_tolerance)
         d = "not measured" if detail is None else ("held" if not detail else f"did NOT hold ({', '.join(detail)})")
@@ -125,5 +129,5 @@ def refiner_verdicts(rows: Sequence[Row], *, sync_tolerance: float = 0.05,
     return out
 
 
-__all__ = ["DETAIL_KEYS", "MIN_OPENING_R", "OPENING_KEYS", "SURE_OFFSET", "SYNC_KEYS", "refiner_verdicts",
-           "sync_failures"]
+__all__ = ["DETAIL_KEYS", "MIN_OPENING_R", "OPENING_KEYS", "SURE_OFFSET", "SYNC_KEYS", "refiner_pairs",
+           "refiner_verdicts", "sync_failures"]

@@ -11,6 +11,13 @@
   (:mod:`talkfreq.report.sync_pipeline`).
 
 Either way LSE-D / LSE-C / the offset are syncnet_python's (:func:`talkfreq.metrics.sync.lse_scores`).
+
+Several experts of one kind (``--syncnet`` repeated; ``syncnet_ensemble``) score as one (:class:`SyncEnsemble`): each
+embeds the same crops, and LSE is taken from the mean of their (windows, offsets) distance matrices. Ours, not
+syncnet_python's: an expert trained on one person's clip is a noisy judge - on edtalk three seeds of the personal
+recipe's scorer put the refiner's LSE-C change at -7.9 %, -2.4 % and +11.4 % on the same two videos
+(benchmarks/RESULTS.md "The same recipe on a CPU half as fast") - and averaging the experts' distances averages
+that noise out where any one expert's verdict is its seed's. With one member the scores are that expert's exactly.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 
 from talkfreq.errors import ConfigError, TalkfreqError
 from talkfreq.face import FaceConfig, crop_face
-from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_scores
+from talkfreq.metrics.sync import LSEResult, SyncEmbeddingStream, lse_from_distances, lse_scores, offset_distances
 
 KINDS = ("talkfreq", "syncnet_v2")
 LSE_KEYS = ("lse_d", "lse_c", "lse_offset", "lse_offset_support")
@@ -98,8 +105,9 @@ class SyncScorer:
         return SyncEmbeddingStream(melspectrogram(wav), embed=syncnet_embedder(self.model), fps=fps,
                                    batch_size=batch_size, device=device)
 
-    def scores(self, stream: SyncEmbeddingStream, *, samples: int) -> LSEResult:
-        """LSE of a finished stream (``samples``: its audio's length; syncnet_v2 scores the original's windows)."""
+    def embeddings(self, stream: SyncEmbeddingStream, *, samples: int):
+        """(audio, video) (T, D) embeddings of a finished stream (``samples``: its audio's length; syncnet_v2 keeps
+        the original's window count)."""
         audio, video = stream.result()
         if self.kind == "syncnet_v2":
             from talkfreq.metrics.sync_v2 import syncnet_v2_windows
@@ -108,7 +116,103 @@ class SyncScorer:
             if n == 0:
                 raise ValueError(f"too short for one syncnet_v2 window ({stream.frames} frames, {samples} samples)")
             audio, video = audio[:n], video[:n]
-        return lse_scores(audio, video)
+        return audio, video
+
+    def scores(self, stream: SyncEmbeddingStream, *, samples: int) -> LSEResult:
+        """LSE of a finished stream (``samples``: its audio's length)."""
+        return lse_scores(*self.embeddings(stream, samples=samples))
+
+
+class EnsembleStream:
+    """One :class:`~talkfreq.metrics.sync.SyncEmbeddingStream` per member of a :class:`SyncEnsemble`, fed the same
+    crops."""
+
+    def __init__(self, streams: list[SyncEmbeddingStream]):
+        self.streams = streams
+
+    def add(self, frames) -> EnsembleStream:
+        frames = np.asarray(frames)  # an iterable would be consumed by the first member
+        for s in self.streams:
+            s.add(frames)
+        return self
+
+    @property
+    def frames(self) -> int:
+        return self.streams[0].frames
+
+    @property
+    def fps(self) -> float:
+        return self.streams[0].fps
+
+
+@dataclass
+class SyncEnsemble:
+    """Several experts of one kind and crop, scoring as one: LSE of the mean of their distance matrices (module
+    docstring). :meth:`scores_each` also gives every member's own LSE."""
+
+    members: list[SyncScorer]
+
+    def __post_init__(self) -> None:
+        first = self.members[0]
+        for m in self.members[1:]:
+            if m.kind != first.kind or _crop_size(m) != _crop_size(first):
+                raise ConfigError(f"an ensemble of SyncNet experts needs one kind and crop size; got {first.kind} "
+                                  f"at {_crop_size(first)} px and {m.kind} at {_crop_size(m)} px")
+
+    @property
+    def kind(self) -> str:
+        return self.members[0].kind
+
+    def crop(self, frame: np.ndarray, crop_box: np.ndarray) -> np.ndarray:
+        return self.members[0].crop(frame, crop_box)
+
+    def stream(self, wav: np.ndarray, *, fps: float, batch_size: int, device) -> EnsembleStream:
+        return EnsembleStream([m.stream(wav, fps=fps, batch_size=batch_size, device=device) for m in self.members])
+
+    def scores_each(self, stream: EnsembleStream, *, samples: int) -> tuple[LSEResult, list[LSEResult]]:
+        """(the ensemble's LSE, each member's own) of a finished stream."""
+        dists = [offset_distances(*m.embeddings(s, samples=samples))
+                 for m, s in zip(self.members, stream.streams)]
+        own = [lse_from_distances(d, support=False) for d in dists]
+        return lse_from_distances(sum(dists) / len(dists)), own
+
+    def scores(self, stream: EnsembleStream, *, samples: int) -> LSEResult:
+        return self.scores_each(stream, samples=samples)[0]
+
+
+def ensemble_note(members: dict[str, list[LSEResult]]) -> str:
+    """The report's line on an ensemble's members (``{video: each member's LSE}``): each video's LSE-C and offset by
+    each expert alone, and for each stage-1 / refined pair the LSE-C change each expert alone would report - the
+    spread a reader needs to weigh the ensemble's LSE-C (a single expert's is one draw of it)."""
+    from talkfreq.report.refiner_verdict import refiner_pairs
+
+    k = len(next(iter(members.values())))
+    each = "; ".join(f"{n} " + " / ".join(f"{r.lse_c:.3f} ({r.offset:+d})" for r in rs) for n, rs in members.items())
+    line = f"LSE from the mean distances of {k} SyncNet experts; each expert alone, LSE-C (offset): {each}"
+    for base, refined in refiner_pairs(members):
+        moved = [f"{(r.lse_c - b.lse_c) / abs(b.lse_c):+.1%}" if b.lse_c else "n/a"
+                 for b, r in zip(members[base], members[refined])]
+        line += f". {refined} vs {base}, LSE-C change by each expert alone: {', '.join(moved)}"
+    return line + "."
+
+
+def _crop_size(scorer: SyncScorer) -> int:
+    """The side of the crop an expert is fed (syncnet_v2's is fixed)."""
+    if scorer.kind == "syncnet_v2":
+        from talkfreq.metrics.sync_v2 import V2_SIZE
+
+        return V2_SIZE
+    return int(scorer.model.config.image_size)
+
+
+def load_sync_scorers(paths, *, face: FaceConfig, fps: float, device) -> SyncScorer | SyncEnsemble:
+    """:func:`load_sync_scorer` of one path, a :class:`SyncEnsemble` of several (a sequence of paths)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    scorers = [load_sync_scorer(p, face=face, fps=fps, device=device) for p in paths]
+    if not scorers:
+        raise ConfigError("no SyncNet expert given")
+    return scorers[0] if len(scorers) == 1 else SyncEnsemble(scorers)
 
 
 def load_sync_scorer(path: str | Path, *, face: FaceConfig, fps: float, device) -> SyncScorer:
