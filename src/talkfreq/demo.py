@@ -423,7 +423,6 @@ def run_demo(*, out: Path, cfg: DemoConfig, video: Optional[Path] = None, quiet:
     from talkfreq.errors import TalkfreqError
     from talkfreq.training.budget import PROBE_STEPS, Budget, seconds_per_step
 
-
     def run_cfg(kind: str, file: str, *overrides: str, steps: Optional[int] = cfg.steps, last: Sequence[str] = (),
                 name: Optional[str] = None) -> Any:
         quieter = ["logging.quiet=true"] if quiet else []
