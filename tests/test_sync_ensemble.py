@@ -1,5 +1,6 @@
 """An ensemble of SyncNet experts (``--syncnet`` repeated, report.sync_scoring.SyncEnsemble): LSE of the mean of the
-members' distance matrices, each member's own LSE beside it, and one expert scoring exactly as it does alone."""
+distance matrices of the members that find the real clip in sync, each member's own LSE beside it, and one expert
+scoring exactly as it does alone."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch
 from talkfreq.errors import ConfigError
 from talkfreq.face import FaceConfig
 from talkfreq.metrics.sync import LSEResult, lse_from_distances, lse_scores, offset_distances
-from talkfreq.report.sync_scoring import SyncEnsemble, SyncScorer, ensemble_note, load_sync_scorers
+from talkfreq.report.sync_scoring import SyncEnsemble, SyncScorer, ensemble_lse, ensemble_note, load_sync_scorers
 
 FRAMES = 20
 
@@ -37,7 +38,7 @@ def _inputs():
     return rng.integers(0, 255, (FRAMES, 48, 48, 3), dtype=np.uint8), rng.standard_normal(FRAMES * 640) * 0.1
 
 
-def test_ensemble_scores_the_mean_distances_and_each_member_alone(experts):
+def test_ensemble_scores_the_mean_distances_and_one_expert_twice_is_that_expert(experts):
     face = FaceConfig()
     a, b = (load_sync_scorers(experts[k], face=face, fps=25.0, device="cpu") for k in "ab")
     assert isinstance(a, SyncScorer)
@@ -45,16 +46,39 @@ def test_ensemble_scores_the_mean_distances_and_each_member_alone(experts):
     assert isinstance(both, SyncEnsemble) and both.kind == "talkfreq"
     crops, wav = _inputs()
     with torch.no_grad():
-        lse, own = both.scores_each(_score(both, crops, wav), samples=len(wav))
+        lse = both.scores(_score(both, crops, wav), samples=len(wav))
+        each = both.distances(_score(both, crops, wav), samples=len(wav))
         dists = [offset_distances(*m.embeddings(_score(m, crops, wav), samples=len(wav))) for m in (a, b)]
-    alone = [lse_from_distances(d) for d in dists]
-    assert [(r.lse_d, r.lse_c, r.offset) for r in own] == [(r.lse_d, r.lse_c, r.offset) for r in alone]
+    assert all(torch.equal(x, y) for x, y in zip(each, dists))  # each member embeds the ensemble's crops as alone
     assert lse == lse_from_distances((dists[0] + dists[1]) / 2)
-    assert lse.lse_d != pytest.approx(alone[0].lse_d)  # two seeds embed differently: the mean is neither member
-    # one expert twice is that expert: the ensemble adds no score of its own
+    assert lse.lse_d != pytest.approx(lse_from_distances(dists[0]).lse_d)  # two seeds: the mean is neither member
     twice = SyncEnsemble([a, a])
     with torch.no_grad():
-        assert twice.scores(_score(twice, crops, wav), samples=len(wav)) == alone[0]
+        assert twice.scores(_score(twice, crops, wav), samples=len(wav)) == a.scores(_score(a, crops, wav),
+                                                                                     samples=len(wav))
+
+
+def _dip(at: int, *, windows: int = 30, vshift: int = 15, depth: float = 0.5) -> torch.Tensor:
+    """(windows, 2 vshift + 1) distances with one dip: the expert finds offset ``at`` (vshift - index)."""
+    d = torch.ones(windows, 2 * vshift + 1)
+    d[:, vshift - at] -= depth
+    return d
+
+
+def test_ensemble_lse_leaves_out_experts_that_fail_on_the_real_clip():
+    dists = {"real": [_dip(0), _dip(0, depth=0.05), _dip(-3)], "FREAK": [_dip(1), _dip(0), _dip(-6)],
+             "FREAK+SOVQAE": [_dip(1), _dip(0), _dip(-2)]}
+    lse, note = ensemble_lse(dists, reference="real")
+    for n, d in dists.items():  # the third expert puts the real clip at -3; the second's shallow dip is at 0: it scores
+        assert lse[n] == lse_from_distances((d[0] + d[1]) / 2)
+    assert lse["real"].offset == 0 and lse["FREAK"].offset in (0, 1)
+    assert note.startswith("LSE from the mean distances of 2 of 3 SyncNet experts (not scoring, as they find the "
+                           "real clip at another offset: expert 3: offset -3, LSE-C 0.500)")
+    # none finds the real clip in sync: all score (and the report flags the columns by the ensemble's real row)
+    flat = {n: [_dip(-3), _dip(4)] for n in ("real", "FREAK")}
+    lse, note = ensemble_lse(flat, reference="real")
+    assert lse["real"] == lse_from_distances((flat["real"][0] + flat["real"][1]) / 2)
+    assert "2 of 2 SyncNet experts (none finds the real clip at offset 0 alone: all score)" in note
 
 
 def test_ensemble_refuses_experts_of_other_crops(experts):
@@ -77,7 +101,8 @@ def test_lse_from_distances_is_lse_scores():
 def test_ensemble_note_gives_each_experts_change_of_each_pair():
     r = lambda c, o=0: LSEResult(lse_d=1.0, lse_c=c, offset=o)  # noqa: E731
     note = ensemble_note({"real": [r(0.2), r(0.1, -1)], "FREAK": [r(0.10), r(0.20)],
-                          "FREAK+SOVQAE": [r(0.11), r(0.15)]})
-    assert note.startswith("LSE from the mean distances of 2 SyncNet experts")
+                          "FREAK+SOVQAE": [r(0.11), r(0.15)]}, keep=[0], reference="real")
+    assert note.startswith("LSE from the mean distances of 1 of 2 SyncNet experts (not scoring, as they find the "
+                           "real clip at another offset: expert 2: offset -1, LSE-C 0.100)")
     assert "real 0.200 (+0) / 0.100 (-1)" in note
     assert "FREAK+SOVQAE vs FREAK, LSE-C change by each expert alone: +10.0%, -25.0%." in note

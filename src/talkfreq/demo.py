@@ -36,8 +36,9 @@ from talkfreq.io.files import write_json
 REPO_CONFIGS = packaged_config("demo")  # the package's own: an installed talkfreq runs its demo from any folder
 PERSONAL_CONFIGS = packaged_config("personal")  # ``talkfreq personalize``: the per-identity recipe
 PERSONAL_CROP = 256  # its prepared crops: the networks train at 128 px, ``evaluate`` scores at 256 (less hides blur)
-# the recipe's report scorers (DemoConfig.scorers): three seeds of its expert put edtalk's refined LSE-C change at
-# -7.9 %, -2.4 % and +11.4 % (benchmarks/RESULTS.md "The same recipe on a CPU half as fast"); their ensemble at -1.8 %
+# the recipe's report scorers (DemoConfig.scorers): single seeds of its expert put one edtalk refiner's LSE-C change
+# anywhere from -7.9 % to +12.5 %, two disjoint 3-seed ensembles at +4.5 % and +2.1 % (benchmarks/RESULTS.md "An
+# ensemble of scorers"); each costs ~1.2-2.4 CPU min, outside the training budget
 PERSONAL_SCORERS = 3
 SCORER = re.compile(r"syncnet_s[1-9]\d*")  # the run (and DemoConfig.models key) of each scorer after the first
 HELD_OUT_FRACTION = 0.2  # of a user's clip: the tail that is dubbed and evaluated, never trained on

@@ -46,7 +46,7 @@ from talkfreq.report.common import REFERENCE_NAME, TIMELINE_FPS, LockStep, Regio
 from talkfreq.report.compare_video import CompareConfig, compare_video
 from talkfreq.report.refiner_verdict import refiner_verdicts
 from talkfreq.report.scoring import ARROWS, COLUMNS, Row, VideoScorer, best_rows, lag_edge_note, silence_masks
-from talkfreq.report.sync_scoring import LSE_KEYS, SyncEnsemble, ensemble_note, lse_values
+from talkfreq.report.sync_scoring import LSE_KEYS, SyncEnsemble, ensemble_lse, lse_values
 
 CSV_FILE, JSON_FILE, HTML_FILE = "metrics.csv", "metrics.json", "report.html"
 VIDEO_FILE, FIGURES = "compare.mp4", "figures"
@@ -198,6 +198,22 @@ def _sync_audio(names, paths, notes) -> dict[str, np.ndarray]:
     return out
 
 
+def _ensemble_lse(syncnet, sync, notes) -> dict[str, Any]:
+    """{name: LSEResult} of the videos an ensemble of experts scores (:func:`~talkfreq.report.sync_scoring.
+    ensemble_lse`: those that find the real clip in sync score), with its line in ``notes``."""
+    dists = {}
+    for n, (stream, samples) in sync.items():
+        try:
+            dists[n] = syncnet.distances(stream, samples=samples)
+        except ValueError as exc:  # a clip shorter than one window
+            notes.append(f"LSE: {n}: {exc}")
+    if not dists:
+        return {}
+    lse, note = ensemble_lse(dists, reference=REFERENCE_NAME)
+    notes.append(note)
+    return lse
+
+
 def _pipeline_lse(audio, paths, *, syncnet, cfg: EvalConfig, device, notes, progress) -> dict[str, Any]:
     """{name: LSEResult or None} by syncnet_python's own face pipeline, one video at a time."""
     from talkfreq.report.sync_pipeline import syncnet_python_lse
@@ -292,26 +308,22 @@ def evaluate(reference: str | Path, candidates: Mapping[str, str | Path], *, out
     silent = silence_masks(paths, reference=REFERENCE_NAME, n_frames=stream.frames, fps=cfg.fps)
     if not silent:
         unavailable["mouth_open_silent"] = "the reference has no audio track to find its silent stretches"
-    rows, members = [], {}
+    ensemble = _ensemble_lse(syncnet, sync, notes) if isinstance(syncnet, SyncEnsemble) else {}
+    rows = []
     for n, sc in scorers.items():
         values = sc.values(scorers[REFERENCE_NAME], hf_radius=cfg.hf_radius)
         if silent:
             values["mouth_open_silent"] = sc.silent_opening(scorers[REFERENCE_NAME], silent=silent[n],
                                                             ref_silent=silent[REFERENCE_NAME])
-        lse = pipeline_lse.get(n)
-        if n in sync:
+        lse = pipeline_lse.get(n, ensemble.get(n))
+        if n in sync and not isinstance(syncnet, SyncEnsemble):
             try:
-                if isinstance(syncnet, SyncEnsemble):
-                    lse, members[n] = syncnet.scores_each(sync[n][0], samples=sync[n][1])
-                else:
-                    lse = syncnet.scores(sync[n][0], samples=sync[n][1])
+                lse = syncnet.scores(sync[n][0], samples=sync[n][1])
             except ValueError as exc:  # a clip shorter than one window
                 notes.append(f"LSE: {n}: {exc}")
         values.update(lse_values(lse))
         rows.append(Row(name=n, role="reference" if n == REFERENCE_NAME else "candidate", path=str(paths[n]),
                         values=values))
-    if members:
-        notes.append(ensemble_note(members))
     edge = lag_edge_note(rows)
     if edge:
         notes.append(edge)

@@ -148,7 +148,7 @@ class EnsembleStream:
 @dataclass
 class SyncEnsemble:
     """Several experts of one kind and crop, scoring as one: LSE of the mean of their distance matrices (module
-    docstring). :meth:`scores_each` also gives every member's own LSE."""
+    docstring); :func:`ensemble_lse` first leaves out those that find the real clip at another offset."""
 
     members: list[SyncScorer]
 
@@ -169,26 +169,54 @@ class SyncEnsemble:
     def stream(self, wav: np.ndarray, *, fps: float, batch_size: int, device) -> EnsembleStream:
         return EnsembleStream([m.stream(wav, fps=fps, batch_size=batch_size, device=device) for m in self.members])
 
-    def scores_each(self, stream: EnsembleStream, *, samples: int) -> tuple[LSEResult, list[LSEResult]]:
-        """(the ensemble's LSE, each member's own) of a finished stream."""
-        dists = [offset_distances(*m.embeddings(s, samples=samples))
-                 for m, s in zip(self.members, stream.streams)]
-        own = [lse_from_distances(d, support=False) for d in dists]
-        return lse_from_distances(sum(dists) / len(dists)), own
+    def distances(self, stream: EnsembleStream, *, samples: int) -> list:
+        """Each member's (T, 2 vshift + 1) distances (:func:`~talkfreq.metrics.sync.offset_distances`) of a
+        finished stream."""
+        return [offset_distances(*m.embeddings(s, samples=samples)) for m, s in zip(self.members, stream.streams)]
 
     def scores(self, stream: EnsembleStream, *, samples: int) -> LSEResult:
-        return self.scores_each(stream, samples=samples)[0]
+        """LSE of the mean of every member's distances (no real clip to screen them by: see :func:`ensemble_lse`)."""
+        dists = self.distances(stream, samples=samples)
+        return lse_from_distances(sum(dists) / len(dists))
 
 
-def ensemble_note(members: dict[str, list[LSEResult]]) -> str:
-    """The report's line on an ensemble's members (``{video: each member's LSE}``): each video's LSE-C and offset by
-    each expert alone, and for each stage-1 / refined pair the LSE-C change each expert alone would report - the
-    spread a reader needs to weigh the ensemble's LSE-C (a single expert's is one draw of it)."""
+def ensemble_lse(dists: dict[str, list], *, reference: str) -> tuple[dict[str, LSEResult], str]:
+    """Each video's LSE from ``dists`` (``{video: each member's distances}``, the real clip ``reference`` among them)
+    by the members that find the real clip at offset 0 (all of them when none does), and the report's line on the
+    members. Whether the ensemble can judge at all is then :func:`lse_unreliable` of its own real row.
+
+    Why screen: an expert that finds the real clip at another offset has its dip elsewhere, and in the mean it moves
+    the others' dip rather than averaging their noise. On edtalk one of three seeds put the real clip at offset -2
+    and the dubs at -4 to -7; with it the ensemble turned the other two seeds' refined LSE-C changes (+4.4 / -0.4 %
+    and +1.2 / +0.4 %) into +12.5 % and +9.4 %. A seed that finds offset 0 with a shallow dip (LSE-C below
+    :data:`RELIABLE_REAL_LSE_C`) stays: its dip is where the others' is, and leaving it out let one seed decide
+    (benchmarks/RESULTS.md "An ensemble of scorers")."""
+    own = {n: [lse_from_distances(x, support=False) for x in d] for n, d in dists.items()}
+    k = len(next(iter(dists.values())))
+    real = own.get(reference)
+    keep = [i for i in range(k) if real is None or real[i].offset == 0] or list(range(k))
+    lse = {n: lse_from_distances(sum(d[i] for i in keep) / len(keep)) for n, d in dists.items()}
+    return lse, ensemble_note(own, keep=keep, reference=reference)
+
+
+def ensemble_note(members: dict[str, list[LSEResult]], *, keep: list[int], reference: str) -> str:
+    """The report's line on an ensemble's members (``{video: each member's LSE}``, experts numbered from 1 in the
+    order given): which of them score (``keep``) and why the others do not, each video's LSE-C and offset by each
+    expert alone, and for each stage-1 / refined pair the LSE-C change each expert alone would report - the spread a
+    reader needs to weigh the ensemble's LSE-C (a single expert's is one draw of it)."""
     from talkfreq.report.refiner_verdict import refiner_pairs
 
     k = len(next(iter(members.values())))
+    line = f"LSE from the mean distances of {len(keep)} of {k} SyncNet experts"
+    real = members.get(reference)
+    dropped = [i for i in range(k) if i not in keep]
+    if dropped and real is not None:
+        line += " (not scoring, as they find the real clip at another offset: " + ", ".join(
+            f"expert {i + 1}: offset {real[i].offset:+d}, LSE-C {real[i].lse_c:.3f}" for i in dropped) + ")"
+    elif real is not None and k > 1 and all(r.offset != 0 for r in real):
+        line += " (none finds the real clip at offset 0 alone: all score)"
     each = "; ".join(f"{n} " + " / ".join(f"{r.lse_c:.3f} ({r.offset:+d})" for r in rs) for n, rs in members.items())
-    line = f"LSE from the mean distances of {k} SyncNet experts; each expert alone, LSE-C (offset): {each}"
+    line += f"; each expert alone, LSE-C (offset): {each}"
     for base, refined in refiner_pairs(members):
         moved = [f"{(r.lse_c - b.lse_c) / abs(b.lse_c):+.1%}" if b.lse_c else "n/a"
                  for b, r in zip(members[base], members[refined])]
