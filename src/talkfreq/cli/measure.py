@@ -36,7 +36,7 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder: metrics.csv/json, figures/, compare.mp4, report.html.")],
     overrides: Overrides = None,
     config: ConfigOpt = None,
-    syncnet: Annotated[Optional[list[Path]], typer.Option("--syncnet", help="A `talkfreq train syncnet` model/ folder, the original syncnet_v2.model or Wav2Lip's lipsync_expert.pth: adds LSE-D/LSE-C. Repeat it for an ensemble of experts of one kind (e.g. seeds): LSE of their mean distances.")] = None,
+    syncnet: Annotated[Optional[list[Path]], typer.Option("--syncnet", help="A `talkfreq train syncnet` model/ folder, the original syncnet_v2.model or Wav2Lip's lipsync_expert.pth: adds LSE-D/LSE-C. Repeat it for an ensemble of experts of one kind (e.g. seeds): LSE of the mean distances of those that find the real clip at offset 0.")] = None,
     vgg16: Annotated[Optional[Path], typer.Option("--vgg16", help="torchvision VGG16 weights: adds LPIPS (else $TALKFREQ_VGG16).")] = None,
     inception: Annotated[Optional[Path], typer.Option("--inception", help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth: adds FID (else $TALKFREQ_INCEPTION).")] = None,
     refiner: Annotated[Optional[Path], typer.Option(help="A refiner model/ folder or .ckpt: adds its NRoUB numbers.")] = None,

@@ -65,7 +65,8 @@ class EvalConfig:
     nroub_frames: int = 32  # consecutive real face crops for the refiner's NRoUB diagnostic
     device: str = "auto"
     syncnet: Optional[str] = None  # a `talkfreq train syncnet` model/ (or run) folder, or syncnet_v2.model: LSE-D/C
-    # more experts of syncnet's kind (other seeds): LSE of the mean of all their distances (sync_scoring.SyncEnsemble)
+    # more experts of syncnet's kind (other seeds): LSE of the mean distances of those that find the real clip at
+    # offset 0 (sync_scoring.ensemble_lse)
     syncnet_ensemble: list[str] = field(default_factory=list)
     # LSE crops: "talkfreq" (the reference's track for every video) or "syncnet_python" (each video's own
     # track_shot / crop_video track, as run_pipeline.py; needs syncnet_v2.model, exact with face.backend=s3fd)
@@ -200,7 +201,7 @@ def _sync_audio(names, paths, notes) -> dict[str, np.ndarray]:
 
 def _ensemble_lse(syncnet, sync, notes) -> dict[str, Any]:
     """{name: LSEResult} of the videos an ensemble of experts scores (:func:`~talkfreq.report.sync_scoring.
-    ensemble_lse`: those that find the real clip in sync score), with its line in ``notes``."""
+    ensemble_lse`: those that find the real clip at offset 0 score), with its line in ``notes``."""
     dists = {}
     for n, (stream, samples) in sync.items():
         try:

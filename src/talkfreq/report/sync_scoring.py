@@ -13,7 +13,8 @@
 Either way LSE-D / LSE-C / the offset are syncnet_python's (:func:`talkfreq.metrics.sync.lse_scores`).
 
 Several experts of one kind (``--syncnet`` repeated; ``syncnet_ensemble``) score as one (:class:`SyncEnsemble`): each
-embeds the same crops, and LSE is taken from the mean of their (windows, offsets) distance matrices. Ours, not
+embeds the same crops, and LSE is taken from the mean of the (windows, offsets) distance matrices of those that
+find the real clip at offset 0 (:func:`ensemble_lse`; all of them without a real clip to screen by). Ours, not
 syncnet_python's: an expert trained on one person's clip is a noisy judge - on edtalk three seeds of the personal
 recipe's scorer put the refiner's LSE-C change at -7.9 %, -2.4 % and +11.4 % on the same two videos
 (benchmarks/RESULTS.md "The same recipe on a CPU half as fast") - and averaging the experts' distances averages
