@@ -43,7 +43,28 @@ def test_the_expert_judges_only_where_it_can():
     # a flat opening and no expert: nothing judges, never "kept"
     kept, failed, how = judge_timing(STAGE1, {**KEPT, "mouth_open_r": None, "mouth_open_lag": None},
                                      expert_unreliable="no sync peak")
-    assert kept is None and failed == [] and "flat or not measured" in how
+    assert kept is None and failed == [] and "shut or flat, or not measured" in how
+
+
+def test_a_stretch_where_stage_1_keeps_the_mouth_shut_is_not_judged_by_the_opening():
+    # May under new speech: stage 1's mouth reads 0.0000-0.0002 (shut); its near-constant opening gives the refined
+    # one r 0 (constant) and 0.57 (noise) - no timing to keep, so only stretches where stage 1 opens are judged
+    shut, opens = {"real": {"mouth_open": 0.0}}, {"real": {"mouth_open": 0.03}}
+    r = [{**KEPT, "mouth_open_r": 0.0, "mouth_open_lag": None}, {**KEPT, "mouth_open_r": 0.57}]
+    lse = {"stage1": STAGE1, "refined": KEPT}
+    check = new_audio_check(audio="a, b", vs_stage1=[{**shut, "refined": r[0]}, {"real": {"mouth_open": 0.0002},
+                                                                                  "refined": r[1]}],
+                            vs_original=[lse, lse], expert_unreliable="offset +15")
+    assert check.kept is None and check.refined["mouth_open_r"] is None and "stage 1's mouth shut" in check.verdict
+    assert [w["refined"]["mouth_open_r"] for w in check.windows] == [None, None]
+    # one stretch where stage 1 opens: that one judges, and the shut one is left out of the pool
+    check = new_audio_check(audio="a, b", vs_stage1=[{**shut, "refined": r[0]}, {**opens, "refined": KEPT}],
+                            vs_original=[lse, lse], expert_unreliable="offset +15")
+    assert check.kept is True and check.refined["mouth_open_r"] == KEPT["mouth_open_r"]
+    assert check.stage1["mouth_open"] == 0.015
+    check = new_audio_check(audio="a", vs_stage1=[{**opens, "refined": r[1]}], vs_original=[lse],
+                            expert_unreliable="offset +15")
+    assert check.kept is False and check.failed == ["mouth_open_r"]
 
 
 def test_the_check_reads_both_evaluations_and_reports_the_pull_toward_the_original():

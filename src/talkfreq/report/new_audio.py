@@ -8,7 +8,9 @@ dub is; stretches of it as long as the held-out clip, pooled by :func:`pool`) an
 
 - **timing kept** (judged): against the stage-1 dub as the reference, the refined dub's mouth opening must follow
   stage 1's (``mouth_open_lag`` 0 and ``mouth_open_r`` >= ``min_open_r``; 0.8 is ours: the real clips' own opening
-  shifted by one frame scores r 0.76-0.84, benchmarks/RESULTS.md "mouth-opening measure"), and, where the expert
+  shifted by one frame scores r 0.76-0.84, benchmarks/RESULTS.md "mouth-opening measure") - in the stretches where
+  stage 1's mouth opens at all (mean opening >= :data:`MIN_STAGE1_OPENING`; a shut mouth has no timing to keep, and
+  its r is noise) - and, where the expert
   can judge (it found the real clip in sync in the main report, and it finds stage 1 in sync with the new audio:
   offset within :data:`MAX_STAGE1_OFFSET` frames and LSE-C >= :data:`MIN_STAGE1_LSE_C`), the refined dub keeps
   stage 1's AV offset with LSE-D/LSE-C no more than ``tolerance`` worse against the new audio (the rule of
@@ -29,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from talkfreq.report.common import REFERENCE_NAME
 from talkfreq.report.refiner_verdict import SYNC_KEYS, sync_failures
 
 ORIGINAL_KEYS = ("mouth_psnr", "mouth_ssim", "mouth_open_r")
@@ -39,6 +42,11 @@ MIN_STAGE1_LSE_C = 0.05
 # stage 1's offset against the new audio beyond which it is not in sync with it (ours: one frame, 40 ms, is the
 # expert's own jitter - the demo's FREAK scores offset 0 with its own audio and -1 with new speech at LSE-C 0.23)
 MAX_STAGE1_OFFSET = 1
+# stage 1's mean mouth opening (talkfreq.metrics.mouth, dark fraction) in a stretch below which its mouth reads shut
+# and the opening rule does not judge that stretch: the synth clips' silent stretches read 0.001-0.005. Ours, after
+# May's stage 1 under new speech (0.0000-0.0002 in three stretches, against 0.0065 for the real clip and 0.03 for
+# edtalk's stage 1) had its near-constant opening "fail" r >= 0.8 against a refined mouth that reads 0.0004-0.005
+MIN_STAGE1_OPENING = 0.005
 
 
 @dataclass
@@ -75,7 +83,7 @@ def judge_timing(stage1: dict, refined: dict, *, expert_unreliable: Optional[str
         failed += [] if lag == 0 else ["mouth_open_lag"]
         failed += [] if r >= min_open_r else ["mouth_open_r"]
     else:
-        how.append("mouth opening: flat or not measured")
+        how.append("mouth opening: not judged (stage 1's mouth shut or flat, or not measured)")
     sync = None if expert_unreliable else sync_failures(stage1, refined, tolerance, worse_only=True)  # None: no LSE
     if expert_unreliable:
         how.append("expert: not judged (it cannot rank lip sync on the real clip)")
@@ -121,12 +129,16 @@ def new_audio_check(*, audio: str, vs_stage1: Sequence[dict[str, dict]], vs_orig
     reference, but it crops the mouths with the reference's face boxes, and the original's are the boxes of every
     other report number (on edtalk the stage-1 dub's own boxes moved its LSE-C from 0.051 to 0.070)."""
     mouth = ("mouth_psnr", "mouth_ssim", "mouth_open_r", "mouth_open_lag")  # the refined mouth against stage 1's
-    windows = [{"stage1": {k: vso["stage1"].get(k) for k in SYNC_KEYS},
+    windows = [{"stage1": {**{k: vso["stage1"].get(k) for k in SYNC_KEYS},
+                           "mouth_open": vs1.get(REFERENCE_NAME, {}).get("mouth_open")},
                 "refined": {**{k: vso["refined"].get(k) for k in SYNC_KEYS},
                             **{k: vs1["refined"].get(k) for k in mouth}},
                 "original": {n: {k: vso[n].get(k) for k in ORIGINAL_KEYS} for n in ("stage1", "refined")}}
                for vs1, vso in zip(vs_stage1, vs_original, strict=True)]
-    s1 = pool([w["stage1"] for w in windows], SYNC_KEYS)
+    for w in windows:  # a stretch where stage 1's mouth reads shut has no timing for the opening to follow
+        if w["stage1"]["mouth_open"] is not None and w["stage1"]["mouth_open"] < MIN_STAGE1_OPENING:
+            w["refined"].update(mouth_open_r=None, mouth_open_lag=None)
+    s1 = pool([w["stage1"] for w in windows], (*SYNC_KEYS, "mouth_open"))
     ref = pool([w["refined"] for w in windows], (*SYNC_KEYS, *mouth))
     orig = {n: pool([w["original"][n] for w in windows], ORIGINAL_KEYS) for n in ("stage1", "refined")}
     kept, failed, how = judge_timing(s1, ref, expert_unreliable=expert_unreliable, tolerance=tolerance,
@@ -147,5 +159,5 @@ def not_measured(*, audio: str, why: str, name: str = "the refiner") -> NewAudio
                          verdict=f"New-audio check ({audio}), {name}: not measured ({why}).")
 
 
-__all__ = ["MAX_STAGE1_OFFSET", "MIN_STAGE1_LSE_C", "NewAudioCheck", "judge_timing", "new_audio_check", "not_measured",
-           "pool"]
+__all__ = ["MAX_STAGE1_OFFSET", "MIN_STAGE1_LSE_C", "MIN_STAGE1_OPENING", "NewAudioCheck", "judge_timing",
+           "new_audio_check", "not_measured", "pool"]
