@@ -10,7 +10,8 @@ dub is; stretches of it as long as the held-out clip, pooled by :func:`pool`) an
   stage 1's (``mouth_open_lag`` 0 and ``mouth_open_r`` >= ``min_open_r``; 0.8 is ours: the real clips' own opening
   shifted by one frame scores r 0.76-0.84, benchmarks/RESULTS.md "mouth-opening measure") - in the stretches where
   stage 1's mouth opens at all (mean opening >= :data:`MIN_STAGE1_OPENING`; a shut mouth has no timing to keep, and
-  its r is noise) - and, where the expert
+  its r is noise; a refiner that opens a mouth stage 1 keeps shut there is left to the expert and to the pull
+  toward the original below) - and, where the expert
   can judge (it found the real clip in sync in the main report, and it finds stage 1 in sync with the new audio:
   offset within :data:`MAX_STAGE1_OFFSET` frames and LSE-C >= :data:`MIN_STAGE1_LSE_C`), the refined dub keeps
   stage 1's AV offset with LSE-D/LSE-C no more than ``tolerance`` worse against the new audio (the rule of
